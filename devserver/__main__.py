@@ -1,0 +1,3 @@
+from devserver.stack import main
+
+main()

@@ -1,0 +1,210 @@
+"""`make run`: the whole product on this machine (SPEC §8). No AWS, no Docker, no network.
+
+Starts the local engine (a child process), creates the table(s) declared in template.yaml, seeds a
+demo paywall priced for `demo/echo`, writes .paywalls/local.json and serves every function's app on
+the template's routes at 127.0.0.1:$PORT. Ctrl-C / SIGTERM stops everything it started."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import logging
+import os
+import secrets
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+TEMPLATE = ROOT / "template.yaml"
+SWEEP_INTERVAL_S = 30
+DEMO_MODELS = {
+    # Prices per 1M tokens: with word-count "tokens", one short question costs a few micro-units.
+    "demo/echo": {"prompt": "1", "completion": "2", "request": "0.0001"},
+    "demo/slow": {"prompt": "1", "completion": "2", "request": "0.0001"},
+}
+
+
+@contextlib.contextmanager
+def engine_process() -> Iterator[str]:
+    """The local engine in its own process (its own GIL); yields its endpoint URL."""
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "devserver.engine", "--port", "0"],
+        stdout=subprocess.PIPE,
+        text=True,
+        cwd=ROOT,
+    )
+    try:
+        line = proc.stdout.readline() if proc.stdout else ""
+        if not line.startswith("ENGINE_PORT="):
+            raise RuntimeError(f"local engine failed to start: {line!r}")
+        yield f"http://127.0.0.1:{int(line.split('=', 1)[1])}"
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+
+
+def configure_environment(endpoint: str, port: int, admin_token: str) -> None:
+    """What Lambda's environment would hold, pointed at the local engine."""
+    os.environ.update(
+        {
+            "AWS_ENDPOINT_URL": endpoint,
+            "AWS_ACCESS_KEY_ID": "local",
+            "AWS_SECRET_ACCESS_KEY": "local",
+            "AWS_DEFAULT_REGION": "us-east-1",
+            "AWS_REGION": "us-east-1",
+            "TABLE_NAME": "PaywallsTable",
+            "SECRET_PREFIX": "paywalls/local",
+            "ADMIN_AUTH": "token",
+            "ADMIN_TOKEN": admin_token,
+            "PUBLIC_BASE_URL": f"http://127.0.0.1:{port}",
+            "PAYWALLS_LOCAL_DEV": "1",
+            "POWERTOOLS_SERVICE_NAME": "paywalls-local",
+        }
+    )
+    # Never let a developer's real AWS profile leak into the local stack.
+    for name in ("AWS_PROFILE", "AWS_SESSION_TOKEN"):
+        os.environ.pop(name, None)
+
+
+def create_tables() -> None:
+    from paywalls import aws
+
+    from devserver.template import load_template, table_definitions, ttl_attribute
+
+    client = aws.client("dynamodb")
+    template = load_template(TEMPLATE)
+    for definition in table_definitions(template):
+        client.create_table(**definition)
+        attribute = ttl_attribute(definition["TableName"], template)
+        if attribute:
+            client.update_time_to_live(
+                TableName=definition["TableName"],
+                TimeToLiveSpecification={"Enabled": True, "AttributeName": attribute},
+            )
+
+
+def create_app_secret() -> None:
+    """The template creates `<prefix>/app` (link signing key); locally we create it at start."""
+    from paywalls import secrets_store
+    from paywalls.config import settings
+
+    secrets_store.put_secret(
+        f"{settings().secret_prefix}/app", json.dumps({"link_signing_key": secrets.token_urlsafe(32)})
+    )
+
+
+def seed_demo(port: int) -> dict[str, Any]:
+    from paywalls import paywall as paywalls
+    from paywalls import secrets_store
+    from paywalls.config import settings
+
+    from devserver.demo_provider import DEMO_KEY
+
+    demo = paywalls.create({"name": "Demo app", "mode": "default", "description": "Seeded by make run"})
+    secret_name = paywalls.provider_secret_name(settings().secret_prefix, demo.id)
+    secrets_store.put_secret(secret_name, DEMO_KEY)
+    paywalls.set_provider(demo.id, "openai-compatible", f"http://127.0.0.1:{port}/_demo/v1", secret_name)
+    paywalls.set_pricing(demo.id, {"models": DEMO_MODELS})
+    _, live_key = paywalls.issue_key(demo.id, "live")
+    _, test_key = paywalls.issue_key(demo.id, "test")
+    return {"paywall_id": demo.id, "api_key": live_key, "test_api_key": test_key}
+
+
+def build_app() -> Any:
+    from devserver import dev_routes, router
+    from devserver.demo_provider import app as demo_app
+
+    return router.TemplateRouter(TEMPLATE, extra={"/_demo": demo_app, "/_dev": dev_routes.app})
+
+
+async def sweep_forever() -> None:
+    from paywalls import ledger
+
+    while True:
+        await asyncio.sleep(SWEEP_INTERVAL_S)
+        try:
+            released = await asyncio.to_thread(ledger.sweep_expired_holds)
+            if released:
+                logging.getLogger("paywalls.sweeper").info("released %d expired holds", released)
+        except Exception:  # the sweeper must outlive a failed pass, as the scheduled Lambda would
+            logging.getLogger("paywalls.sweeper").exception("sweep failed")
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description="Run the Paywalls stack locally.")
+    parser.add_argument("--port", type=int, default=int(os.environ.get("PORT", "8000")))
+    parser.add_argument("--state-dir", default=str(ROOT / ".paywalls"), help="where local.json is written")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+
+    import uvicorn
+
+    admin_token = "adm_" + secrets.token_urlsafe(24)
+    with engine_process() as endpoint:
+        configure_environment(endpoint, args.port, admin_token)
+        create_tables()
+        create_app_secret()
+        seeded = seed_demo(args.port)
+        base = f"http://127.0.0.1:{args.port}"
+        local = {
+            "base_url": f"{base}/v1",
+            "api_key": seeded["api_key"],
+            "test_api_key": seeded["test_api_key"],
+            "paywall_id": seeded["paywall_id"],
+            "admin_url": f"{base}/admin",
+            "admin_token": admin_token,
+        }
+        state_dir = Path(args.state_dir)
+        state_dir.mkdir(parents=True, exist_ok=True)
+        (state_dir / "local.json").write_text(json.dumps(local, indent=2) + "\n")
+
+        config = uvicorn.Config(
+            build_app(),
+            host="127.0.0.1",
+            port=args.port,
+            log_level="warning",
+            lifespan="off",
+            timeout_graceful_shutdown=5,
+        )
+        server = uvicorn.Server(config)
+
+        async def serve() -> None:
+            sweeper = asyncio.create_task(sweep_forever())
+            try:
+                await server.serve()
+            finally:
+                sweeper.cancel()
+
+        _print_banner(local, state_dir / "local.json")
+        asyncio.run(serve())
+    print("Paywalls local stack stopped.", flush=True)
+
+
+def _print_banner(local: dict[str, Any], path: Path) -> None:
+    print(
+        f"""
+Paywalls is running at {local["base_url"].removesuffix("/v1")}  (Ctrl-C to stop)
+  OpenAI base_url : {local["base_url"]}
+  API key         : {local["api_key"]}
+  admin           : {local["admin_url"]}  (Bearer {local["admin_token"]})
+  settings        : {path}
+
+Try it:
+  curl -s {local["base_url"]}/chat/completions -H "Authorization: Bearer {local["api_key"]}" \\
+    -H "Content-Type: application/json" -H "X-Paywall-User: alice" \\
+    -d '{{"model": "demo/echo", "messages": [{{"role": "user", "content": "hello"}}]}}'
+""",
+        flush=True,
+    )
+
+
+if __name__ == "__main__":
+    main()

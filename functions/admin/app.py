@@ -1,0 +1,145 @@
+"""Admin API (SPEC §7): the operator's control plane. IAM-authenticated behind API Gateway in AWS,
+bearer admin token locally."""
+
+from __future__ import annotations
+
+import hmac
+from typing import Any
+
+from fastapi import Depends, FastAPI, Request
+from mangum import Mangum
+from paywalls import adjustments, admin_reports, secrets_store, web
+from paywalls import paywall as paywalls
+from paywalls.config import settings
+from paywalls.identity import resolve_user
+
+app = web.install(FastAPI(title="Paywalls admin API", docs_url=None, redoc_url=None, openapi_url="/admin/openapi.json"))
+
+
+def require_admin(request: Request) -> None:
+    config = settings()
+    if config.admin_auth == "iam":
+        # API Gateway already verified the SigV4 signature (AWS_IAM); we only check that it did.
+        event = request.scope.get("aws.event") or {}
+        identity = (event.get("requestContext") or {}).get("identity") or {}
+        if identity.get("userArn") or identity.get("caller"):
+            return
+        raise web.ApiError(403, "admin routes require IAM authentication", code="forbidden")
+    token = web.bearer_token(request)
+    if not config.admin_token or not token or not hmac.compare_digest(token, config.admin_token):
+        raise web.ApiError(401, "invalid admin token", code="invalid_admin_token")
+
+
+admin = [Depends(require_admin)]
+
+
+@app.post("/admin/paywalls", dependencies=admin, status_code=201)
+async def create_paywall(request: Request) -> dict[str, Any]:
+    return paywalls.create(await web.json_body(request)).as_api()
+
+
+@app.get("/admin/paywalls/{paywall_id}", dependencies=admin)
+def get_paywall(paywall_id: str) -> dict[str, Any]:
+    return paywalls.get(paywall_id).as_api()
+
+
+@app.patch("/admin/paywalls/{paywall_id}", dependencies=admin)
+async def patch_paywall(paywall_id: str, request: Request) -> dict[str, Any]:
+    return paywalls.patch(paywall_id, await web.json_body(request)).as_api()
+
+
+@app.post("/admin/paywalls/{paywall_id}/keys", dependencies=admin, status_code=201)
+async def issue_key(paywall_id: str, request: Request) -> dict[str, Any]:
+    body = await web.json_body(request)
+    key, raw = paywalls.issue_key(paywall_id, body.get("environment", "live"))
+    return {
+        "id": key.id,
+        "object": "api_key",
+        "environment": key.environment,
+        "key": raw,
+        "created_at": key.created_at,
+        "note": "store this key now: it is shown only once",
+    }
+
+
+@app.get("/admin/paywalls/{paywall_id}/keys", dependencies=admin)
+def list_keys(paywall_id: str) -> dict[str, Any]:
+    paywalls.get(paywall_id)
+    return {"object": "list", "data": [_key_view(k) for k in paywalls.list_keys(paywall_id)]}
+
+
+@app.delete("/admin/paywalls/{paywall_id}/keys/{key_id}", dependencies=admin)
+def revoke_key(paywall_id: str, key_id: str) -> dict[str, Any]:
+    return _key_view(paywalls.revoke_key(paywall_id, key_id))
+
+
+def _key_view(key: paywalls.ApiKey) -> dict[str, Any]:
+    return {
+        "id": key.id,
+        "object": "api_key",
+        "environment": key.environment,
+        "revoked": key.revoked,
+        "preview": key.preview,
+        "created_at": key.created_at,
+    }
+
+
+@app.put("/admin/paywalls/{paywall_id}/provider", dependencies=admin)
+async def set_provider(paywall_id: str, request: Request) -> dict[str, Any]:
+    paywalls.get(paywall_id)
+    kind, base_url, api_key = paywalls.validated_provider(await web.json_body(request))
+    secret_name = paywalls.provider_secret_name(settings().secret_prefix, paywall_id)
+    secrets_store.put_secret(secret_name, api_key)
+    updated = paywalls.set_provider(paywall_id, kind, base_url, secret_name)
+    return updated.provider.as_api()  # type: ignore[union-attr]
+
+
+@app.put("/admin/paywalls/{paywall_id}/pricing", dependencies=admin)
+async def set_pricing(paywall_id: str, request: Request) -> dict[str, Any]:
+    updated = paywalls.set_pricing(paywall_id, await web.json_body(request))
+    return {
+        "object": "pricing",
+        "markup_percent": updated.as_api()["markup_percent"],
+        "models": {m: p.as_api() for m, p in updated.pricing.items()},
+    }
+
+
+@app.put("/admin/paywalls/{paywall_id}/templates", dependencies=admin)
+async def set_templates(paywall_id: str, request: Request) -> dict[str, Any]:
+    return paywalls.set_templates(paywall_id, await web.json_body(request)).as_api()["templates"]
+
+
+@app.get("/admin/paywalls/{paywall_id}/users", dependencies=admin)
+def list_users(
+    paywall_id: str, environment: str = "live", limit: int = 100, cursor: str | None = None
+) -> dict[str, Any]:
+    paywalls.get(paywall_id)
+    return admin_reports.users_page(paywall_id, environment, limit=limit, cursor=cursor)
+
+
+@app.get("/admin/paywalls/{paywall_id}/usage", dependencies=admin)
+def usage(paywall_id: str, request: Request, environment: str = "live") -> dict[str, Any]:
+    paywalls.get(paywall_id)
+    # `from`/`to` are Python keywords, hence read from the query string directly.
+    params = request.query_params
+    return admin_reports.usage(paywall_id, environment, params.get("from"), params.get("to"))
+
+
+@app.post("/admin/paywalls/{paywall_id}/users/{user}/adjustments", dependencies=admin, status_code=201)
+async def adjust_balance(paywall_id: str, user: str, request: Request) -> dict[str, Any]:
+    """Operator correction of a user's balance (`adjustment` entry): a signed decimal amount;
+    a debit never takes the balance below zero. Idempotency-Key header required."""
+    body = await web.json_body(request)
+    paywall = paywalls.get(paywall_id)
+    posting = adjustments.adjust(
+        paywall,
+        body.get("environment", "live"),
+        resolve_user(user),
+        body.get("amount"),
+        idempotency_key=web.idempotency_key(request),
+        reason=body.get("reason"),
+    )
+    return {"entry": posting.entry.as_api(), "duplicate": posting.duplicate}
+
+
+handler = Mangum(app, lifespan="off")

@@ -1,0 +1,34 @@
+"""Operator balance corrections (SPEC §3 `adjustment` entries)."""
+
+from __future__ import annotations
+
+from paywalls import accounts, ledger
+from paywalls.identity import app_wallet_listing
+from paywalls.money import InvalidAmount, parse_amount
+from paywalls.paywall import ENVIRONMENTS, InvalidRequest, Paywall
+
+
+def adjust(
+    paywall: Paywall, environment: str, user: str, amount: object, *, idempotency_key: str, reason: object = None
+) -> ledger.Posting:
+    if environment not in ENVIRONMENTS:
+        raise InvalidRequest("environment must be 'live' or 'test'", "environment")
+    if paywall.mode != "default":
+        raise InvalidRequest("adjustments apply to default-mode paywalls", "mode")
+    if reason is not None and (not isinstance(reason, str) or len(reason) > 500):
+        raise InvalidRequest("reason must be a string of at most 500 characters", "reason")
+    text = amount.strip() if isinstance(amount, str) else amount
+    negative = isinstance(text, str) and text.startswith("-")
+    micros = parse_amount(text[1:] if negative else text)  # type: ignore[index]
+    metadata = {"reason": reason} if reason else {}
+    wallet_id = accounts.wallet_id(paywall, environment, user)
+    key = f"adjust:{idempotency_key}"
+    if negative:
+        return ledger.charge(wallet_id, micros, idempotency_key=key, entry_type="adjustment", metadata=metadata)
+    listing = app_wallet_listing(paywall.id, environment, user)
+    return ledger.credit(
+        wallet_id, micros, idempotency_key=key, entry_type="adjustment", listing=listing, metadata=metadata
+    )
+
+
+__all__ = ["adjust", "InvalidAmount"]

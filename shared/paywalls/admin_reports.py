@@ -1,0 +1,101 @@
+"""Operator reports: a paywall's users with balances, and usage (revenue, provider cost, profit)."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+from collections import defaultdict
+from typing import Any
+
+from paywalls import ledger, store
+from paywalls.identity import app_wallet_id
+from paywalls.money import format_micros
+from paywalls.paywall import ENVIRONMENTS, InvalidRequest
+
+
+def _check_environment(environment: str) -> None:
+    if environment not in ENVIRONMENTS:
+        raise InvalidRequest("environment must be 'live' or 'test'", "environment")
+
+
+def _users_index_pk(paywall_id: str, environment: str) -> str:
+    return f"USERS#{paywall_id}#{environment}"
+
+
+def users_page(paywall_id: str, environment: str, *, limit: int = 100, cursor: str | None = None) -> dict[str, Any]:
+    _check_environment(environment)
+    if not 1 <= limit <= 1000:
+        raise InvalidRequest("limit must be between 1 and 1000", "limit")
+    start = _decode_cursor(cursor) if cursor else None
+    items, last = store.query(_users_index_pk(paywall_id, environment), index="gsi1", limit=limit, start_key=start)
+    users = [i["gsi1sk"] for i in items]
+    wallets = ledger.get_wallets([app_wallet_id(paywall_id, environment, u) for u in users])
+    data = []
+    for user in users:
+        wallet = wallets[app_wallet_id(paywall_id, environment, user)]
+        data.append(
+            {
+                "user": user,
+                "balance": str(wallet.balance),
+                "balanceFormatted": format_micros(wallet.balance),
+                "available": str(wallet.available),
+            }
+        )
+    return {
+        "object": "list",
+        "data": data,
+        "has_more": last is not None,
+        "next_cursor": _encode_cursor(last) if last else None,
+    }
+
+
+def _encode_cursor(key: dict[str, str]) -> str:
+    return base64.urlsafe_b64encode(json.dumps(key).encode()).decode()
+
+
+def _decode_cursor(cursor: str) -> dict[str, str]:
+    try:
+        key = json.loads(base64.urlsafe_b64decode(cursor.encode()))
+    except (binascii.Error, ValueError, UnicodeDecodeError):
+        raise InvalidRequest("invalid cursor", "cursor") from None
+    if not isinstance(key, dict) or not all(isinstance(v, str) for v in key.values()):
+        raise InvalidRequest("invalid cursor", "cursor")
+    return key
+
+
+def usage(paywall_id: str, environment: str, start: str | None, end: str | None) -> dict[str, Any]:
+    """Aggregates charge entries of every user of the paywall between ISO timestamps [start, end).
+    Reads the ledger directly: fine for an operator report, not meant for a hot path."""
+    _check_environment(environment)
+    totals = {"revenue": 0, "provider_cost": 0, "requests": 0}
+    by_model: dict[str, dict[str, int]] = defaultdict(lambda: {"revenue": 0, "provider_cost": 0, "requests": 0})
+    by_user: dict[str, dict[str, int]] = defaultdict(lambda: {"revenue": 0, "provider_cost": 0, "requests": 0})
+    for item in store.query_all(_users_index_pk(paywall_id, environment), index="gsi1"):
+        user = item["gsi1sk"]
+        for entry in ledger.all_entries(app_wallet_id(paywall_id, environment, user)):
+            if entry.type != "charge" or (start and entry.created_at < start) or (end and entry.created_at >= end):
+                continue
+            for bucket in (totals, by_model[entry.model or "(manual)"], by_user[user]):
+                bucket["revenue"] += -entry.amount
+                bucket["provider_cost"] += entry.provider_cost or 0
+                bucket["requests"] += 1
+    return {
+        "object": "usage",
+        "from": start,
+        "to": end,
+        "currency_unit": "micro",
+        **_render(totals),
+        "by_model": {m: _render(v) for m, v in sorted(by_model.items())},
+        "by_user": {u: _render(v) for u, v in sorted(by_user.items())},
+    }
+
+
+def _render(bucket: dict[str, int]) -> dict[str, Any]:
+    profit = bucket["revenue"] - bucket["provider_cost"]
+    return {
+        "revenue": format_micros(bucket["revenue"]),
+        "provider_cost": format_micros(bucket["provider_cost"]),
+        "profit": format_micros(profit),
+        "requests": bucket["requests"],
+    }

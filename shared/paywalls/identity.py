@@ -1,0 +1,34 @@
+"""Who is asking: user ids (SPEC §1) and the wallets they map to."""
+
+from __future__ import annotations
+
+import re
+
+from paywalls.ledger import Listing
+
+USER_ID_RE = re.compile(r"^[A-Za-z0-9._:@-]{1,128}$")
+
+
+class InvalidUser(ValueError):
+    """Client-safe message explaining what a valid user id looks like."""
+
+
+def resolve_user(*candidates: str | None) -> str:
+    """The first present candidate wins (body `user` > `X-Paywall-User` > path > query), and it must
+    be valid: a bad explicit id is an error, never silently replaced by a lower-priority one."""
+    for candidate in candidates:
+        if candidate is None or candidate == "":
+            continue
+        if not isinstance(candidate, str) or not USER_ID_RE.match(candidate):
+            raise InvalidUser("invalid user id: use 1-128 characters from A-Z a-z 0-9 . _ : @ -")
+        return candidate
+    raise InvalidUser("a user id is required: set `user` in the body, the X-Paywall-User header, or /v1/{user}/...")
+
+
+def app_wallet_id(paywall_id: str, environment: str, user: str) -> str:
+    """Default mode: one wallet per (paywall, environment, user); test and live never meet."""
+    return f"{paywall_id}:{environment}:{user}"
+
+
+def app_wallet_listing(paywall_id: str, environment: str, user: str) -> Listing:
+    return Listing(index_pk=f"USERS#{paywall_id}#{environment}", index_sk=user)

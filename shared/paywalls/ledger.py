@@ -1,0 +1,647 @@
+"""The wallet ledger (SPEC §4): credits, holds, settlement, direct charges, refunds.
+
+Invariants, each enforced by a DynamoDB condition inside the same TransactWriteItems as the entry:
+- `available` (balance minus active holds) never goes below zero through a hold or a charge; only a
+  refund debit may take a wallet negative.
+- `balance` changes only together with a ledger entry, under an optimistic `version` check, so the
+  entries of a wallet always sum to its balance and each entry knows its exact `balance_after`.
+- An idempotency key, a hold id or a hold's settlement moves money at most once.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import logging
+import secrets
+import time
+import zlib
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any, Literal
+
+from paywalls import store
+from paywalls.store import N, S, StoreUnavailable, TransactionCancelled
+
+log = logging.getLogger(__name__)
+
+EntryType = Literal["deposit", "charge", "refund", "adjustment", "withdrawal", "trial"]
+
+HOLD_SHARDS = 16  # spreads the sweeper's index over partitions so no index key gets hot
+POST_ATTEMPTS = 50  # optimistic version races on one wallet; each re-reads and tries again
+API_IDEMPOTENCY_TTL_S = 48 * 3600  # SPEC: kept at least 24 h
+CONDITION_FAILED = "ConditionalCheckFailed"
+
+
+class LedgerError(Exception):
+    pass
+
+
+class InsufficientFunds(LedgerError):
+    def __init__(self, available: int, required: int):
+        super().__init__(f"insufficient funds: available {available}, required {required}")
+        self.available = available
+        self.required = required
+
+
+class IdempotencyMismatch(LedgerError):
+    """The same idempotency key arrived with different parameters; nothing was moved."""
+
+
+class HoldNotActive(LedgerError):
+    def __init__(self, hold_id: str, status: str):
+        super().__init__(f"hold {hold_id} is {status}")
+        self.status = status
+
+
+class InvalidCursor(LedgerError):
+    pass
+
+
+@dataclass(frozen=True)
+class Wallet:
+    wallet_id: str
+    balance: int = 0
+    available: int = 0
+    version: int = 0
+
+    @property
+    def exists(self) -> bool:
+        return self.version > 0
+
+
+@dataclass(frozen=True)
+class Entry:
+    id: str
+    wallet_id: str
+    type: str
+    amount: int
+    balance_after: int
+    created_at: str
+    version: int
+    request_id: str | None = None
+    model: str | None = None
+    prompt_tokens: int | None = None
+    completion_tokens: int | None = None
+    provider_cost: int | None = None
+    idempotency_key: str | None = None
+    metadata: dict[str, Any] = field(default_factory=dict)
+
+    def as_api(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "type": self.type,
+            "amount": str(self.amount),
+            "balance_after": str(self.balance_after),
+            "request_id": self.request_id,
+            "model": self.model,
+            "prompt_tokens": self.prompt_tokens,
+            "completion_tokens": self.completion_tokens,
+            "provider_cost": None if self.provider_cost is None else str(self.provider_cost),
+            "created_at": self.created_at,
+            "metadata": self.metadata,
+        }
+
+
+@dataclass(frozen=True)
+class Posting:
+    entry: Entry
+    duplicate: bool = False
+
+
+@dataclass(frozen=True)
+class Hold:
+    id: str
+    wallet_id: str
+    amount: int
+    status: str
+    expires_at: int
+
+
+@dataclass(frozen=True)
+class Listing:
+    """Where a new wallet shows up in its owner's user list (gsi1), e.g. a paywall's users."""
+
+    index_pk: str
+    index_sk: str
+
+
+# ---- keys ---------------------------------------------------------------------------------------
+
+
+def _wallet_pk(wallet_id: str) -> str:
+    return f"WALLET#{wallet_id}"
+
+
+def _entry_sk(version: int) -> str:
+    return f"ENTRY#{version:012d}"
+
+
+def _hold_pk(hold_id: str) -> str:
+    return f"HOLD#{hold_id}"
+
+
+def _now_iso() -> str:
+    return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def new_entry_id() -> str:
+    return "le_" + secrets.token_hex(12)
+
+
+# ---- reads --------------------------------------------------------------------------------------
+
+
+def get_wallet(wallet_id: str) -> Wallet:
+    item = store.get(_wallet_pk(wallet_id), "WALLET")
+    if not item:
+        return Wallet(wallet_id)
+    return Wallet(wallet_id, item.get("balance", 0), item.get("available", 0), item.get("version", 0))
+
+
+def get_wallets(wallet_ids: list[str]) -> dict[str, Wallet]:
+    items = store.batch_get([(_wallet_pk(w), "WALLET") for w in wallet_ids])
+    found = {
+        i["pk"].removeprefix("WALLET#"): Wallet(
+            i["pk"].removeprefix("WALLET#"), i.get("balance", 0), i.get("available", 0), i.get("version", 0)
+        )
+        for i in items
+    }
+    return {w: found.get(w, Wallet(w)) for w in wallet_ids}
+
+
+def _entry_from_item(item: dict[str, Any]) -> Entry:
+    return Entry(
+        id=item["entry_id"],
+        wallet_id=item["pk"].removeprefix("WALLET#"),
+        type=item["type"],
+        amount=item["amount"],
+        balance_after=item["balance_after"],
+        created_at=item["created_at"],
+        version=item["version"],
+        request_id=item.get("request_id"),
+        model=item.get("model"),
+        prompt_tokens=item.get("prompt_tokens"),
+        completion_tokens=item.get("completion_tokens"),
+        provider_cost=item.get("provider_cost"),
+        idempotency_key=item.get("idempotency_key"),
+        metadata=item.get("metadata") or {},
+    )
+
+
+def list_entries(wallet_id: str, *, limit: int = 20, cursor: str | None = None) -> tuple[list[Entry], str | None]:
+    """Newest first. The cursor is opaque to clients (the sort key of the last entry returned)."""
+    pk = _wallet_pk(wallet_id)
+    start = {"pk": pk, "sk": _decode_cursor(cursor)} if cursor else None
+    items, last = store.query(pk, sk_prefix="ENTRY#", newest_first=True, limit=limit, start_key=start)
+    entries = [_entry_from_item(i) for i in items]
+    next_cursor = _encode_cursor(last["sk"]) if last and len(entries) == limit else None
+    return entries, next_cursor
+
+
+def all_entries(wallet_id: str) -> Iterator[Entry]:
+    for item in store.query_all(_wallet_pk(wallet_id), sk_prefix="ENTRY#"):
+        yield _entry_from_item(item)
+
+
+def _encode_cursor(sk: str) -> str:
+    return base64.urlsafe_b64encode(sk.encode()).decode().rstrip("=")
+
+
+def _decode_cursor(cursor: str) -> str:
+    try:
+        sk = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
+    except (binascii.Error, UnicodeDecodeError, ValueError):
+        raise InvalidCursor("invalid cursor") from None
+    if not (sk.startswith("ENTRY#") and sk[6:].isdigit() and len(sk) == 18):
+        raise InvalidCursor("invalid cursor")
+    return sk
+
+
+def get_hold(hold_id: str) -> dict[str, Any] | None:
+    return store.get(_hold_pk(hold_id), "HOLD")
+
+
+# ---- postings (balance changes with an entry) ---------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _Idempotency:
+    key: str
+    fingerprint: str
+    ttl_s: int | None  # None: kept forever (deposits keyed by their payment source id)
+
+
+def _replay(wallet_id: str, idem: _Idempotency) -> Posting | None:
+    record = store.get(_wallet_pk(wallet_id), f"IDEM#{idem.key}")
+    if not record:
+        return None
+    if record.get("fingerprint") != idem.fingerprint:
+        raise IdempotencyMismatch("this Idempotency-Key was already used with different parameters")
+    entry_item = store.get(_wallet_pk(wallet_id), record["entry_sk"])
+    if entry_item is None:  # cannot happen: both were written in one transaction
+        raise LedgerError("idempotency record without its entry")
+    return Posting(_entry_from_item(entry_item), duplicate=True)
+
+
+def _post(
+    wallet_id: str,
+    *,
+    entry_type: str,
+    amount: int,
+    available_delta: int,
+    require_available: int | None = None,
+    idem: _Idempotency | None = None,
+    settle_hold: str | None = None,
+    listing: Listing | None = None,
+    details: dict[str, Any] | None = None,
+) -> Posting:
+    """One balance change + its entry (+ idempotency record, + hold settlement) in one transaction."""
+    details = {k: v for k, v in (details or {}).items() if v is not None}
+    for _ in range(POST_ATTEMPTS):
+        if idem and (replayed := _replay(wallet_id, idem)):
+            return replayed
+        wallet = get_wallet(wallet_id)
+        if require_available is not None and wallet.available < require_available:
+            raise InsufficientFunds(wallet.available, require_available)
+        version = wallet.version + 1
+        entry = Entry(
+            id=new_entry_id(),
+            wallet_id=wallet_id,
+            type=entry_type,
+            amount=amount,
+            balance_after=wallet.balance + amount,
+            created_at=_now_iso(),
+            version=version,
+            idempotency_key=idem.key if idem else None,
+            **details,
+        )
+        items = [
+            _wallet_update(wallet, entry, available_delta, require_available, listing),
+            _entry_put(entry),
+        ]
+        if idem:
+            items.append(_idem_put(entry, idem))
+        if settle_hold:
+            items.append(_hold_transition(settle_hold, "settled", {"entry_sk": _entry_sk(version)}))
+        try:
+            store.transact(items, token_seed=f"{wallet_id}|{version}|{entry.id}")
+            return Posting(entry)
+        except TransactionCancelled as cancelled:
+            codes = cancelled.codes
+            if settle_hold and codes[-1] == CONDITION_FAILED:
+                raise HoldNotActive(settle_hold, "not active") from None
+            if idem and codes[2] == CONDITION_FAILED:
+                continue  # a concurrent duplicate won; the next turn replays its result
+            if codes[0] == CONDITION_FAILED:
+                continue  # version race (or funds gone): re-read and decide again
+            raise
+    raise StoreUnavailable("too much contention on this wallet, please retry")
+
+
+def _wallet_update(
+    wallet: Wallet, entry: Entry, available_delta: int, require_available: int | None, listing: Listing | None
+) -> dict[str, Any]:
+    sets = ["balance = :balance", "version = :version", "updated_at = :now"]
+    values: dict[str, Any] = {
+        ":balance": N(entry.balance_after),
+        ":version": N(entry.version),
+        ":now": S(entry.created_at),
+        ":delta": N(available_delta),
+    }
+    if listing:
+        sets += ["gsi1pk = if_not_exists(gsi1pk, :ipk)", "gsi1sk = if_not_exists(gsi1sk, :isk)"]
+        values |= {":ipk": S(listing.index_pk), ":isk": S(listing.index_sk)}
+    if wallet.exists:
+        condition = "version = :expected"
+        values[":expected"] = N(wallet.version)
+    else:
+        condition = "attribute_not_exists(pk)"
+    if require_available is not None:
+        condition = f"({condition}) AND available >= :required"
+        values[":required"] = N(require_available)
+    return {
+        "Update": {
+            "TableName": store.table_name(),
+            "Key": store.key(_wallet_pk(wallet.wallet_id), "WALLET"),
+            "UpdateExpression": "SET " + ", ".join(sets) + " ADD available :delta",
+            "ConditionExpression": condition,
+            "ExpressionAttributeValues": values,
+        }
+    }
+
+
+def _entry_put(entry: Entry) -> dict[str, Any]:
+    item = {
+        "pk": _wallet_pk(entry.wallet_id),
+        "sk": _entry_sk(entry.version),
+        "entry_id": entry.id,
+        "type": entry.type,
+        "amount": entry.amount,
+        "balance_after": entry.balance_after,
+        "created_at": entry.created_at,
+        "version": entry.version,
+        "request_id": entry.request_id,
+        "model": entry.model,
+        "prompt_tokens": entry.prompt_tokens,
+        "completion_tokens": entry.completion_tokens,
+        "provider_cost": entry.provider_cost,
+        "idempotency_key": entry.idempotency_key,
+        "metadata": entry.metadata or None,
+    }
+    return {
+        "Put": {
+            "TableName": store.table_name(),
+            "Item": store.encode(item),
+            "ConditionExpression": "attribute_not_exists(pk)",
+        }
+    }
+
+
+def _idem_put(entry: Entry, idem: _Idempotency) -> dict[str, Any]:
+    item: dict[str, Any] = {
+        "pk": _wallet_pk(entry.wallet_id),
+        "sk": f"IDEM#{idem.key}",
+        "entry_sk": _entry_sk(entry.version),
+        "fingerprint": idem.fingerprint,
+        "created_at": entry.created_at,
+    }
+    if idem.ttl_s:
+        item["expires_at_ttl"] = int(time.time()) + idem.ttl_s
+    return {
+        "Put": {
+            "TableName": store.table_name(),
+            "Item": store.encode(item),
+            "ConditionExpression": "attribute_not_exists(pk)",
+        }
+    }
+
+
+def _hold_transition(hold_id: str, status: str, extra: dict[str, str] | None = None) -> dict[str, Any]:
+    sets = ["#status = :to", "closed_at = :now"]
+    values: dict[str, Any] = {":to": S(status), ":from": S("active"), ":now": S(_now_iso())}
+    for name, value in (extra or {}).items():
+        sets.append(f"{name} = :{name}")
+        values[f":{name}"] = S(value)
+    return {
+        "Update": {
+            "TableName": store.table_name(),
+            "Key": store.key(_hold_pk(hold_id), "HOLD"),
+            # Leaving the sparse index is how a hold stops being visible to the sweeper.
+            "UpdateExpression": "SET " + ", ".join(sets) + " REMOVE gsi1pk, gsi1sk",
+            "ConditionExpression": "#status = :from",
+            "ExpressionAttributeNames": {"#status": "status"},
+            "ExpressionAttributeValues": values,
+        }
+    }
+
+
+def _fingerprint(*parts: object) -> str:
+    return "|".join(str(p) for p in parts)
+
+
+def credit(
+    wallet_id: str,
+    amount: int,
+    *,
+    idempotency_key: str,
+    entry_type: EntryType = "deposit",
+    keep_key_forever: bool = False,
+    listing: Listing | None = None,
+    metadata: dict[str, Any] | None = None,
+) -> Posting:
+    """Money in. Always idempotent: a credit without a key could be applied twice by a retry."""
+    _require_positive(amount)
+    idem = _Idempotency(
+        idempotency_key,
+        _fingerprint(entry_type, amount, sorted((metadata or {}).items())),
+        None if keep_key_forever else API_IDEMPOTENCY_TTL_S,
+    )
+    return _post(
+        wallet_id,
+        entry_type=entry_type,
+        amount=amount,
+        available_delta=amount,
+        idem=idem,
+        listing=listing,
+        details={"metadata": metadata or {}},
+    )
+
+
+def charge(
+    wallet_id: str,
+    amount: int,
+    *,
+    idempotency_key: str,
+    entry_type: EntryType = "charge",
+    listing: Listing | None = None,
+    metadata: dict[str, Any] | None = None,
+    request_id: str | None = None,
+) -> Posting:
+    """A direct debit that must be covered by the available balance (manual charges, withdrawals)."""
+    _require_positive(amount)
+    idem = _Idempotency(
+        idempotency_key,
+        _fingerprint(entry_type, amount, sorted((metadata or {}).items())),
+        API_IDEMPOTENCY_TTL_S,
+    )
+    return _post(
+        wallet_id,
+        entry_type=entry_type,
+        amount=-amount,
+        available_delta=-amount,
+        require_available=amount,
+        idem=idem,
+        listing=listing,
+        details={"metadata": metadata or {}, "request_id": request_id},
+    )
+
+
+def debit(
+    wallet_id: str,
+    amount: int,
+    *,
+    idempotency_key: str,
+    entry_type: EntryType = "refund",
+    metadata: dict[str, Any] | None = None,
+) -> Posting:
+    """A debit that is owed whatever the balance (refunds, lost disputes): may take a wallet negative,
+    after which holds fail and the user is asked to top up."""
+    _require_positive(amount)
+    idem = _Idempotency(idempotency_key, _fingerprint(entry_type, amount), None)
+    return _post(
+        wallet_id,
+        entry_type=entry_type,
+        amount=-amount,
+        available_delta=-amount,
+        idem=idem,
+        details={"metadata": metadata or {}},
+    )
+
+
+def _require_positive(amount: int) -> None:
+    if not isinstance(amount, int) or isinstance(amount, bool) or amount <= 0:
+        raise ValueError("ledger amounts are positive integers of micro-units")
+
+
+# ---- holds --------------------------------------------------------------------------------------
+
+
+def hold(wallet_id: str, amount: int, *, hold_id: str, ttl_s: int = 20 * 60) -> Hold:
+    """Reserve `amount` of the available balance. Never retried on a failed balance check."""
+    _require_positive(amount)
+    now = int(time.time())
+    expires_at = now + ttl_s
+    shard = zlib.crc32(hold_id.encode()) % HOLD_SHARDS
+    item = {
+        "pk": _hold_pk(hold_id),
+        "sk": "HOLD",
+        "wallet_id": wallet_id,
+        "amount": amount,
+        "status": "active",
+        "created_at": _now_iso(),
+        "expires_at": expires_at,
+        "gsi1pk": f"HOLDEXP#{shard:02d}",
+        "gsi1sk": f"{expires_at:012d}#{hold_id}",
+        # Cleanup long after the sweeper has released it; never before (the sweeper needs it).
+        "expires_at_ttl": expires_at + 7 * 24 * 3600,
+    }
+    items = [
+        {
+            "Update": {
+                "TableName": store.table_name(),
+                "Key": store.key(_wallet_pk(wallet_id), "WALLET"),
+                "UpdateExpression": "ADD available :neg",
+                "ConditionExpression": "available >= :amount",
+                "ExpressionAttributeValues": {":neg": N(-amount), ":amount": N(amount)},
+            }
+        },
+        {
+            "Put": {
+                "TableName": store.table_name(),
+                "Item": store.encode(item),
+                "ConditionExpression": "attribute_not_exists(pk)",
+            }
+        },
+    ]
+    try:
+        store.transact(items, token_seed=f"hold|{hold_id}")
+    except TransactionCancelled as cancelled:
+        if cancelled.codes[1] == CONDITION_FAILED:
+            existing = get_hold(hold_id)
+            if existing and existing["wallet_id"] == wallet_id and existing["amount"] == amount:
+                return _hold_from_item(existing)
+            raise LedgerError(f"hold id {hold_id} already used") from None
+        raise InsufficientFunds(get_wallet(wallet_id).available, amount) from None
+    return Hold(hold_id, wallet_id, amount, "active", expires_at)
+
+
+def _hold_from_item(item: dict[str, Any]) -> Hold:
+    return Hold(
+        item["pk"].removeprefix("HOLD#"),
+        item["wallet_id"],
+        item["amount"],
+        item["status"],
+        item["expires_at"],
+    )
+
+
+def settle(
+    hold_id: str,
+    cost: int,
+    *,
+    request_id: str | None = None,
+    model: str | None = None,
+    prompt_tokens: int | None = None,
+    completion_tokens: int | None = None,
+    provider_cost: int | None = None,
+    metadata: dict[str, Any] | None = None,
+) -> Posting:
+    """Charge `cost` against the hold exactly once and return the unused part to the balance.
+
+    The hold covered the worst case, so cost <= hold; a larger cost is capped (never beyond what was
+    reserved) and logged. If the sweeper released the hold first (the request outlived its hold),
+    the cost is charged directly, still only from available funds."""
+    item = get_hold(hold_id)
+    if item is None:
+        raise LedgerError(f"unknown hold {hold_id}")
+    held = _hold_from_item(item)
+    details = {
+        "request_id": request_id,
+        "model": model,
+        "prompt_tokens": prompt_tokens,
+        "completion_tokens": completion_tokens,
+        "provider_cost": provider_cost,
+        "metadata": metadata or {},
+    }
+    if held.status == "settled":
+        entry_item = store.get(_wallet_pk(held.wallet_id), item["entry_sk"])
+        return Posting(_entry_from_item(entry_item), duplicate=True)  # type: ignore[arg-type]
+    if cost > held.amount:
+        log.error(
+            "usage cost exceeded its hold; capped",
+            extra={"hold_id": hold_id, "cost": cost, "held": held.amount},
+        )
+        cost = held.amount
+    if held.status == "active":
+        try:
+            return _post(
+                held.wallet_id,
+                entry_type="charge",
+                amount=-cost,
+                available_delta=held.amount - cost,
+                settle_hold=hold_id,
+                details=details,
+            )
+        except HoldNotActive:
+            return settle(hold_id, cost, **details)  # re-read: settled by a duplicate, or swept
+    # Released by the sweeper before we settled: charge what the funds still cover, at most once.
+    log.warning("settling a released hold as a direct charge", extra={"hold_id": hold_id})
+    wallet = get_wallet(held.wallet_id)
+    cost = max(0, min(cost, wallet.available))
+    if cost == 0:
+        raise HoldNotActive(hold_id, held.status)
+    return charge(
+        held.wallet_id,
+        cost,
+        idempotency_key=f"hold:{hold_id}",
+        request_id=request_id,
+        metadata={**(metadata or {}), "late_settlement": "true"},
+    )
+
+
+def release(hold_id: str) -> bool:
+    """Return an unused hold to the balance. False if it was already settled or released."""
+    item = get_hold(hold_id)
+    if item is None or item["status"] != "active":
+        return False
+    items = [
+        _hold_transition(hold_id, "released"),
+        {
+            "Update": {
+                "TableName": store.table_name(),
+                "Key": store.key(_wallet_pk(item["wallet_id"]), "WALLET"),
+                "UpdateExpression": "ADD available :amount",
+                "ConditionExpression": "attribute_exists(pk)",
+                "ExpressionAttributeValues": {":amount": N(item["amount"])},
+            }
+        },
+    ]
+    try:
+        store.transact(items, token_seed=f"release|{hold_id}")
+    except TransactionCancelled:
+        return False
+    return True
+
+
+def expired_hold_ids(now: int | None = None) -> Iterator[str]:
+    cutoff = f"{(now if now is not None else int(time.time())):012d}~"
+    for shard in range(HOLD_SHARDS):
+        for item in store.query_all(f"HOLDEXP#{shard:02d}", index="gsi1", sk_below=cutoff):
+            yield item["pk"].removeprefix("HOLD#")
+
+
+def sweep_expired_holds(now: int | None = None) -> int:
+    """The sweeper's job: release holds whose invocation never settled them (crash, timeout)."""
+    return sum(1 for hold_id in list(expired_hold_ids(now)) if release(hold_id))

@@ -1,0 +1,79 @@
+"""Signed links to our hosted pages. A link names (paywall, environment, user) and cannot be forged
+or altered to point at another user: the payload is HMAC-SHA256-signed with the deployment's link
+signing key (Secrets Manager `<prefix>/app`, created by the template)."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import json
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from paywalls import secrets_store
+from paywalls.config import settings
+
+
+class InvalidLink(ValueError):
+    pass
+
+
+@dataclass(frozen=True)
+class LinkClaims:
+    purpose: str  # "topup", "authorize", ...
+    paywall_id: str
+    environment: str
+    user: str
+    expires_at: int | None = None
+
+
+def _b64(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).decode().rstrip("=")
+
+
+def _unb64(text: str) -> bytes:
+    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+
+
+def _signing_key() -> bytes:
+    secret = secrets_store.get_json_secret(f"{settings().secret_prefix}/app")
+    return secret["link_signing_key"].encode()
+
+
+def sign(claims: LinkClaims) -> str:
+    payload: dict[str, Any] = {"p": claims.purpose, "w": claims.paywall_id, "e": claims.environment, "u": claims.user}
+    if claims.expires_at is not None:
+        payload["x"] = claims.expires_at
+    body = _b64(json.dumps(payload, separators=(",", ":"), sort_keys=True).encode())
+    mac = hmac.new(_signing_key(), body.encode(), hashlib.sha256).digest()
+    return f"{body}.{_b64(mac)}"
+
+
+def verify(token: str, purpose: str) -> LinkClaims:
+    body, _, mac = token.partition(".")
+    if not body or not mac or len(token) > 2048:
+        raise InvalidLink("this link is not valid")
+    expected = hmac.new(_signing_key(), body.encode(), hashlib.sha256).digest()
+    try:
+        given = _unb64(mac)
+        payload = json.loads(_unb64(body))
+    except (ValueError, UnicodeDecodeError):
+        raise InvalidLink("this link is not valid") from None
+    if not hmac.compare_digest(expected, given) or not isinstance(payload, dict) or payload.get("p") != purpose:
+        raise InvalidLink("this link is not valid")
+    expires_at = payload.get("x")
+    if expires_at is not None and time.time() > expires_at:
+        raise InvalidLink("this link has expired")
+    return LinkClaims(purpose, payload["w"], payload["e"], payload["u"], expires_at)
+
+
+def public_base_url(request_base_url: str | None = None) -> str:
+    """Where our hosted pages live: PUBLIC_BASE_URL if configured, else the URL the request came to."""
+    return (settings().public_base_url or request_base_url or "").rstrip("/")
+
+
+def topup_url(base_url: str, paywall_id: str, environment: str, user: str) -> str:
+    """Stable top-up link (no expiry): apps may show it in old messages."""
+    return f"{base_url.rstrip('/')}/pay/{sign(LinkClaims('topup', paywall_id, environment, user))}"

@@ -1,0 +1,98 @@
+"""Money in integer micro-units (1 unit = 10^-6 of the currency). Never floats."""
+
+from __future__ import annotations
+
+import re
+from decimal import ROUND_CEILING, Decimal, InvalidOperation
+
+MICROS_PER_UNIT = 1_000_000
+# A single API amount above this (one million currency units) is refused as absurd: it protects the
+# ledger from typos and overflow-sized numbers without limiting any real top-up.
+MAX_AMOUNT_MICROS = 1_000_000 * MICROS_PER_UNIT
+
+_DECIMAL_RE = re.compile(r"^\d{1,16}(\.\d{1,6})?$")
+
+
+class InvalidAmount(ValueError):
+    """A user-supplied amount that cannot be turned into micro-units; the message is client-safe."""
+
+
+def parse_amount(value: object, *, allow_zero: bool = False) -> int:
+    """Decimal string (or int) in currency units -> positive micro-units. Strict: no floats, signs,
+    exponents or more than six decimals, so what the client meant is exactly what is charged."""
+    if isinstance(value, bool) or value is None:
+        raise InvalidAmount('amount must be a decimal string such as "10" or "0.25"')
+    if isinstance(value, int):
+        text = str(value)
+    elif isinstance(value, str):
+        text = value.strip()
+    else:
+        raise InvalidAmount('amount must be a decimal string such as "10" or "0.25", not a float')
+    if text.startswith("-"):
+        raise InvalidAmount("amount must be positive")
+    if not _DECIMAL_RE.match(text):
+        if re.match(r"^\d+\.\d{7,}$", text):
+            raise InvalidAmount("amount has more than 6 decimal places")
+        raise InvalidAmount('amount must be a decimal string such as "10" or "0.25"')
+    micros = int(Decimal(text) * MICROS_PER_UNIT)
+    if micros == 0 and not allow_zero:
+        raise InvalidAmount("amount must be greater than zero")
+    if micros > MAX_AMOUNT_MICROS:
+        raise InvalidAmount("amount is too large (at most 1000000 per operation)")
+    return micros
+
+
+def format_micros(micros: int) -> str:
+    """-1500 -> "-0.001500"; always six decimals, matching `balanceFormatted`."""
+    sign = "-" if micros < 0 else ""
+    whole, frac = divmod(abs(micros), MICROS_PER_UNIT)
+    return f"{sign}{whole}.{frac:06d}"
+
+
+def parse_price(value: object) -> Decimal:
+    """A price (currency units per 1M tokens, or per request) as an exact non-negative Decimal."""
+    if isinstance(value, (bool, float)):
+        raise InvalidAmount('prices must be decimal strings such as "2.50"')
+    try:
+        price = Decimal(str(value).strip())
+    except InvalidOperation:
+        raise InvalidAmount(f"invalid price {value!r}") from None
+    if not price.is_finite() or price < 0:
+        raise InvalidAmount(f"invalid price {value!r}")
+    if price > 1_000_000:
+        raise InvalidAmount(f"price {value!r} is too large")
+    return price
+
+
+def parse_percent(value: object, *, maximum: int = 1000) -> Decimal:
+    percent = parse_price(value)
+    if percent > maximum:
+        raise InvalidAmount(f"percentage {value!r} is too large")
+    return percent
+
+
+def usage_cost_micros(
+    *,
+    prompt_tokens: int,
+    completion_tokens: int,
+    prompt_price: Decimal,
+    completion_price: Decimal,
+    request_price: Decimal = Decimal(0),
+    markup_percent: Decimal = Decimal(0),
+) -> int:
+    """SPEC §1: ceil((p x prompt + c x completion + request x 10^6) x (1 + markup/100)).
+
+    A price per 1M tokens times a token count is already micro-units; the request fee is in units.
+    Exact decimal arithmetic, rounded up once per request."""
+    raw = (
+        Decimal(prompt_tokens) * prompt_price
+        + Decimal(completion_tokens) * completion_price
+        + request_price * MICROS_PER_UNIT
+    ) * (1 + markup_percent / 100)
+    return int(raw.to_integral_value(rounding=ROUND_CEILING))
+
+
+def decimal_str(value: Decimal) -> str:
+    """Prices back to clients without exponent noise: Decimal("2.50") -> "2.5", Decimal("0") -> "0"."""
+    text = format(value.normalize(), "f")
+    return text

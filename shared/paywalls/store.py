@@ -1,0 +1,255 @@
+"""DynamoDB adapter: attribute encoding, the single table's key shapes, and transaction execution with
+jittered backoff on the failures DynamoDB says are transient (TransactionConflict, throttling)."""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import random
+import time
+from collections.abc import Callable, Iterator
+from typing import Any, TypeVar
+
+from botocore.exceptions import ClientError
+
+from paywalls import aws
+from paywalls.config import settings
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+RETRYABLE_CODES = frozenset(
+    {
+        "TransactionConflict",  # inside CancellationReasons
+        "TransactionConflictException",
+        "TransactionInProgressException",
+        "ThrottlingException",
+        "ThrottlingError",
+        "ProvisionedThroughputExceededException",
+        "RequestLimitExceeded",
+        "InternalServerError",
+        "ServiceUnavailable",
+    }
+)
+MAX_ATTEMPTS = 8
+BASE_DELAY_S = 0.02
+MAX_DELAY_S = 1.0
+
+
+class StoreUnavailable(RuntimeError):
+    """DynamoDB kept refusing (throttling/conflicts) after every retry; callers answer 503/429."""
+
+
+# ---- attribute values ---------------------------------------------------------------------------
+
+
+def S(value: str) -> dict[str, str]:
+    return {"S": value}
+
+
+def N(value: int) -> dict[str, str]:
+    return {"N": str(int(value))}
+
+
+def decode(item: dict[str, Any]) -> dict[str, Any]:
+    """Low-level attribute map -> plain Python (numbers as int: we store no fractional numbers)."""
+    return {k: _decode_value(v) for k, v in item.items()}
+
+
+def _decode_value(value: dict[str, Any]) -> Any:
+    ((kind, raw),) = value.items()
+    if kind == "S":
+        return raw
+    if kind == "N":
+        return int(raw)
+    if kind == "BOOL":
+        return raw
+    if kind == "NULL":
+        return None
+    if kind == "M":
+        return decode(raw)
+    if kind == "L":
+        return [_decode_value(v) for v in raw]
+    if kind == "SS":
+        return set(raw)
+    raise ValueError(f"unsupported attribute type {kind}")
+
+
+def encode_value(value: Any) -> dict[str, Any]:
+    if isinstance(value, bool):
+        return {"BOOL": value}
+    if isinstance(value, int):
+        return N(value)
+    if isinstance(value, str):
+        return S(value)
+    if value is None:
+        return {"NULL": True}
+    if isinstance(value, dict):
+        return {"M": {str(k): encode_value(v) for k, v in value.items()}}
+    if isinstance(value, list | tuple):
+        return {"L": [encode_value(v) for v in value]}
+    raise TypeError(f"cannot store {type(value).__name__}")
+
+
+def encode(item: dict[str, Any]) -> dict[str, Any]:
+    return {k: encode_value(v) for k, v in item.items() if v is not None}
+
+
+# ---- table access -------------------------------------------------------------------------------
+
+
+def table_name() -> str:
+    return settings().table_name
+
+
+def ddb() -> Any:
+    return aws.client("dynamodb")
+
+
+def key(pk: str, sk: str) -> dict[str, Any]:
+    return {"pk": S(pk), "sk": S(sk)}
+
+
+def get(pk: str, sk: str, *, consistent: bool = True) -> dict[str, Any] | None:
+    response = with_retries(lambda: ddb().get_item(TableName=table_name(), Key=key(pk, sk), ConsistentRead=consistent))
+    item = response.get("Item")
+    return decode(item) if item else None
+
+
+def put(item: dict[str, Any], *, condition: str | None = None, values: dict | None = None) -> None:
+    kwargs: dict[str, Any] = {"TableName": table_name(), "Item": encode(item)}
+    if condition:
+        kwargs["ConditionExpression"] = condition
+    if values:
+        kwargs["ExpressionAttributeValues"] = values
+    with_retries(lambda: ddb().put_item(**kwargs))
+
+
+def query(
+    pk: str,
+    *,
+    sk_prefix: str | None = None,
+    newest_first: bool = False,
+    limit: int | None = None,
+    start_key: dict[str, str] | None = None,
+    index: str | None = None,
+    sk_below: str | None = None,
+) -> tuple[list[dict[str, Any]], dict[str, str] | None]:
+    """One page of a partition (or of a gsi1 partition). Returns (items, key to continue after)."""
+    pk_name, sk_name = ("gsi1pk", "gsi1sk") if index else ("pk", "sk")
+    expr = f"{pk_name} = :pk"
+    values: dict[str, Any] = {":pk": S(pk)}
+    if sk_prefix is not None:
+        expr += f" AND begins_with({sk_name}, :prefix)"
+        values[":prefix"] = S(sk_prefix)
+    elif sk_below is not None:
+        expr += f" AND {sk_name} < :below"
+        values[":below"] = S(sk_below)
+    kwargs: dict[str, Any] = {
+        "TableName": table_name(),
+        "KeyConditionExpression": expr,
+        "ExpressionAttributeValues": values,
+        "ScanIndexForward": not newest_first,
+    }
+    if index:
+        kwargs["IndexName"] = index
+    else:
+        kwargs["ConsistentRead"] = True
+    if limit:
+        kwargs["Limit"] = limit
+    if start_key:
+        kwargs["ExclusiveStartKey"] = {k: S(v) for k, v in start_key.items()}
+    response = with_retries(lambda: ddb().query(**kwargs))
+    items = [decode(i) for i in response.get("Items", [])]
+    last = response.get("LastEvaluatedKey")
+    return items, (decode(last) if last else None)
+
+
+def query_all(pk: str, **kwargs: Any) -> Iterator[dict[str, Any]]:
+    start: dict[str, str] | None = None
+    while True:
+        items, start = query(pk, start_key=start, **kwargs)
+        yield from items
+        if not start:
+            return
+
+
+def batch_get(keys: list[tuple[str, str]]) -> list[dict[str, Any]]:
+    found: list[dict[str, Any]] = []
+    for i in range(0, len(keys), 100):
+        pending: dict[str, Any] = {table_name(): {"Keys": [key(pk, sk) for pk, sk in keys[i : i + 100]]}}
+        for _ in range(MAX_ATTEMPTS):
+            response = with_retries(lambda p=pending: ddb().batch_get_item(RequestItems=p))
+            found.extend(decode(x) for x in response.get("Responses", {}).get(table_name(), []))
+            pending = response.get("UnprocessedKeys") or {}
+            if not pending:
+                break
+            _sleep_backoff(1)
+    return found
+
+
+# ---- transactions -------------------------------------------------------------------------------
+
+
+class TransactionCancelled(Exception):
+    """A condition in the transaction failed. `codes[i]` is the reason for the i-th item."""
+
+    def __init__(self, codes: list[str]):
+        super().__init__(", ".join(codes))
+        self.codes = codes
+
+
+def transact(items: list[dict[str, Any]], *, token_seed: str | None = None) -> None:
+    """TransactWriteItems with retries on transient failures only. A failed condition is raised as
+    TransactionCancelled at once: retrying a failed balance check would be wrong."""
+    kwargs: dict[str, Any] = {"TransactItems": items}
+    if token_seed:
+        # ClientRequestToken makes a retry of this exact transaction (e.g. after a timeout whose write
+        # did land) a no-op in DynamoDB for 10 minutes; derived from the operation, never random.
+        kwargs["ClientRequestToken"] = hashlib.sha256(token_seed.encode()).hexdigest()[:36]
+
+    def attempt() -> None:
+        try:
+            ddb().transact_write_items(**kwargs)
+        except ClientError as exc:
+            if exc.response["Error"]["Code"] != "TransactionCanceledException":
+                raise
+            codes = [r.get("Code", "None") for r in exc.response.get("CancellationReasons", [])]
+            if any(c in RETRYABLE_CODES for c in codes):
+                raise _Retryable(codes) from exc
+            raise TransactionCancelled(codes) from exc
+
+    with_retries(attempt)
+
+
+class _Retryable(Exception):
+    def __init__(self, codes: list[str]):
+        super().__init__(", ".join(codes))
+
+
+def _is_retryable(exc: Exception) -> bool:
+    if isinstance(exc, _Retryable):
+        return True
+    if isinstance(exc, ClientError):
+        return exc.response.get("Error", {}).get("Code") in RETRYABLE_CODES
+    return False
+
+
+def _sleep_backoff(attempt: int) -> None:
+    # "Full jitter": spreads retries of colliding writers apart instead of re-colliding in lockstep.
+    time.sleep(random.uniform(0, min(MAX_DELAY_S, BASE_DELAY_S * (2**attempt))))
+
+
+def with_retries(call: Callable[[], T], *, attempts: int = MAX_ATTEMPTS) -> T:
+    for attempt in range(attempts):
+        try:
+            return call()
+        except Exception as exc:
+            if not _is_retryable(exc):
+                raise
+            log.warning("dynamodb transient failure, retrying", extra={"attempt": attempt + 1, "error": str(exc)})
+            if attempt + 1 == attempts:
+                raise StoreUnavailable("the database is busy, please retry") from exc
+            _sleep_backoff(attempt)
+    raise AssertionError("unreachable")

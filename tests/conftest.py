@@ -1,0 +1,193 @@
+"""Shared fixtures: an in-process moto table for unit tests, the local engine and the whole local
+stack (a real server on a free port) for integration and end-to-end tests."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+
+# In-process code (unit tests) talks to moto; never to a developer's real AWS account.
+os.environ.update(
+    {
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_DEFAULT_REGION": "us-east-1",
+        "AWS_REGION": "us-east-1",
+        "TABLE_NAME": "PaywallsTable",
+        "SECRET_PREFIX": "paywalls/test",
+        "PAYWALLS_CACHE_TTL_S": "0",
+    }
+)
+os.environ.pop("AWS_PROFILE", None)
+os.environ.pop("AWS_ENDPOINT_URL", None)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def create_tables() -> None:
+    from devserver.stack import create_tables as create
+
+    create()
+
+
+@pytest.fixture
+def aws_mock() -> Iterator[None]:
+    """A fresh in-process moto account with the template's tables."""
+    from moto import mock_aws
+    from paywalls import aws, secrets_store
+
+    with mock_aws():
+        aws.reset_clients()
+        secrets_store.reset()
+        create_tables()
+        yield
+    aws.reset_clients()
+    secrets_store.reset()
+
+
+@contextlib.contextmanager
+def engine_endpoint() -> Iterator[str]:
+    """The local engine (moto behind one lock) as a real HTTP server, with the tables created."""
+    from paywalls import aws, secrets_store
+
+    from devserver.stack import engine_process
+
+    with engine_process() as endpoint:
+        os.environ["AWS_ENDPOINT_URL"] = endpoint
+        aws.reset_clients()
+        secrets_store.reset()
+        try:
+            create_tables()
+            yield endpoint
+        finally:
+            os.environ.pop("AWS_ENDPOINT_URL", None)
+            aws.reset_clients()
+            secrets_store.reset()
+
+
+@pytest.fixture
+def engine() -> Iterator[str]:
+    with engine_endpoint() as endpoint:
+        yield endpoint
+
+
+class LocalStack:
+    """`make run`'s process, started on a free port with its own state dir."""
+
+    def __init__(self, port: int, state_dir: Path, proc: subprocess.Popen[str], log_path: Path):
+        self.port = port
+        self.state_dir = state_dir
+        self.proc = proc
+        self.log_path = log_path
+        self.config: dict[str, Any] = json.loads((state_dir / "local.json").read_text())
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def admin(self) -> httpx.Client:
+        return httpx.Client(
+            base_url=self.url, headers={"Authorization": f"Bearer {self.config['admin_token']}"}, timeout=30
+        )
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+
+@contextlib.contextmanager
+def run_local_stack(extra_env: dict[str, str] | None = None) -> Iterator[LocalStack]:
+    port = free_port()
+    state_dir = Path(tempfile.mkdtemp(prefix="paywalls-state-"))
+    log_path = state_dir / "stack.log"
+    env = {**os.environ, "PORT": str(port), "PAYWALLS_CACHE_TTL_S": "0", **(extra_env or {})}
+    env.pop("AWS_ENDPOINT_URL", None)
+    with open(log_path, "w") as log_file:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "devserver", "--port", str(port), "--state-dir", str(state_dir)],
+            cwd=ROOT,
+            env=env,
+            stdout=log_file,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            if proc.poll() is not None:
+                raise RuntimeError(f"local stack exited early:\n{log_path.read_text()}")
+            try:
+                if httpx.get(f"http://127.0.0.1:{port}/health", timeout=1).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"local stack not ready in 60 s:\n{log_path.read_text()}")
+            time.sleep(0.2)
+        yield LocalStack(port, state_dir, proc, log_path)
+    finally:
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+            try:
+                proc.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+
+
+@pytest.fixture(scope="session")
+def stack() -> Iterator[LocalStack]:
+    """One local stack shared by the end-to-end tests (each test makes its own users/paywalls)."""
+    with run_local_stack() as running:
+        yield running
+
+
+@pytest.fixture
+def new_paywall(stack: LocalStack) -> Any:
+    """Factory: a fresh paywall priced for the demo models, with a live key."""
+
+    def make(**fields: Any) -> dict[str, Any]:
+        with stack.admin() as admin:
+            body = {"name": "Test app", "mode": "default", **fields}
+            paywall = admin.post("/admin/paywalls", json=body).raise_for_status().json()
+            pid = paywall["id"]
+            admin.put(
+                f"/admin/paywalls/{pid}/provider",
+                json={
+                    "kind": "openai-compatible",
+                    "base_url": f"{stack.url}/_demo/v1",
+                    "api_key": "demo-provider-key",
+                },
+            ).raise_for_status()
+            admin.put(
+                f"/admin/paywalls/{pid}/pricing",
+                json={
+                    "models": {
+                        "demo/echo": {"prompt": "1", "completion": "2", "request": "0.0001"},
+                        "demo/slow": {"prompt": "1", "completion": "2"},
+                    }
+                },
+            ).raise_for_status()
+            key = admin.post(f"/admin/paywalls/{pid}/keys", json={"environment": "live"}).raise_for_status().json()
+            test_key = admin.post(f"/admin/paywalls/{pid}/keys", json={"environment": "test"}).raise_for_status().json()
+        return {"id": pid, "key": key["key"], "test_key": test_key["key"], "paywall": paywall}
+
+    return make

@@ -1,0 +1,683 @@
+"""template.yaml: linters, the SAM transform's real output, and the structural rules of DESIGN.md.
+
+Needs .venv/bin/cfn-lint (pip install -e '.[dev]') and the SAM CLI in .venv-sam (`make deps-dev`
+installs both). Everything here runs offline.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+import tomllib
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from devserver.template import (
+    api_route_details,
+    api_routes,
+    functions,
+    load_template,
+    table_definitions,
+    ttl_attribute,
+)
+
+ROOT = Path(__file__).resolve().parent.parent
+TEMPLATE = ROOT / "template.yaml"
+EVENTS = ROOT / "events"
+SAM_VENV_BIN = ROOT / ".venv-sam" / "bin"
+INSTALL_SAM = "install the SAM CLI with `make deps-dev` (Makefile target .venv-sam/bin/sam)"
+
+# DESIGN.md "Functions and routes": logical id -> (CodeUri, Handler, {(METHOD, path)}).
+EXPECTED_FUNCTIONS: dict[str, tuple[str, str, set[tuple[str, str]]]] = {
+    "ChatFunction": (
+        "functions/chat/",
+        "run.sh",
+        {("POST", "/v1/chat/completions"), ("POST", "/v1/{user}/chat/completions")},
+    ),
+    "UserApiFunction": (
+        "functions/user_api/",
+        "app.handler",
+        {("GET", "/health"), ("GET", "/v1/models"), ("ANY", "/v1/user/{proxy+}")},
+    ),
+    "StripeWebhookFunction": (
+        "functions/stripe_webhook/",
+        "app.handler",
+        {("POST", "/webhooks/stripe/{paywall_id}")},
+    ),
+    "WalletFunction": (
+        "functions/wallet/",
+        "app.handler",
+        {("ANY", "/pay/{proxy+}"), ("ANY", "/wallet/{proxy+}")},
+    ),
+    "AdminFunction": ("functions/admin/", "app.handler", {("ANY", "/admin/{proxy+}")}),
+    "SweeperFunction": ("functions/sweeper/", "app.handler", set()),
+}
+STREAMING_FUNCTIONS = {"ChatFunction"}
+SECRET_PREFIX_ARN = (
+    "arn:${AWS::Partition}:secretsmanager:${AWS::Region}:${AWS::AccountId}:secret:paywalls/${AWS::StackName}/*"
+)
+TABLE_RESOURCES = [{"Fn::GetAtt": ["PaywallsTable", "Arn"]}, {"Fn::Sub": "${PaywallsTable.Arn}/index/*"}]
+
+
+# ---- tools ----------------------------------------------------------------------------------------
+
+
+def _tool(path: Path, how: str) -> str:
+    if not path.exists():
+        pytest.fail(f"{path} is missing: {how}", pytrace=False)
+    return str(path)
+
+
+def cfn_lint_bin() -> str:
+    for candidate in (ROOT / ".venv" / "bin" / "cfn-lint", Path(sys.executable).parent / "cfn-lint"):
+        if candidate.exists():
+            return str(candidate)
+    return _tool(ROOT / ".venv" / "bin" / "cfn-lint", "install the dev extras: .venv/bin/pip install -e '.[dev]'")
+
+
+def sam_bin() -> str:
+    return _tool(SAM_VENV_BIN / "sam", INSTALL_SAM)
+
+
+def run(cmd: list[str], timeout: int = 300) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "SAM_CLI_TELEMETRY": "0", "AWS_DEFAULT_REGION": "us-east-1"}
+    proc = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=timeout)
+    if proc.returncode != 0:
+        print(f"$ {' '.join(cmd)}\n--- stdout\n{proc.stdout}\n--- stderr\n{proc.stderr}")
+    return proc
+
+
+@pytest.fixture(scope="module")
+def template() -> dict[str, Any]:
+    return load_template(TEMPLATE)
+
+
+@pytest.fixture(scope="module")
+def translated() -> dict[str, Any]:
+    """What the SAM transform makes of template.yaml (the CloudFormation that really gets deployed)."""
+    python = _tool(SAM_VENV_BIN / "python", INSTALL_SAM)
+    proc = run([python, str(ROOT / "tests" / "sam_translate.py"), str(TEMPLATE)])
+    assert proc.returncode == 0, "the SAM transform failed (output above)"
+    return json.loads(proc.stdout)
+
+
+def _api_paths(translated: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    return translated["Resources"]["PaywallsApi"]["Properties"]["Body"]["paths"]
+
+
+def _function_for_uri(uri: Any) -> str:
+    text = json.dumps(uri)
+    match = re.search(r"\$\{(\w+)\.Arn\}", text)
+    assert match, f"no function in integration uri {text}"
+    return match.group(1)
+
+
+# ---- linters --------------------------------------------------------------------------------------
+
+
+def test_cfn_lint_passes():
+    proc = run([cfn_lint_bin(), str(TEMPLATE)])
+    assert proc.returncode == 0, "cfn-lint found problems (output above)"
+
+
+def test_sam_validate_lint_passes():
+    proc = run([sam_bin(), "validate", "--lint", "--template", str(TEMPLATE)])
+    assert proc.returncode == 0, "sam validate --lint failed (output above)"
+
+
+def test_sam_validate_transform_passes():
+    # Without --lint, `sam validate` runs the SAM transform itself (offline; a region name is enough).
+    proc = run([sam_bin(), "validate", "--region", "us-east-1", "--template", str(TEMPLATE)])
+    assert proc.returncode == 0, "sam validate (transform) failed (output above)"
+
+
+def test_transformed_template_passes_cfn_lint(translated, tmp_path):
+    out = tmp_path / "translated.json"
+    out.write_text(json.dumps(translated))
+    proc = run([cfn_lint_bin(), str(out)])
+    assert proc.returncode == 0, "cfn-lint found problems in the transformed template (output above)"
+
+
+# ---- functions, runtime, layers -------------------------------------------------------------------
+
+
+def test_globals_runtime_and_environment(template):
+    glob = template["Globals"]["Function"]
+    assert glob["Runtime"] == "python3.13"
+    assert glob["Architectures"] == ["arm64"]
+    env = glob["Environment"]["Variables"]
+    assert env["TABLE_NAME"] == {"Ref": "PaywallsTable"}
+    assert env["SECRET_PREFIX"] == {"Fn::Sub": "paywalls/${AWS::StackName}"}
+    assert env["ADMIN_AUTH"] == "iam"
+    assert env["POWERTOOLS_SERVICE_NAME"]
+    for logical_id, resource in functions(template).items():
+        props = resource["Properties"]
+        assert props.get("Runtime", "python3.13") == "python3.13", logical_id
+        assert props.get("Architectures", ["arm64"]) == ["arm64"], logical_id
+        # Dev-only switches must never be deployed.
+        variables = (props.get("Environment") or {}).get("Variables") or {}
+        assert not {"PAYWALLS_LOCAL_DEV", "ADMIN_TOKEN", "AWS_ENDPOINT_URL"} & set(variables), logical_id
+    assert not {"PAYWALLS_LOCAL_DEV", "ADMIN_TOKEN", "AWS_ENDPOINT_URL"} & set(env)
+
+
+def test_functions_match_design(template):
+    found = functions(template)
+    assert set(found) == set(EXPECTED_FUNCTIONS)
+    routes_by_function: dict[str, set[tuple[str, str]]] = {name: set() for name in found}
+    for method, path, function in api_routes(template):
+        routes_by_function[function].add((method, path))
+    for logical_id, (code_uri, handler, routes) in EXPECTED_FUNCTIONS.items():
+        props = found[logical_id]["Properties"]
+        assert props["CodeUri"] == code_uri, logical_id
+        assert props["Handler"] == handler, logical_id
+        assert routes_by_function[logical_id] == routes, logical_id
+        assert found[logical_id].get("Metadata", {}).get("BuildMethod") == "makefile", logical_id
+        assert props["Layers"][-2:] == [{"Ref": "DependenciesLayer"}, {"Ref": "SharedLayer"}], logical_id
+        makefile = ROOT / code_uri / "Makefile"
+        assert makefile.exists(), makefile
+        assert re.search(rf"^build-{logical_id}:", makefile.read_text(), re.M), f"{makefile}: build-{logical_id}"
+    sweeper_events = found["SweeperFunction"]["Properties"]["Events"]
+    schedules = [e["Properties"]["Schedule"] for e in sweeper_events.values() if e["Type"] == "Schedule"]
+    assert schedules == ["rate(1 minute)"]
+
+
+def test_every_api_event_uses_the_regional_rest_api(template):
+    api = template["Resources"]["PaywallsApi"]["Properties"]
+    assert api["EndpointConfiguration"] == {"Type": "REGIONAL"}
+    for logical_id, resource in functions(template).items():
+        for name, event in (resource["Properties"].get("Events") or {}).items():
+            assert event["Type"] in ("Api", "Schedule"), f"{logical_id}.{name}"
+            if event["Type"] == "Api":
+                assert event["Properties"]["RestApiId"] == {"Ref": "PaywallsApi"}, f"{logical_id}.{name}"
+
+
+def test_layers(template):
+    resources = template["Resources"]
+    for logical_id, content_uri in (
+        ("DependenciesLayer", "layers/dependencies/"),
+        ("SharedLayer", "shared/"),
+    ):
+        layer = resources[logical_id]
+        assert layer["Type"] == "AWS::Serverless::LayerVersion"
+        assert layer["Metadata"]["BuildMethod"] == "makefile"
+        assert layer["Properties"]["ContentUri"] == content_uri
+        assert layer["Properties"]["CompatibleRuntimes"] == ["python3.13"]
+        assert layer["Properties"]["CompatibleArchitectures"] == ["arm64"]
+        makefile = ROOT / content_uri / "Makefile"
+        assert re.search(rf"^build-{logical_id}:", makefile.read_text(), re.M), makefile
+    deps_makefile = (ROOT / "layers" / "dependencies" / "Makefile").read_text()
+    for flag in (
+        "--platform manylinux2014_aarch64",
+        "--implementation cp",
+        "--python-version 3.13",
+        "--only-binary=:all:",
+    ):
+        assert flag in deps_makefile
+
+
+def test_dependency_layer_pins_the_project_dependencies():
+    """The layer pins exactly the runtime dependencies of pyproject.toml (boto3 comes with Lambda)."""
+    pins: dict[str, str] = {}
+    for line in (ROOT / "layers" / "dependencies" / "requirements.txt").read_text().splitlines():
+        line = line.split("#", 1)[0].strip()
+        if line:
+            name, sep, version = line.partition("==")
+            assert sep and version, f"not pinned exactly: {line!r}"
+            pins[_norm(name)] = version
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    wanted = {_norm(re.split(r"[<>=!~\[; ]", dep, maxsplit=1)[0]) for dep in project["dependencies"]}
+    assert set(pins) == wanted - {"boto3", "botocore"}
+
+
+def _norm(name: str) -> str:
+    return re.sub(r"[-_.]+", "-", name).lower().strip()
+
+
+# ---- streaming chat (Lambda Web Adapter) ----------------------------------------------------------
+
+
+def test_chat_function_runs_under_lambda_web_adapter(template):
+    props = functions(template)["ChatFunction"]["Properties"]
+    assert props["Handler"] == "run.sh"
+    assert props["Layers"][0] == {
+        "Fn::Sub": "arn:aws:lambda:${AWS::Region}:753240598075:layer:LambdaAdapterLayerArm64:26"
+    }
+    env = props["Environment"]["Variables"]
+    assert env["AWS_LAMBDA_EXEC_WRAPPER"] == "/opt/bootstrap"
+    assert env["AWS_LWA_INVOKE_MODE"] == "response_stream"
+    assert env["PORT"] == "8080"
+    assert env["AWS_LWA_READINESS_CHECK_PATH"] == "/health"
+    assert 60 <= props["Timeout"] <= 900
+    run_sh = ROOT / "functions" / "chat" / "run.sh"
+    assert run_sh.read_text().startswith("#!/bin/bash\n")
+    assert os.access(run_sh, os.X_OK), "functions/chat/run.sh must be executable"
+    text = run_sh.read_text()
+    assert "/opt/python" in text and "-m uvicorn" in text and "app:app" in text and "127.0.0.1" in text
+
+
+def test_chat_routes_stream_and_only_they_do(template, translated):
+    for route in api_route_details(template):
+        assert route["streaming"] == (route["function"] in STREAMING_FUNCTIONS), route
+    # What API Gateway really gets: STREAM transfer mode and the InvokeWithResponseStream URI.
+    streamed = set()
+    for path, methods in _api_paths(translated).items():
+        for method, op in methods.items():
+            integration = op["x-amazon-apigateway-integration"]
+            function = _function_for_uri(integration["uri"])
+            uri = json.dumps(integration["uri"])
+            if function in STREAMING_FUNCTIONS:
+                streamed.add((method, path))
+                assert integration.get("responseTransferMode") == "STREAM", path
+                assert "/2021-11-15/functions/" in uri and uri.endswith('/response-streaming-invocations"}'), uri
+                assert integration.get("timeoutInMillis") == 900000, path
+            else:
+                assert "responseTransferMode" not in integration, path
+                assert "/2015-03-31/functions/" in uri and "response-streaming" not in uri, uri
+    assert streamed == {("post", "/v1/chat/completions"), ("post", "/v1/{user}/chat/completions")}
+
+
+# ---- routes and auth ------------------------------------------------------------------------------
+
+
+def test_admin_routes_use_iam_and_others_do_not(template, translated):
+    for route in api_route_details(template):
+        if route["path"].startswith("/admin"):
+            assert route["auth"] == "AWS_IAM", route
+        else:
+            assert route["auth"] is None, route
+    for path, methods in _api_paths(translated).items():
+        for op in methods.values():
+            integration = op["x-amazon-apigateway-integration"]
+            if path.startswith("/admin"):
+                assert op.get("security") == [{"AWS_IAM": []}], path
+                # No caller-credentials pass-through: API Gateway invokes with the resource policy.
+                assert "credentials" not in integration, path
+            else:
+                assert "security" not in op, path
+
+
+def test_no_dev_only_route_is_deployed(template):
+    for method, path, _function in api_routes(template):
+        lowered = path.lower()
+        for forbidden in ("/_dev", "/_demo", "simulate"):
+            assert forbidden not in lowered, (method, path)
+
+
+# ---- least privilege ------------------------------------------------------------------------------
+
+
+def _statements(resource: dict[str, Any]) -> list[dict[str, Any]]:
+    statements = []
+    for policy in resource["Properties"].get("Policies") or []:
+        # Inline documents only: no managed policies, no SAM policy templates (they grant table "*" or
+        # more than needed, e.g. DynamoDBCrudPolicy includes Scan and DeleteTable-adjacent actions).
+        assert isinstance(policy, dict) and "Statement" in policy, f"not an inline policy: {policy}"
+        statements.extend(policy["Statement"])
+    return statements
+
+
+def _as_list(value: Any) -> list[Any]:
+    return value if isinstance(value, list) else [value]
+
+
+def test_policies_reference_only_the_table_and_the_secret_prefix(template):
+    for logical_id, resource in functions(template).items():
+        for statement in _statements(resource):
+            assert statement["Effect"] == "Allow", logical_id
+            actions = _as_list(statement["Action"])
+            resources = _as_list(statement["Resource"])
+            assert all("*" not in action for action in actions), (logical_id, actions)
+            services = {action.split(":", 1)[0] for action in actions}
+            assert len(services) == 1, (logical_id, actions)
+            service = services.pop()
+            if service == "dynamodb":
+                assert resources == TABLE_RESOURCES, (logical_id, resources)
+            elif service == "secretsmanager":
+                assert resources == [{"Fn::Sub": SECRET_PREFIX_ARN}], (logical_id, resources)
+            elif service == "ses":
+                assert logical_id == "WalletFunction" and actions == ["ses:SendEmail"], logical_id
+            else:
+                pytest.fail(f"{logical_id}: unexpected service {service}")
+            assert "*" not in resources, (logical_id, resources)
+
+
+def _actions(template: dict[str, Any], logical_id: str, service: str) -> set[str]:
+    return {
+        action
+        for statement in _statements(functions(template)[logical_id])
+        for action in _as_list(statement["Action"])
+        if action.startswith(service + ":")
+    }
+
+
+def test_policy_actions_per_function(template):
+    read = {"dynamodb:GetItem", "dynamodb:Query"}
+    write = {"dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:ConditionCheckItem"}
+    for logical_id in EXPECTED_FUNCTIONS:
+        ddb = _actions(template, logical_id, "dynamodb")
+        assert read | {"dynamodb:UpdateItem", "dynamodb:ConditionCheckItem"} <= ddb, logical_id
+        assert "dynamodb:Scan" not in ddb and not any("Table" in a for a in ddb), logical_id
+        if logical_id != "SweeperFunction":
+            assert write <= ddb, logical_id
+    assert "dynamodb:DeleteItem" not in _actions(template, "ChatFunction", "dynamodb")
+    assert _actions(template, "SweeperFunction", "dynamodb") == read | {
+        "dynamodb:UpdateItem",
+        "dynamodb:ConditionCheckItem",
+    }
+    assert _actions(template, "SweeperFunction", "secretsmanager") == set()
+    for logical_id in ("ChatFunction", "UserApiFunction", "StripeWebhookFunction", "WalletFunction"):
+        assert _actions(template, logical_id, "secretsmanager") == {"secretsmanager:GetSecretValue"}, logical_id
+    assert _actions(template, "AdminFunction", "secretsmanager") == {
+        "secretsmanager:GetSecretValue",
+        "secretsmanager:DescribeSecret",
+        "secretsmanager:CreateSecret",
+        "secretsmanager:PutSecretValue",
+    }
+
+
+def test_transformed_roles_add_only_basic_logging(translated):
+    basic = "arn:aws:iam::aws:policy/service-role/AWSLambdaBasicExecutionRole"
+    roles = {k: v for k, v in translated["Resources"].items() if v["Type"] == "AWS::IAM::Role"}
+    assert set(roles) == {f"{name}Role" for name in EXPECTED_FUNCTIONS}
+    for name, role in roles.items():
+        assert role["Properties"]["ManagedPolicyArns"] == [basic], name
+
+
+# ---- table, secret, outputs -----------------------------------------------------------------------
+
+
+def test_table(template):
+    table = template["Resources"]["PaywallsTable"]
+    assert table["Type"] == "AWS::DynamoDB::Table"
+    assert table["DeletionPolicy"] == "Retain" and table["UpdateReplacePolicy"] == "Retain"
+    props = table["Properties"]
+    assert props["BillingMode"] == "PAY_PER_REQUEST"
+    assert props["PointInTimeRecoverySpecification"] == {"PointInTimeRecoveryEnabled": True}
+    assert props["TimeToLiveSpecification"] == {"AttributeName": "expires_at_ttl", "Enabled": True}
+    assert props["SSESpecification"]["SSEEnabled"] is True
+    assert "TableName" not in props  # CloudFormation names it; functions read TABLE_NAME
+    assert ttl_attribute(table) == "expires_at_ttl"
+    [definition] = table_definitions(template)
+    assert definition["KeySchema"] == [
+        {"AttributeName": "pk", "KeyType": "HASH"},
+        {"AttributeName": "sk", "KeyType": "RANGE"},
+    ]
+    assert {(a["AttributeName"], a["AttributeType"]) for a in definition["AttributeDefinitions"]} == {
+        ("pk", "S"),
+        ("sk", "S"),
+        ("gsi1pk", "S"),
+        ("gsi1sk", "S"),
+    }
+    [gsi] = definition["GlobalSecondaryIndexes"]
+    assert gsi["IndexName"] == "gsi1"
+    assert gsi["KeySchema"] == [
+        {"AttributeName": "gsi1pk", "KeyType": "HASH"},
+        {"AttributeName": "gsi1sk", "KeyType": "RANGE"},
+    ]
+    assert gsi["Projection"]["ProjectionType"] in ("KEYS_ONLY", "INCLUDE")
+
+
+def test_app_secret(template):
+    secret = template["Resources"]["AppSecret"]
+    assert secret["Type"] == "AWS::SecretsManager::Secret"
+    assert secret["Properties"]["Name"] == {"Fn::Sub": "paywalls/${AWS::StackName}/app"}
+    generate = secret["Properties"]["GenerateSecretString"]
+    assert json.loads(generate["SecretStringTemplate"]) == {}
+    assert generate["GenerateStringKey"] == "link_signing_key"
+
+
+def test_outputs(template):
+    outputs = template["Outputs"]
+    assert set(outputs) >= {"ApiUrl", "OpenAIBaseUrl", "WebhookUrl", "TableName", "AdminUrl"}
+    api_url = outputs["ApiUrl"]["Value"]["Fn::Sub"]
+    stage = template["Resources"]["PaywallsApi"]["Properties"]["StageName"]
+    assert api_url == f"https://${{PaywallsApi}}.execute-api.${{AWS::Region}}.${{AWS::URLSuffix}}/{stage}"
+    assert outputs["OpenAIBaseUrl"]["Value"]["Fn::Sub"] == api_url + "/v1"
+    assert outputs["WebhookUrl"]["Value"]["Fn::Sub"] == api_url + "/webhooks/stripe/"
+    assert outputs["AdminUrl"]["Value"]["Fn::Sub"] == api_url + "/admin"
+    assert outputs["TableName"]["Value"] == {"Ref": "PaywallsTable"}
+
+
+# ---- sample events --------------------------------------------------------------------------------
+
+
+def _route_regex(path: str) -> re.Pattern[str]:
+    pattern = re.sub(r"\\\{[^/]+?\\\+\\\}", ".+", re.escape(path))
+    pattern = re.sub(r"\\\{[^/]+?\\\}", "[^/]+", pattern)
+    return re.compile(f"^{pattern}$")
+
+
+def test_every_function_has_sample_events(template):
+    event_files = sorted(EVENTS.glob("*.json"))
+    by_folder: dict[str, list[Path]] = {}
+    for path in event_files:
+        by_folder.setdefault(path.name.split("-", 1)[0], []).append(path)
+    folder_of = {
+        logical_id: Path(resource["Properties"]["CodeUri"]).name for logical_id, resource in functions(template).items()
+    }
+    for logical_id, folder in folder_of.items():
+        assert by_folder.get(folder), f"{logical_id}: no events/{folder}-<case>.json"
+    assert set(by_folder) <= set(folder_of.values()), f"events named after no function: {set(by_folder)}"
+
+
+def test_api_events_match_the_routes_they_claim(template):
+    details = api_route_details(template)
+    folder_of = {
+        logical_id: Path(resource["Properties"]["CodeUri"]).name for logical_id, resource in functions(template).items()
+    }
+    for path in sorted(EVENTS.glob("*.json")):
+        event = json.loads(path.read_text())
+        folder = path.name.split("-", 1)[0]
+        if "httpMethod" not in event:
+            assert event.get("detail-type") == "Scheduled Event", path.name
+            continue
+        context = event["requestContext"]
+        for key in ("resourcePath", "path", "httpMethod", "stage", "requestId", "identity", "apiId"):
+            assert key in context, f"{path.name}: requestContext.{key}"
+        for key in (
+            "resource",
+            "path",
+            "isBase64Encoded",
+            "pathParameters",
+            "multiValueHeaders",
+            "headers",
+            "queryStringParameters",
+            "multiValueQueryStringParameters",
+            "body",
+        ):
+            assert key in event, f"{path.name}: {key}"
+        assert event["resource"] == context["resourcePath"]
+        assert context["path"] == f"/{context['stage']}{event['path']}"
+        assert event["httpMethod"] == context["httpMethod"]
+        matching = [
+            r for r in details if r["path"] == event["resource"] and r["method"] in ("ANY", event["httpMethod"])
+        ]
+        assert matching, f"{path.name}: no route {event['httpMethod']} {event['resource']}"
+        assert folder_of[matching[0]["function"]] == folder, path.name
+        assert _route_regex(event["resource"]).match(event["path"]), path.name
+        for name, values in event["multiValueHeaders"].items():
+            assert event["headers"][name] == values[-1], f"{path.name}: header {name}"
+
+
+def test_webhook_event_carries_a_stripe_checkout_session():
+    event = json.loads((EVENTS / "stripe_webhook-checkout-completed.json").read_text())
+    assert "Stripe-Signature" in event["headers"]
+    body = json.loads(event["body"])
+    assert body["object"] == "event" and body["type"] == "checkout.session.completed"
+    session = body["data"]["object"]
+    assert session["object"] == "checkout.session" and session["id"].startswith("cs_")
+    assert session["payment_status"] == "paid" and session["mode"] == "payment"
+    assert event["pathParameters"] == {"paywall_id": event["path"].rsplit("/", 1)[-1]}
+
+
+# ---- devserver.template (the loader the local stack uses) -----------------------------------------
+
+
+def test_loader_understands_cloudformation_tags(tmp_path):
+    source = tmp_path / "t.yaml"
+    source.write_text(
+        """
+Conditions:
+  IsProd: !Equals [!Ref Stage, prod]
+  NotProd: !Not [!Condition IsProd]
+Resources:
+  Thing:
+    Type: AWS::Test::Thing
+    Properties:
+      A: !Ref Table
+      B: !Sub "arn:${AWS::Partition}:x:${Table}"
+      C: !Sub ["${X}-y", {X: !GetAtt Table.Arn}]
+      D: !GetAtt Table.StreamSpecification.StreamArn
+      E: !If [IsProd, !Join ["", [a, b]], !Select [0, !Split [",", "x,y"]]]
+      F: !GetAtt [Table, Arn]
+      G: !FindInMap [M, !Ref "AWS::Region", k]
+      H: !Base64 hello
+      I: !ImportValue other-export
+      J: !GetAZs ""
+"""
+    )
+    props = load_template(source)["Resources"]["Thing"]["Properties"]
+    assert props["A"] == {"Ref": "Table"}
+    assert props["B"] == {"Fn::Sub": "arn:${AWS::Partition}:x:${Table}"}
+    assert props["C"] == {"Fn::Sub": ["${X}-y", {"X": {"Fn::GetAtt": ["Table", "Arn"]}}]}
+    assert props["D"] == {"Fn::GetAtt": ["Table", "StreamSpecification.StreamArn"]}
+    assert props["E"] == {
+        "Fn::If": ["IsProd", {"Fn::Join": ["", ["a", "b"]]}, {"Fn::Select": [0, {"Fn::Split": [",", "x,y"]}]}]
+    }
+    assert props["F"] == {"Fn::GetAtt": ["Table", "Arn"]}
+    assert props["G"] == {"Fn::FindInMap": ["M", {"Ref": "AWS::Region"}, "k"]}
+    assert props["H"] == {"Fn::Base64": "hello"}
+    assert props["I"] == {"Fn::ImportValue": "other-export"}
+    assert props["J"] == {"Fn::GetAZs": ""}
+    conditions = load_template(source)["Conditions"]
+    assert conditions["NotProd"] == {"Fn::Not": [{"Condition": "IsProd"}]}
+
+
+def test_loader_rejects_a_non_template(tmp_path):
+    source = tmp_path / "t.yaml"
+    source.write_text("just: a mapping\n")
+    with pytest.raises(ValueError):
+        load_template(source)
+
+
+def test_api_routes_of_the_real_template(template):
+    routes = api_routes(template)
+    assert ("POST", "/v1/chat/completions", "ChatFunction") in routes
+    assert ("ANY", "/admin/{proxy+}", "AdminFunction") in routes
+    assert ("GET", "/health", "UserApiFunction") in routes
+    assert len(routes) == len(set(routes)) == sum(len(r) for _, _, r in EXPECTED_FUNCTIONS.values())
+    assert all(method == method.upper() for method, _, _ in routes)
+
+
+def test_ttl_attribute_forms(template):
+    table = template["Resources"]["PaywallsTable"]
+    assert ttl_attribute(table) == "expires_at_ttl"
+    assert ttl_attribute(table["Properties"]) == "expires_at_ttl"
+    assert ttl_attribute("PaywallsTable", template) == "expires_at_ttl"
+    assert ttl_attribute({"Type": "AWS::DynamoDB::Table", "Properties": {}}) is None
+    disabled = {"TimeToLiveSpecification": {"AttributeName": "x", "Enabled": False}}
+    assert ttl_attribute(disabled) is None
+
+
+def test_table_definitions_create_real_tables(template):
+    """The kwargs are what create_table accepts: create them in moto and use the TTL and the index."""
+    import boto3
+    from moto import mock_aws
+
+    with mock_aws():
+        client = boto3.client("dynamodb", region_name="us-east-1")
+        for definition in table_definitions(template):
+            client.create_table(**definition)
+            attribute = ttl_attribute(definition["TableName"], template)
+            if attribute:
+                client.update_time_to_live(
+                    TableName=definition["TableName"],
+                    TimeToLiveSpecification={"Enabled": True, "AttributeName": attribute},
+                )
+        described = client.describe_table(TableName="PaywallsTable")["Table"]
+        assert described["BillingModeSummary"]["BillingMode"] == "PAY_PER_REQUEST"
+        assert [ix["IndexName"] for ix in described["GlobalSecondaryIndexes"]] == ["gsi1"]
+        ttl = client.describe_time_to_live(TableName="PaywallsTable")["TimeToLiveDescription"]
+        assert ttl == {"TimeToLiveStatus": "ENABLED", "AttributeName": "expires_at_ttl"}
+        client.put_item(
+            TableName="PaywallsTable",
+            Item={
+                "pk": {"S": "HOLD#h1"},
+                "sk": {"S": "HOLD"},
+                "gsi1pk": {"S": "HOLDEXP#00"},
+                "gsi1sk": {"S": "000000000100#h1"},
+                "amount": {"N": "5"},
+            },
+        )
+        items = client.query(
+            TableName="PaywallsTable",
+            IndexName="gsi1",
+            KeyConditionExpression="gsi1pk = :p",
+            ExpressionAttributeValues={":p": {"S": "HOLDEXP#00"}},
+        )["Items"]
+        assert [i["pk"]["S"] for i in items] == ["HOLD#h1"]
+
+
+def test_samconfig_deploy_defaults():
+    config = tomllib.loads((ROOT / "samconfig.toml").read_text())
+    assert config["default"]["global"]["parameters"]["stack_name"] == "paywalls"
+    deploy = config["default"]["deploy"]["parameters"]
+    assert deploy["capabilities"] == "CAPABILITY_IAM"
+    assert deploy["resolve_s3"] is True
+    assert deploy["confirm_changeset"] is True
+
+
+# DynamoDB client methods / transaction item kinds -> the IAM action each needs.
+_DDB_CALLS = {
+    r"\.get_item\(": "dynamodb:GetItem",
+    r"\.put_item\(": "dynamodb:PutItem",
+    r"\.update_item\(": "dynamodb:UpdateItem",
+    r"\.delete_item\(": "dynamodb:DeleteItem",
+    r"\.query\(": "dynamodb:Query",
+    r"\.scan\(": "dynamodb:Scan",
+    r"\.batch_get_item\(": "dynamodb:BatchGetItem",
+    r"\.batch_write_item\(": "dynamodb:BatchWriteItem",
+    r"\.transact_get_items\(": "dynamodb:GetItem",
+    r"[\"']Put[\"']\s*:": "dynamodb:PutItem",
+    r"[\"']Update[\"']\s*:": "dynamodb:UpdateItem",
+    r"[\"']Delete[\"']\s*:": "dynamodb:DeleteItem",
+    r"[\"']ConditionCheck[\"']\s*:": "dynamodb:ConditionCheckItem",
+}
+_SECRET_CALLS = {
+    r"\.get_secret_value\(|get_secret\(|get_secret_json\(": "secretsmanager:GetSecretValue",
+    r"\.put_secret_value\(": "secretsmanager:PutSecretValue",
+    r"\.create_secret\(": "secretsmanager:CreateSecret",
+    r"\.describe_secret\(": "secretsmanager:DescribeSecret",
+}
+
+
+def _actions_used(paths: list[Path], calls: dict[str, str]) -> dict[str, list[str]]:
+    used: dict[str, list[str]] = {}
+    for path in paths:
+        text = path.read_text()
+        for pattern, action in calls.items():
+            if re.search(pattern, text):
+                used.setdefault(action, []).append(path.relative_to(ROOT).as_posix())
+    return used
+
+
+def test_policies_cover_the_calls_the_code_makes(template):
+    """A static guard (moto does not enforce IAM): every DynamoDB / Secrets Manager call found in the
+    code is granted to the admin function (the broadest), and the money path (store + ledger) to every
+    function that moves money."""
+    code = sorted((ROOT / "shared" / "paywalls").glob("*.py")) + sorted(ROOT.glob("functions/*/*.py"))
+    for service, calls in (("dynamodb", _DDB_CALLS), ("secretsmanager", _SECRET_CALLS)):
+        used = _actions_used(code, calls)
+        missing = {a: where for a, where in used.items() if a not in _actions(template, "AdminFunction", service)}
+        assert not missing, f"AdminFunction lacks {missing}"
+    money_path = [ROOT / "shared" / "paywalls" / name for name in ("store.py", "ledger.py")]
+    money_path = [p for p in money_path if p.exists()]
+    used = _actions_used(money_path, _DDB_CALLS)
+    for logical_id in ("ChatFunction", "UserApiFunction", "StripeWebhookFunction", "WalletFunction"):
+        missing = {a: where for a, where in used.items() if a not in _actions(template, logical_id, "dynamodb")}
+        assert not missing, f"{logical_id} lacks {missing}"
