@@ -27,7 +27,7 @@ $(VENV)/.deps-dev: pyproject.toml | $(PY)
 # aws-sam-cli pins versions that clash with moto's, so it lives in its own virtualenv.
 $(SAM):
 	$(PYTHON) -m venv $(SAM_VENV)
-	$(SAM_VENV)/bin/pip install --quiet aws-sam-cli
+	$(SAM_VENV)/bin/pip install --quiet aws-sam-cli==1.170.0
 
 $(JS_DIR)/node_modules/.package-lock.json: $(JS_DIR)/package.json
 	cd $(JS_DIR) && npm install --no-audit --no-fund --silent

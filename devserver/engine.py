@@ -18,6 +18,8 @@ from typing import Any
 from moto.server import DomainDispatcherApplication, create_backend_app
 from werkzeug.serving import WSGIRequestHandler, make_server
 
+from devserver import moto_patches
+
 
 class SerializedApp:
     def __init__(self, app: Any):
@@ -36,6 +38,7 @@ class QuietHandler(WSGIRequestHandler):
 
 
 def make_engine(host: str = "127.0.0.1", port: int = 0) -> Any:
+    moto_patches.install()
     app = SerializedApp(DomainDispatcherApplication(create_backend_app))
     return make_server(host, port, app, threaded=True, request_handler=QuietHandler)
 

@@ -75,9 +75,8 @@ def configure_environment(endpoint: str, port: int, admin_token: str) -> None:
 
 
 def create_tables() -> None:
-    from paywalls import aws
-
     from devserver.template import load_template, table_definitions, ttl_attribute
+    from paywalls import aws
 
     client = aws.client("dynamodb")
     template = load_template(TEMPLATE)
@@ -102,11 +101,10 @@ def create_app_secret() -> None:
 
 
 def seed_demo(port: int) -> dict[str, Any]:
+    from devserver.demo_provider import DEMO_KEY
     from paywalls import paywall as paywalls
     from paywalls import secrets_store
     from paywalls.config import settings
-
-    from devserver.demo_provider import DEMO_KEY
 
     demo = paywalls.create({"name": "Demo app", "mode": "default", "description": "Seeded by make run"})
     secret_name = paywalls.provider_secret_name(settings().secret_prefix, demo.id)

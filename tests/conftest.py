@@ -53,6 +53,7 @@ def create_tables() -> None:
 def aws_mock() -> Iterator[None]:
     """A fresh in-process moto account with the template's tables."""
     from moto import mock_aws
+
     from paywalls import aws, secrets_store
 
     with mock_aws():
@@ -67,9 +68,8 @@ def aws_mock() -> Iterator[None]:
 @contextlib.contextmanager
 def engine_endpoint() -> Iterator[str]:
     """The local engine (moto behind one lock) as a real HTTP server, with the tables created."""
-    from paywalls import aws, secrets_store
-
     from devserver.stack import engine_process
+    from paywalls import aws, secrets_store
 
     with engine_process() as endpoint:
         os.environ["AWS_ENDPOINT_URL"] = endpoint

@@ -21,8 +21,8 @@ from hypothesis.stateful import (
     rule,
     run_state_machine_as_test,
 )
-from paywalls import aws, ledger
 
+from paywalls import aws, ledger
 from tests.conftest import create_tables
 
 

@@ -8,6 +8,7 @@ from typing import Any
 
 from fastapi import Depends, FastAPI, Request
 from mangum import Mangum
+
 from paywalls import adjustments, admin_reports, secrets_store, web
 from paywalls import paywall as paywalls
 from paywalls.config import settings

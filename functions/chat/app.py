@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from fastapi import FastAPI, Request
 from mangum import Mangum
+
 from paywalls import web
 
 app = web.install(FastAPI(docs_url=None, redoc_url=None, openapi_url=None))

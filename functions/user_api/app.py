@@ -6,6 +6,7 @@ from typing import Any
 
 from fastapi import FastAPI, Request
 from mangum import Mangum
+
 from paywalls import ledger, web
 from paywalls.identity import app_wallet_id, resolve_user
 from paywalls.money import format_micros

@@ -29,7 +29,7 @@ log = logging.getLogger(__name__)
 EntryType = Literal["deposit", "charge", "refund", "adjustment", "withdrawal", "trial"]
 
 HOLD_SHARDS = 16  # spreads the sweeper's index over partitions so no index key gets hot
-POST_ATTEMPTS = 50  # optimistic version races on one wallet; each re-reads and tries again
+POST_ATTEMPTS = 100  # optimistic version races on one wallet; each re-reads and tries again
 API_IDEMPOTENCY_TTL_S = 48 * 3600  # SPEC: kept at least 24 h
 CONDITION_FAILED = "ConditionalCheckFailed"
 
@@ -259,7 +259,7 @@ def _post(
 ) -> Posting:
     """One balance change + its entry (+ idempotency record, + hold settlement) in one transaction."""
     details = {k: v for k, v in (details or {}).items() if v is not None}
-    for _ in range(POST_ATTEMPTS):
+    for attempt in range(POST_ATTEMPTS):
         if idem and (replayed := _replay(wallet_id, idem)):
             return replayed
         wallet = get_wallet(wallet_id)
@@ -295,7 +295,10 @@ def _post(
             if idem and codes[2] == CONDITION_FAILED:
                 continue  # a concurrent duplicate won; the next turn replays its result
             if codes[0] == CONDITION_FAILED:
-                continue  # version race (or funds gone): re-read and decide again
+                # Version race (or funds gone): back off so colliding writers spread out instead
+                # of re-colliding in lockstep, then re-read and decide again.
+                store.backoff(min(attempt, 4))
+                continue
             raise
     raise StoreUnavailable("too much contention on this wallet, please retry")
 

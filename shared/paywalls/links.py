@@ -70,7 +70,8 @@ def verify(token: str, purpose: str) -> LinkClaims:
 
 
 def public_base_url(request_base_url: str | None = None) -> str:
-    """Where our hosted pages live: PUBLIC_BASE_URL if configured, else the URL the request came to."""
+    """Kept for callers without a request; HTTP handlers use web.public_base_url(request), which also
+    knows API Gateway's stage prefix."""
     return (settings().public_base_url or request_base_url or "").rstrip("/")
 
 

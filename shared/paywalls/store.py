@@ -185,7 +185,7 @@ def batch_get(keys: list[tuple[str, str]]) -> list[dict[str, Any]]:
             pending = response.get("UnprocessedKeys") or {}
             if not pending:
                 break
-            _sleep_backoff(1)
+            backoff(1)
     return found
 
 
@@ -236,7 +236,7 @@ def _is_retryable(exc: Exception) -> bool:
     return False
 
 
-def _sleep_backoff(attempt: int) -> None:
+def backoff(attempt: int) -> None:
     # "Full jitter": spreads retries of colliding writers apart instead of re-colliding in lockstep.
     time.sleep(random.uniform(0, min(MAX_DELAY_S, BASE_DELAY_S * (2**attempt))))
 
@@ -251,5 +251,5 @@ def with_retries(call: Callable[[], T], *, attempts: int = MAX_ATTEMPTS) -> T:
             log.warning("dynamodb transient failure, retrying", extra={"attempt": attempt + 1, "error": str(exc)})
             if attempt + 1 == attempts:
                 raise StoreUnavailable("the database is busy, please retry") from exc
-            _sleep_backoff(attempt)
+            backoff(attempt)
     raise AssertionError("unreachable")

@@ -19,6 +19,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from paywalls import paywall as paywalls
+from paywalls.config import settings
 from paywalls.identity import InvalidUser
 from paywalls.ledger import IdempotencyMismatch, InsufficientFunds, InvalidCursor
 from paywalls.money import InvalidAmount
@@ -203,6 +204,27 @@ async def json_body(request: Request, *, limit: int = 1_000_000) -> dict[str, An
     if not isinstance(data, dict):
         raise ApiError(400, "the request body must be a JSON object", code="invalid_json")
     return data
+
+
+def public_base_url(request: Request) -> str:
+    """The public URL of this deployment, for links to our hosted pages.
+
+    API Gateway's default URL carries the stage (`/prod`) but the path our apps see does not, so the
+    base comes from the API Gateway request context: Mangum puts the event in the scope; the Lambda
+    Web Adapter forwards the context as the `x-amzn-request-context` header. PUBLIC_BASE_URL (a custom
+    domain) wins; locally the request's own base URL is right."""
+    configured = settings().public_base_url
+    if configured:
+        return configured.rstrip("/")
+    context = (request.scope.get("aws.event") or {}).get("requestContext")
+    if context is None and "x-amzn-request-context" in request.headers:
+        try:
+            context = json.loads(request.headers["x-amzn-request-context"])
+        except ValueError:
+            context = None
+    if isinstance(context, dict) and context.get("domainName") and context.get("stage"):
+        return f"https://{context['domainName']}/{context['stage']}"
+    return str(request.base_url).rstrip("/")
 
 
 def idempotency_key(request: Request, *, required: bool = True) -> str | None:

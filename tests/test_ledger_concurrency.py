@@ -1,0 +1,74 @@
+"""Concurrency on the real local engine (moto over HTTP behind one lock, as `make run` serves it):
+hundreds of simultaneous operations on one wallet never spend more than it holds."""
+
+from __future__ import annotations
+
+from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+
+from paywalls import ledger
+
+pytestmark = pytest.mark.usefixtures("engine")
+
+
+def run_all(fn, count: int, workers: int = 64) -> Counter[str]:
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        return Counter(pool.map(fn, range(count)))
+
+
+def test_hundreds_of_simultaneous_holds_never_exceed_the_balance(capsys: pytest.CaptureFixture[str]) -> None:
+    wallet = "pw_conc:live:holds"
+    ledger.credit(wallet, 100, idempotency_key="seed")
+
+    def try_hold(i: int) -> str:
+        try:
+            ledger.hold(wallet, 1, hold_id=f"conc-hold-{i}")
+            return "held"
+        except ledger.InsufficientFunds:
+            return "refused"
+
+    outcome = run_all(try_hold, 400)
+    with capsys.disabled():
+        print(f"\n400 simultaneous holds of 1 on a balance of 100: {dict(outcome)}")
+    assert outcome["held"] == 100 and outcome["refused"] == 300
+    state = ledger.get_wallet(wallet)
+    assert (state.balance, state.available) == (100, 0)
+
+
+def test_simultaneous_charges_and_settles_keep_ledger_equal_to_balance(capsys: pytest.CaptureFixture[str]) -> None:
+    wallet = "pw_conc:live:charges"
+    ledger.credit(wallet, 1_000, idempotency_key="seed")
+
+    def charge_or_settle(i: int) -> str:
+        try:
+            if i % 2:
+                ledger.charge(wallet, 7, idempotency_key=f"c{i}")
+                return "charged"
+            ledger.hold(wallet, 9, hold_id=f"conc-settle-{i}")
+            ledger.settle(f"conc-settle-{i}", 5, request_id=f"req{i}")
+            return "settled"
+        except ledger.InsufficientFunds:
+            return "refused"
+
+    outcome = run_all(charge_or_settle, 300)
+    state = ledger.get_wallet(wallet)
+    entries = list(ledger.all_entries(wallet))
+    with capsys.disabled():
+        print(f"\n300 simultaneous charges/settles on a balance of 1000: {dict(outcome)}, final {state}")
+    assert state.balance >= 0 and state.available == state.balance
+    assert sum(e.amount for e in entries) == state.balance
+    assert state.balance == 1_000 - 7 * outcome["charged"] - 5 * outcome["settled"]
+    assert [e.version for e in entries] == list(range(1, len(entries) + 1))
+
+
+def test_simultaneous_duplicate_credits_apply_once() -> None:
+    wallet = "pw_conc:live:dupes"
+
+    def credit(_: int) -> str:
+        return "duplicate" if ledger.credit(wallet, 250, idempotency_key="same-key").duplicate else "applied"
+
+    outcome = run_all(credit, 50)
+    assert outcome == Counter({"applied": 1, "duplicate": 49})
+    assert ledger.get_wallet(wallet).balance == 250

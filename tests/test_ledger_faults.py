@@ -1,0 +1,154 @@
+"""Fault injection on the DynamoDB boundary: TransactionConflict and throttling are retried with
+jittered backoff; a failed balance check is never retried; exhausted retries write nothing."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+from botocore.exceptions import ClientError
+
+from paywalls import ledger, store
+
+pytestmark = pytest.mark.usefixtures("aws_mock")
+
+
+def conflict() -> ClientError:
+    return ClientError(
+        {
+            "Error": {"Code": "TransactionCanceledException", "Message": "Transaction cancelled"},
+            "CancellationReasons": [{"Code": "TransactionConflict"}, {"Code": "None"}],
+        },
+        "TransactWriteItems",
+    )
+
+
+def throttled(code: str = "ThrottlingException") -> ClientError:
+    return ClientError({"Error": {"Code": code, "Message": "Rate exceeded"}}, "TransactWriteItems")
+
+
+class FaultyClient:
+    """Wraps the real client; the first calls of chosen operations raise the queued errors."""
+
+    def __init__(self, real: Any, faults: dict[str, list[Exception]]):
+        self.real = real
+        self.faults = faults
+        self.calls: dict[str, int] = {}
+
+    def __getattr__(self, name: str) -> Callable[..., Any]:
+        method = getattr(self.real, name)
+
+        def call(*args: Any, **kwargs: Any) -> Any:
+            self.calls[name] = self.calls.get(name, 0) + 1
+            queue = self.faults.get(name)
+            if queue:
+                raise queue.pop(0)
+            return method(*args, **kwargs)
+
+        return call
+
+
+@pytest.fixture
+def inject(monkeypatch: pytest.MonkeyPatch) -> Callable[..., FaultyClient]:
+    sleeps: list[float] = []
+    monkeypatch.setattr(store.time, "sleep", sleeps.append)
+
+    def install(**faults: list[Exception]) -> FaultyClient:
+        client = FaultyClient(store.ddb(), {k: list(v) for k, v in faults.items()})
+        monkeypatch.setattr(store, "ddb", lambda: client)
+        client.sleeps = sleeps  # type: ignore[attr-defined]
+        return client
+
+    return install
+
+
+def ledger_sum(wallet: str) -> int:
+    return sum(e.amount for e in ledger.all_entries(wallet))
+
+
+def test_credit_retries_transaction_conflicts_then_applies_once(inject: Callable[..., FaultyClient]) -> None:
+    client = inject(transact_write_items=[conflict(), conflict(), conflict()])
+    posting = ledger.credit("w:c", 700, idempotency_key="dep-1")
+    assert client.calls["transact_write_items"] == 4
+    assert not posting.duplicate
+    wallet = ledger.get_wallet("w:c")
+    assert (wallet.balance, wallet.available) == (700, 700)
+    assert ledger_sum("w:c") == 700 and len(list(ledger.all_entries("w:c"))) == 1
+    delays = client.sleeps  # type: ignore[attr-defined]
+    assert len(delays) == 3 and all(0 <= d <= store.MAX_DELAY_S for d in delays)
+
+
+@pytest.mark.parametrize(
+    "code", ["ThrottlingException", "ProvisionedThroughputExceededException", "RequestLimitExceeded"]
+)
+def test_hold_retries_throttling(inject: Callable[..., FaultyClient], code: str) -> None:
+    ledger.credit("w:t", 100, idempotency_key="seed")
+    client = inject(transact_write_items=[throttled(code), throttled(code)])
+    held = ledger.hold("w:t", 60, hold_id="h-throttle")
+    assert held.amount == 60 and client.calls["transact_write_items"] == 3
+    assert ledger.get_wallet("w:t").available == 40
+
+
+def test_failed_balance_check_is_not_retried(inject: Callable[..., FaultyClient]) -> None:
+    ledger.credit("w:f", 10, idempotency_key="seed")
+    client = inject()
+    with pytest.raises(ledger.InsufficientFunds):
+        ledger.hold("w:f", 11, hold_id="h-too-big")
+    assert client.calls["transact_write_items"] == 1
+    with pytest.raises(ledger.InsufficientFunds):
+        ledger.charge("w:f", 11, idempotency_key="too-big")
+    # The charge saw the shortfall on its read and never attempted a write.
+    assert client.calls["transact_write_items"] == 1
+    assert ledger.get_wallet("w:f").available == 10
+
+
+def test_exhausted_retries_write_nothing(inject: Callable[..., FaultyClient]) -> None:
+    inject(transact_write_items=[conflict() for _ in range(store.MAX_ATTEMPTS)])
+    with pytest.raises(store.StoreUnavailable):
+        ledger.credit("w:x", 500, idempotency_key="dep-x")
+    assert not ledger.get_wallet("w:x").exists
+    assert list(ledger.all_entries("w:x")) == []
+    # The same key afterwards applies exactly once.
+    assert not ledger.credit("w:x", 500, idempotency_key="dep-x").duplicate
+    assert ledger.get_wallet("w:x").balance == 500
+
+
+def test_settle_under_conflicts_settles_exactly_once(inject: Callable[..., FaultyClient]) -> None:
+    ledger.credit("w:s", 1_000, idempotency_key="seed")
+    ledger.hold("w:s", 400, hold_id="h-s")
+    inject(transact_write_items=[conflict(), throttled()])
+    first = ledger.settle("h-s", 150, model="m", request_id="req_1")
+    second = ledger.settle("h-s", 150, model="m", request_id="req_1")
+    assert not first.duplicate and second.duplicate and first.entry.id == second.entry.id
+    wallet = ledger.get_wallet("w:s")
+    assert (wallet.balance, wallet.available) == (850, 850)
+    assert ledger_sum("w:s") == 850
+
+
+def test_release_after_settle_is_a_no_op() -> None:
+    ledger.credit("w:r", 300, idempotency_key="seed")
+    ledger.hold("w:r", 300, hold_id="h-r")
+    ledger.settle("h-r", 100)
+    assert ledger.release("h-r") is False
+    assert ledger.get_wallet("w:r").available == 200
+
+
+def test_sweeper_releases_only_expired_holds() -> None:
+    ledger.credit("w:e", 1_000, idempotency_key="seed")
+    ledger.hold("w:e", 100, hold_id="h-old", ttl_s=-1)
+    ledger.hold("w:e", 200, hold_id="h-new", ttl_s=600)
+    assert ledger.sweep_expired_holds() == 1
+    assert ledger.sweep_expired_holds() == 0
+    assert ledger.get_wallet("w:e").available == 800
+    # A request that outlived its hold still pays for what it used, from available funds only.
+    late = ledger.settle("h-old", 40, request_id="req_late")
+    assert late.entry.amount == -40
+    assert ledger.get_wallet("w:e").balance == 960
+
+
+def test_amounts_must_be_positive_integers() -> None:
+    for bad in (0, -5, 1.5, True):
+        with pytest.raises(ValueError):
+            ledger.credit("w:v", bad, idempotency_key="k")  # type: ignore[arg-type]
+    assert not ledger.get_wallet("w:v").exists
