@@ -10,8 +10,10 @@ Run: python -m devserver.engine [--port N]; prints "ENGINE_PORT=<port>" once it 
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import threading
+import time
 from collections.abc import Iterable
 from typing import Any
 
@@ -43,11 +45,25 @@ def make_engine(host: str = "127.0.0.1", port: int = 0) -> Any:
     return make_server(host, port, app, threaded=True, request_handler=QuietHandler)
 
 
+def exit_with_parent() -> None:
+    """The engine belongs to the stack that started it: if that process dies without stopping it
+    (SIGKILL, a crashed test run), the engine exits too instead of holding memory and a port."""
+    parent = os.getppid()
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(1)
+        os._exit(0)
+
+    threading.Thread(target=watch, daemon=True).start()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=0)
     args = parser.parse_args()
+    exit_with_parent()
     server = make_engine(args.host, args.port)
     print(f"ENGINE_PORT={server.server_port}", flush=True)
     try:

@@ -13,6 +13,7 @@ import json
 import logging
 import os
 import secrets
+import signal
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -182,8 +183,19 @@ def main(argv: list[str] | None = None) -> None:
                 sweeper.cancel()
 
         _print_banner(local, state_dir / "local.json")
-        asyncio.run(serve())
-    print("Paywalls local stack stopped.", flush=True)
+        # uvicorn shuts down gracefully on SIGINT/SIGTERM, then re-raises the signal; these turn
+        # that into a normal exit so the engine (and everything else started here) is stopped.
+        signal.signal(signal.SIGTERM, _exit_cleanly)
+        try:
+            asyncio.run(serve())
+        except KeyboardInterrupt:
+            pass
+        finally:
+            print("Paywalls local stack stopped.", flush=True)
+
+
+def _exit_cleanly(signum: int, frame: Any) -> None:
+    raise SystemExit(0)
 
 
 def _print_banner(local: dict[str, Any], path: Path) -> None:

@@ -1,0 +1,162 @@
+"""The `paywalls` CLI against the running local stack over HTTP (bearer token), and SigV4 signing
+for a deployed stack (checked against a local server that records what it receives)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import threading
+from http.server import BaseHTTPRequestHandler, HTTPServer
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from paywalls import cli
+from tests.conftest import LocalStack
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def paywalls(
+    stack: LocalStack, *args: str, stdin: str | None = None, env: dict[str, str] | None = None, check: bool = True
+) -> subprocess.CompletedProcess[str]:
+    command = [
+        sys.executable,
+        "-m",
+        "paywalls.cli",
+        "--url",
+        stack.config["admin_url"],
+        "--token",
+        stack.config["admin_token"],
+        *args,
+    ]
+    proc = subprocess.run(
+        command, input=stdin, capture_output=True, text=True, timeout=60, env={**os.environ, **(env or {})}
+    )
+    if check:
+        assert proc.returncode == 0, proc.stderr
+    return proc
+
+
+def test_cli_wraps_every_admin_call(stack: LocalStack) -> None:
+    created = json.loads(paywalls(stack, "--json", "create", "--name", "CLI app", "--trial-credits", "0.5").stdout)
+    pid = created["id"]
+    assert created["mode"] == "default" and created["trial_credits"] == "0.500000"
+    assert "name: CLI app" in paywalls(stack, "get", pid).stdout
+    assert json.loads(paywalls(stack, "--json", "update", pid, "--description", "d").stdout)["description"] == "d"
+    refused = paywalls(stack, "update", pid, "--mode", "shared", check=False)
+    assert refused.returncode == 1 and "409" in refused.stderr
+
+    key = json.loads(paywalls(stack, "--json", "keys", "create", pid, "--environment", "test").stdout)
+    assert key["key"].startswith("sk-paywalls-test-")
+    listed = json.loads(paywalls(stack, "--json", "keys", "list", pid).stdout)["data"]
+    assert [k["id"] for k in listed] == [key["id"]]
+
+    provider = paywalls(
+        stack,
+        "--json",
+        "provider",
+        pid,
+        "--kind",
+        "openai-compatible",
+        "--base-url",
+        f"{stack.url}/_demo/v1",
+        "--stdin",
+        stdin="demo-provider-key\n",
+    )
+    assert "demo-provider-key" not in provider.stdout
+    from_env = paywalls(
+        stack,
+        "--json",
+        "provider",
+        pid,
+        "--kind",
+        "openai-compatible",
+        "--base-url",
+        f"{stack.url}/_demo/v1",
+        env={"PAYWALLS_PROVIDER_API_KEY": "demo-provider-key"},
+    )
+    assert json.loads(from_env.stdout)["api_key_set"] is True
+    no_secret = paywalls(stack, "provider", pid, "--kind", "openai", check=False, env={"PAYWALLS_PROVIDER_API_KEY": ""})
+    assert no_secret.returncode == 1 and "stdin" in no_secret.stderr
+
+    pricing = json.loads(
+        paywalls(stack, "--json", "pricing", pid, "--model", "demo/echo=1,2,0.0001", "--markup-percent", "10").stdout
+    )
+    assert pricing["models"]["demo/echo"] == {"prompt": "1", "completion": "2", "request": "0.0001"}
+    templates = json.loads(paywalls(stack, "--json", "templates", pid, "--topup", "Top up: {{url}}").stdout)
+    assert templates["topup"] == "Top up: {{url}}"
+
+    adjusted = json.loads(
+        paywalls(
+            stack, "--json", "adjust", pid, "bob", "1.25", "--environment", "test", "--idempotency-key", "cli-1"
+        ).stdout
+    )
+    assert adjusted["entry"]["amount"] == "1250000"
+    users = json.loads(paywalls(stack, "--json", "users", pid, "--environment", "test").stdout)["data"]
+    assert users[0]["user"] == "bob" and users[0]["balanceFormatted"] == "1.250000"
+    balance = httpx.get(
+        f"{stack.url}/v1/user/balance", params={"user": "bob"}, headers={"Authorization": f"Bearer {key['key']}"}
+    ).json()
+    assert balance["balance"] == "1250000"
+    usage = json.loads(paywalls(stack, "--json", "usage", pid, "--environment", "test").stdout)
+    assert usage["object"] == "usage"
+
+    revoked = json.loads(paywalls(stack, "--json", "keys", "revoke", pid, key["id"]).stdout)
+    assert revoked["revoked"] is True
+    missing = paywalls(stack, "get", "pw_missing", check=False)
+    assert missing.returncode == 1 and "404" in missing.stderr
+
+
+def test_cli_reads_local_json_when_no_url_is_given(stack: LocalStack, tmp_path: Path) -> None:
+    (tmp_path / ".paywalls").mkdir()
+    (tmp_path / ".paywalls" / "local.json").write_text(json.dumps(stack.config))
+    proc = subprocess.run(
+        [sys.executable, "-m", "paywalls.cli", "--json", "get", stack.config["paywall_id"]],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={k: v for k, v in os.environ.items() if not k.startswith("PAYWALLS_ADMIN")},
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads(proc.stdout)["id"] == stack.config["paywall_id"]
+
+
+class Recorder(BaseHTTPRequestHandler):
+    seen: list[dict[str, Any]] = []
+
+    def do_POST(self) -> None:  # noqa: N802 (http.server's naming)
+        body = self.rfile.read(int(self.headers.get("content-length", 0)))
+        Recorder.seen.append({"path": self.path, "headers": dict(self.headers), "body": body})
+        data = json.dumps({"id": "pw_x", "object": "paywall"}).encode()
+        self.send_response(201)
+        self.send_header("content-type", "application/json")
+        self.send_header("content-length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    def log_message(self, *args: Any) -> None:
+        pass
+
+
+def test_cli_signs_with_sigv4_when_no_token(monkeypatch: Any) -> None:
+    server = HTTPServer(("127.0.0.1", 0), Recorder)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "AKIDEXAMPLE")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY")
+    monkeypatch.delenv("PAYWALLS_ADMIN_TOKEN", raising=False)
+    try:
+        url = f"http://127.0.0.1:{server.server_port}/prod/admin"
+        assert cli.main(["--url", url, "--region", "eu-west-1", "create", "--name", "Signed"]) == 0
+    finally:
+        server.shutdown()
+    request = Recorder.seen[-1]
+    authorization = request["headers"]["Authorization"]
+    assert authorization.startswith("AWS4-HMAC-SHA256 Credential=AKIDEXAMPLE/")
+    assert "/eu-west-1/execute-api/aws4_request" in authorization and "Signature=" in authorization
+    assert request["headers"]["X-Amz-Date"] and request["path"] == "/prod/admin/paywalls"
+    assert json.loads(request["body"]) == {"mode": "default", "name": "Signed"}

@@ -1,0 +1,63 @@
+"""`make run`'s contract (SPEC §8): serves /health and the template's routes, writes local.json,
+stops everything it started on SIGTERM, and can be started again on the same port at once."""
+
+from __future__ import annotations
+
+import socket
+import subprocess
+
+import httpx
+
+from tests.conftest import LocalStack, run_local_stack
+
+
+def child_pids(pid: int) -> list[int]:
+    out = subprocess.run(["ps", "-o", "pid=", "--ppid", str(pid)], capture_output=True, text=True).stdout
+    return [int(p) for p in out.split()]
+
+
+def port_is_free(port: int) -> bool:
+    with socket.socket() as s:
+        try:
+            s.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+        return True
+
+
+def pid_alive(pid: int) -> bool:
+    return subprocess.run(["kill", "-0", str(pid)], capture_output=True).returncode == 0
+
+
+def test_local_stack_serves_health_routes_and_local_json(stack: LocalStack) -> None:
+    local = stack.config
+    assert set(local) >= {"base_url", "api_key", "paywall_id", "admin_url", "admin_token"}
+    assert local["base_url"] == f"{stack.url}/v1" and local["admin_url"] == f"{stack.url}/admin"
+    assert local["api_key"].startswith("sk-paywalls-")
+    assert httpx.get(f"{stack.url}/health").json() == {"status": "ok"}
+    models = httpx.get(f"{local['base_url']}/models", headers={"Authorization": f"Bearer {local['api_key']}"})
+    assert "demo/echo" in {m["id"] for m in models.json()["data"]}
+    paywall = httpx.get(
+        f"{local['admin_url']}/paywalls/{local['paywall_id']}",
+        headers={"Authorization": f"Bearer {local['admin_token']}"},
+    )
+    assert paywall.status_code == 200 and paywall.json()["provider"]["api_key_set"] is True
+    unknown = httpx.get(f"{stack.url}/nope")
+    assert unknown.status_code == 404 and unknown.json()["error"]["message"]
+    assert httpx.get(f"{local['admin_url']}/paywalls/x").status_code == 401
+
+
+def test_sigterm_stops_everything_and_a_rerun_starts_clean() -> None:
+    with run_local_stack() as first:
+        children = child_pids(first.proc.pid)
+        assert children, "the local engine runs as a child process"
+        port, first_key = first.port, first.config["api_key"]
+        first.proc.terminate()
+        assert first.proc.wait(timeout=20) == 0, first.log()
+        assert "stopped" in first.log()
+    assert not any(pid_alive(pid) for pid in children), "the engine outlived the stack"
+    assert port_is_free(port)
+    with run_local_stack() as second:
+        assert second.config["api_key"] != first_key, "a rerun starts from fresh state"
+        old = httpx.get(f"{second.url}/v1/models", headers={"Authorization": f"Bearer {first_key}"})
+        assert old.status_code == 401
