@@ -10,6 +10,7 @@ import re
 import sys
 from dataclasses import dataclass
 from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 from starlette.types import ASGIApp, Receive, Scope, Send
@@ -47,6 +48,10 @@ def _compile(path: str) -> re.Pattern[str]:
 
 
 def load_function_app(code_uri: str, logical_id: str) -> ASGIApp:
+    return load_function_module(code_uri, logical_id).app
+
+
+def load_function_module(code_uri: str, logical_id: str) -> ModuleType:
     """Import functions/<name>/app.py under a unique module name, as its own Lambda would."""
     path = ROOT / code_uri / "app.py"
     name = f"fn_{logical_id}"
@@ -56,7 +61,7 @@ def load_function_app(code_uri: str, logical_id: str) -> ASGIApp:
     module = importlib.util.module_from_spec(spec)
     sys.modules[name] = module
     spec.loader.exec_module(module)
-    return module.app
+    return module
 
 
 class TemplateRouter:

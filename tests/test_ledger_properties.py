@@ -59,7 +59,7 @@ class LedgerMachine(RuleBasedStateMachine):
     def available(self) -> int:
         return self.balance - sum(self.holds.values())
 
-    @rule(amount=amounts, key=st.sampled_from(["d1", "d2", "d3", "d4"]))
+    @rule(amount=st.integers(min_value=1, max_value=20_000), key=st.sampled_from([f"d{i}" for i in range(10)]))
     def credit(self, amount: int, key: str) -> None:
         if key in self.keys:
             if self.keys[key] == amount:
@@ -76,6 +76,14 @@ class LedgerMachine(RuleBasedStateMachine):
         self.keys[key] = amount
         self.balance += amount
         self._count("credit")
+
+    @precondition(lambda self: any(v > 0 for v in self.keys.values()))
+    @rule(data=st.data())
+    def replay_credit(self, data: st.DataObject) -> None:
+        key = data.draw(st.sampled_from(sorted(k for k, v in self.keys.items() if v > 0)))
+        posting = ledger.credit(self.wallet, self.keys[key], idempotency_key=key)
+        assert posting.duplicate and posting.entry.amount == self.keys[key]
+        self._count("duplicate credit (no-op)")
 
     @rule(amount=st.integers(min_value=1, max_value=2_000))
     def hold(self, amount: int) -> None:
@@ -113,7 +121,7 @@ class LedgerMachine(RuleBasedStateMachine):
         self.closed_holds.add(hold_id)
         self._count("release (+ duplicate release no-op)")
 
-    @rule(amount=amounts, key=st.sampled_from(["c1", "c2", "c3"]))
+    @rule(amount=amounts, key=st.sampled_from([f"c{i}" for i in range(10)]))
     def charge(self, amount: int, key: str) -> None:
         if key in self.keys:
             if self.keys[key] == -amount:
@@ -166,7 +174,7 @@ def test_random_operation_sequences_keep_ledger_invariants(capsys: pytest.Captur
     run_state_machine_as_test(
         LedgerMachine,
         settings=settings(
-            max_examples=int(os.environ.get("LEDGER_EXAMPLES", "40")),
+            max_examples=int(os.environ.get("LEDGER_EXAMPLES", "60")),
             stateful_step_count=25,
             deadline=None,
             suppress_health_check=[HealthCheck.too_slow],
