@@ -18,6 +18,7 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from paywalls import logs
 from paywalls import paywall as paywalls
 from paywalls.config import settings
 from paywalls.identity import InvalidUser
@@ -138,6 +139,7 @@ class RequestIdMiddleware:
             return
         request_id = new_request_id()
         scope.setdefault("state", {})["request_id"] = request_id
+        logs.request_id.set(request_id)
 
         async def send_with_id(message: Message) -> None:
             if message["type"] == "http.response.start":
@@ -151,6 +153,7 @@ class RequestIdMiddleware:
 
 def install(app: FastAPI) -> FastAPI:
     """Every app answers errors in OpenAI's shape and never leaks a traceback."""
+    logs.configure()
 
     @app.exception_handler(RequestValidationError)
     async def _validation(request: Request, exc: RequestValidationError) -> JSONResponse:
