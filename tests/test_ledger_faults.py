@@ -152,3 +152,58 @@ def test_amounts_must_be_positive_integers() -> None:
         with pytest.raises(ValueError):
             ledger.credit("w:v", bad, idempotency_key="k")  # type: ignore[arg-type]
     assert not ledger.get_wallet("w:v").exists
+
+
+def make_budget(pk: str, remaining: int) -> ledger.Budget:
+    store.put({"pk": pk, "sk": "CAP", "remaining": remaining, "spent": 0})
+    return ledger.Budget(pk, "CAP")
+
+
+def budget_state(budget: ledger.Budget) -> tuple[int, int]:
+    item = store.get(budget.pk, budget.sk)
+    assert item is not None
+    return item["remaining"], item["spent"]
+
+
+def test_budget_caps_holds_and_charges_and_gets_unused_parts_back() -> None:
+    ledger.credit("w:b", 10_000, idempotency_key="seed")
+    cap = make_budget("CAP#1", 1_000)
+    ledger.hold("w:b", 600, hold_id="hb1", budget=cap)
+    with pytest.raises(ledger.BudgetExceeded):
+        ledger.hold("w:b", 500, hold_id="hb2", budget=cap)
+    assert ledger.get_wallet("w:b").available == 9_400, "a refused hold reserves nothing"
+    ledger.settle("hb1", 250)
+    assert budget_state(cap) == (750, 250)
+    with pytest.raises(ledger.BudgetExceeded):
+        ledger.charge("w:b", 800, idempotency_key="c1", budget=cap)
+    ledger.charge("w:b", 700, idempotency_key="c2", budget=cap)
+    assert budget_state(cap) == (50, 950)
+    ledger.hold("w:b", 50, hold_id="hb3", budget=cap, ttl_s=-1)
+    assert ledger.sweep_expired_holds() == 1
+    assert budget_state(cap) == (50, 950), "the sweeper returns a swept hold to its budget"
+    wallet = ledger.get_wallet("w:b")
+    assert wallet.balance == wallet.available == 10_000 - 250 - 700
+
+
+def test_also_items_land_with_the_charge_or_not_at_all() -> None:
+    ledger.credit("w:a", 1_000, idempotency_key="seed")
+
+    def earnings(entry: ledger.Entry) -> list[dict]:
+        return [
+            {
+                "Update": {
+                    "TableName": store.table_name(),
+                    "Key": store.key("EARN#p", "S0"),
+                    "UpdateExpression": "ADD earned :x",
+                    "ExpressionAttributeValues": {":x": store.N(-entry.amount)},
+                }
+            }
+        ]
+
+    ledger.hold("w:a", 400, hold_id="ha", ttl_s=60)
+    ledger.settle("ha", 300, also=earnings)
+    ledger.settle("ha", 300, also=earnings)  # duplicate: no second credit
+    ledger.charge("w:a", 100, idempotency_key="k", also=earnings)
+    with pytest.raises(ledger.InsufficientFunds):
+        ledger.charge("w:a", 10_000, idempotency_key="k2", also=earnings)
+    assert store.get("EARN#p", "S0")["earned"] == 400  # type: ignore[index]

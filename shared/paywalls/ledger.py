@@ -16,7 +16,7 @@ import logging
 import secrets
 import time
 import zlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Literal
@@ -47,6 +47,14 @@ class InsufficientFunds(LedgerError):
 
 class IdempotencyMismatch(LedgerError):
     """The same idempotency key arrived with different parameters; nothing was moved."""
+
+
+class BudgetExceeded(LedgerError):
+    """The spending cap (Budget) does not cover the amount; the balance may still."""
+
+    def __init__(self, required: int):
+        super().__init__(f"spending cap reached: {required} more needed")
+        self.required = required
 
 
 class HoldNotActive(LedgerError):
@@ -117,6 +125,21 @@ class Hold:
     amount: int
     status: str
     expires_at: int
+
+
+@dataclass(frozen=True)
+class Budget:
+    """A second limit beside the balance, e.g. the spending cap a person set when authorizing an app:
+    an item whose `remaining` is reserved by holds and charges exactly like `available`, and whose
+    `spent` grows by what was charged. Lives wherever its owner keeps it (pk/sk)."""
+
+    pk: str
+    sk: str
+
+
+# Builds extra transaction items from the entry being posted (e.g. a paywall's earnings credit), so
+# they land atomically with the balance change or not at all.
+Also = Callable[["Entry"], list[dict[str, Any]]]
 
 
 @dataclass(frozen=True)
@@ -254,10 +277,14 @@ def _post(
     require_available: int | None = None,
     idem: _Idempotency | None = None,
     settle_hold: str | None = None,
+    budget: Budget | None = None,
+    budget_delta: tuple[int, int] = (0, 0),
+    also: Also | None = None,
     listing: Listing | None = None,
     details: dict[str, Any] | None = None,
 ) -> Posting:
-    """One balance change + its entry (+ idempotency record, + hold settlement) in one transaction."""
+    """One balance change + its entry (+ idempotency record, + hold settlement, + budget, + the
+    caller's own items such as a paywall's earnings) in one transaction."""
     details = {k: v for k, v in (details or {}).items() if v is not None}
     for attempt in range(POST_ATTEMPTS):
         if idem and (replayed := _replay(wallet_id, idem)):
@@ -277,30 +304,51 @@ def _post(
             idempotency_key=idem.key if idem else None,
             **details,
         )
-        items = [
-            _wallet_update(wallet, entry, available_delta, require_available, listing),
-            _entry_put(entry),
+        named: list[tuple[str, dict[str, Any]]] = [
+            ("wallet", _wallet_update(wallet, entry, available_delta, require_available, listing)),
+            ("entry", _entry_put(entry)),
         ]
         if idem:
-            items.append(_idem_put(entry, idem))
+            named.append(("idem", _idem_put(entry, idem)))
         if settle_hold:
-            items.append(_hold_transition(settle_hold, "settled", {"entry_sk": _entry_sk(version)}))
+            named.append(("hold", _hold_transition(settle_hold, "settled", {"entry_sk": _entry_sk(version)})))
+        if budget:
+            named.append(("budget", _budget_update(budget, *budget_delta, check=require_available is not None)))
+        if also:
+            named += [("also", item) for item in also(entry)]
         try:
-            store.transact(items, token_seed=f"{wallet_id}|{version}|{entry.id}")
+            store.transact([item for _, item in named], token_seed=f"{wallet_id}|{version}|{entry.id}")
             return Posting(entry)
         except TransactionCancelled as cancelled:
-            codes = cancelled.codes
-            if settle_hold and codes[-1] == CONDITION_FAILED:
-                raise HoldNotActive(settle_hold, "not active") from None
-            if idem and codes[2] == CONDITION_FAILED:
+            failed = {name for (name, _), code in zip(named, cancelled.codes, strict=False) if code == CONDITION_FAILED}
+            if "hold" in failed:
+                raise HoldNotActive(settle_hold or "", "not active") from None
+            if "idem" in failed:
                 continue  # a concurrent duplicate won; the next turn replays its result
-            if codes[0] == CONDITION_FAILED:
+            if "budget" in failed:
+                raise BudgetExceeded(require_available or 0) from None
+            if "wallet" in failed:
                 # Version race (or funds gone): back off so colliding writers spread out instead
                 # of re-colliding in lockstep, then re-read and decide again.
                 store.backoff(min(attempt, 4))
                 continue
             raise
     raise StoreUnavailable("too much contention on this wallet, please retry")
+
+
+def _budget_update(budget: Budget, remaining_delta: int, spent_delta: int, *, check: bool) -> dict[str, Any]:
+    update: dict[str, Any] = {
+        "TableName": store.table_name(),
+        "Key": store.key(budget.pk, budget.sk),
+        "UpdateExpression": "ADD remaining :delta, spent :spent",
+        "ExpressionAttributeValues": {":delta": N(remaining_delta), ":spent": N(spent_delta)},
+    }
+    # Only reservations are checked. Returning money to a budget (settle, release, the sweeper) must
+    # never fail, so budget items are never deleted (a revoked connection is marked, not removed).
+    if check and remaining_delta < 0:
+        update["ConditionExpression"] = "attribute_exists(pk) AND remaining >= :need"
+        update["ExpressionAttributeValues"][":need"] = N(-remaining_delta)
+    return {"Update": update}
 
 
 def _wallet_update(
@@ -441,8 +489,10 @@ def charge(
     listing: Listing | None = None,
     metadata: dict[str, Any] | None = None,
     request_id: str | None = None,
+    budget: Budget | None = None,
+    also: Also | None = None,
 ) -> Posting:
-    """A direct debit that must be covered by the available balance (manual charges, withdrawals)."""
+    """A direct debit that must be covered by the available balance (and the budget, if any)."""
     _require_positive(amount)
     idem = _Idempotency(
         idempotency_key,
@@ -456,6 +506,9 @@ def charge(
         available_delta=-amount,
         require_available=amount,
         idem=idem,
+        budget=budget,
+        budget_delta=(-amount, amount),
+        also=also,
         listing=listing,
         details={"metadata": metadata or {}, "request_id": request_id},
     )
@@ -491,8 +544,9 @@ def _require_positive(amount: int) -> None:
 # ---- holds --------------------------------------------------------------------------------------
 
 
-def hold(wallet_id: str, amount: int, *, hold_id: str, ttl_s: int = 20 * 60) -> Hold:
-    """Reserve `amount` of the available balance. Never retried on a failed balance check."""
+def hold(wallet_id: str, amount: int, *, hold_id: str, ttl_s: int = 20 * 60, budget: Budget | None = None) -> Hold:
+    """Reserve `amount` of the available balance (and of the budget, if any). Never retried on a
+    failed balance check."""
     _require_positive(amount)
     now = int(time.time())
     expires_at = now + ttl_s
@@ -509,6 +563,9 @@ def hold(wallet_id: str, amount: int, *, hold_id: str, ttl_s: int = 20 * 60) -> 
         "gsi1sk": f"{expires_at:012d}#{hold_id}",
         # Cleanup long after the sweeper has released it; never before (the sweeper needs it).
         "expires_at_ttl": expires_at + 7 * 24 * 3600,
+        # Settle and release (also the sweeper's) give the unused part back to the same budget.
+        "budget_pk": budget.pk if budget else None,
+        "budget_sk": budget.sk if budget else None,
     }
     items = [
         {
@@ -528,9 +585,13 @@ def hold(wallet_id: str, amount: int, *, hold_id: str, ttl_s: int = 20 * 60) -> 
             }
         },
     ]
+    if budget:
+        items.append(_budget_update(budget, -amount, 0, check=True))
     try:
         store.transact(items, token_seed=f"hold|{hold_id}")
     except TransactionCancelled as cancelled:
+        if budget and cancelled.codes[2] == CONDITION_FAILED and cancelled.codes[0] != CONDITION_FAILED:
+            raise BudgetExceeded(amount) from None
         if cancelled.codes[1] == CONDITION_FAILED:
             existing = get_hold(hold_id)
             if existing and existing["wallet_id"] == wallet_id and existing["amount"] == amount:
@@ -538,6 +599,10 @@ def hold(wallet_id: str, amount: int, *, hold_id: str, ttl_s: int = 20 * 60) -> 
             raise LedgerError(f"hold id {hold_id} already used") from None
         raise InsufficientFunds(get_wallet(wallet_id).available, amount) from None
     return Hold(hold_id, wallet_id, amount, "active", expires_at)
+
+
+def _budget_of(item: dict[str, Any]) -> Budget | None:
+    return Budget(item["budget_pk"], item["budget_sk"]) if item.get("budget_pk") else None
 
 
 def _hold_from_item(item: dict[str, Any]) -> Hold:
@@ -560,6 +625,7 @@ def settle(
     completion_tokens: int | None = None,
     provider_cost: int | None = None,
     metadata: dict[str, Any] | None = None,
+    also: Also | None = None,
 ) -> Posting:
     """Charge `cost` against the hold exactly once and return the unused part to the balance.
 
@@ -595,10 +661,13 @@ def settle(
                 amount=-cost,
                 available_delta=held.amount - cost,
                 settle_hold=hold_id,
+                budget=_budget_of(item),
+                budget_delta=(held.amount - cost, cost),
+                also=also,
                 details=details,
             )
         except HoldNotActive:
-            return settle(hold_id, cost, **details)  # re-read: settled by a duplicate, or swept
+            return settle(hold_id, cost, also=also, **details)  # re-read: settled by a duplicate, or swept
     # Released by the sweeper before we settled: charge what the funds still cover, at most once.
     log.warning("settling a released hold as a direct charge", extra={"hold_id": hold_id})
     wallet = get_wallet(held.wallet_id)
@@ -611,6 +680,8 @@ def settle(
         idempotency_key=f"hold:{hold_id}",
         request_id=request_id,
         metadata={**(metadata or {}), "late_settlement": "true"},
+        budget=_budget_of(item),
+        also=also,
     )
 
 
@@ -631,6 +702,8 @@ def release(hold_id: str) -> bool:
             }
         },
     ]
+    if budget := _budget_of(item):
+        items.append(_budget_update(budget, item["amount"], 0, check=False))
     try:
         store.transact(items, token_seed=f"release|{hold_id}")
     except TransactionCancelled:
