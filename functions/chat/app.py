@@ -1,13 +1,34 @@
-"""Placeholder until this function's issue lands: answers every route with an OpenAI-style 501."""
+"""OpenAI-compatible chat completions proxy (SPEC §2), default mode: authenticate the paywall key,
+resolve the user, hold the worst case, call the paywall's provider, settle to the real usage.
+
+Runs under uvicorn (Lambda Web Adapter in AWS, response streaming), so streams are real streams.
+The rules live in the domain package: chat_request (what the client asked), metering (hold sizing,
+usage, estimates), chat_billing (hold/settle/release), providers (the upstream call), chat_stream
+(the streamed reply) and chat_replies (the paywall message). This module only wires them to HTTP."""
 
 from __future__ import annotations
 
+import logging
+import os
+from typing import Any
+
 from fastapi import FastAPI, Request
-from mangum import Mangum
+from fastapi.responses import JSONResponse, Response
 
-from paywalls import web
+from paywalls import chat_replies, chat_request, links, metering, providers, sse, web
+from paywalls.chat_billing import Reservation, blocking, reserve
+from paywalls.chat_request import ChatRequest
+from paywalls.chat_stream import STREAM_HEADERS, MeteredStream
+from paywalls.identity import resolve_user
+from paywalls.metering import Pricing, StreamTally
+from paywalls.paywall import Paywall
 
-app = web.install(FastAPI(docs_url=None, redoc_url=None, openapi_url=None))
+log = logging.getLogger("paywalls.chat")
+
+MAX_BODY_BYTES = 6_000_000  # Lambda's request payload limit; vision requests carry base64 images
+DRAIN_TIMEOUT_S = float(os.environ.get("PAYWALLS_STREAM_DRAIN_TIMEOUT_S", "60"))
+
+app = web.install(FastAPI(title="Paywalls chat proxy", docs_url=None, redoc_url=None, openapi_url=None))
 
 
 @app.get("/health")
@@ -15,9 +36,136 @@ def health() -> dict[str, str]:
     return {"status": "ok"}
 
 
-@app.api_route("/{path:path}", methods=["GET", "POST", "PUT", "PATCH", "DELETE"])
-def not_yet(request: Request) -> None:
-    raise web.ApiError(501, f"{request.url.path} is not available yet", code="not_implemented")
+@app.post("/v1/chat/completions")
+async def chat_completions(request: Request) -> Response:
+    return await _proxy(request, path_user=None)
 
 
-handler = Mangum(app, lifespan="off")
+@app.post("/v1/{user}/chat/completions")
+async def user_chat_completions(user: str, request: Request) -> Response:
+    return await _proxy(request, path_user=user)
+
+
+async def _proxy(request: Request, *, path_user: str | None) -> Response:
+    request_id = web.request_id_of(request)
+    caller = await blocking(web.authenticate, request)
+    body = await web.json_body(request, limit=MAX_BODY_BYTES)
+    paywall = caller.paywall
+    if paywall.mode != "default":
+        raise web.ApiError(403, "shared-mode paywalls cannot serve chat completions yet", code="mode_not_supported")
+    chat = chat_request.parse(body)
+    user = resolve_user(chat.body_user, request.headers.get("x-paywall-user"), path_user)
+    price = paywall.price_of(chat.model)
+    if price is None:
+        # Never served unpriced: a model missing from the price table would otherwise be free.
+        raise web.ApiError(
+            404,
+            f"The model `{chat.model}` does not exist or is not priced on this paywall",
+            code="model_not_found",
+            param="model",
+        )
+    if paywall.provider is None:
+        raise web.ApiError(
+            503,
+            "this paywall has no AI provider configured",
+            code="provider_not_configured",
+            headers={"x-should-retry": "false"},  # the OpenAI SDKs would otherwise retry in vain
+        )
+    prompt_bound = metering.prompt_token_bound(body)
+    reservation = await reserve(
+        paywall,
+        caller.environment,
+        user,
+        Pricing(price, paywall.markup_percent),
+        chat,
+        prompt_bound=prompt_bound,
+        request_id=request_id,
+    )
+    if reservation is None:
+        return await _paywall_reply(request, paywall, caller.environment, user, chat, request_id)
+
+    upstream = providers.upstream_of(paywall.provider)
+    upstream_body = chat_request.upstream_body(
+        chat, send_limit=reservation.plan.send_limit, provider_kind=upstream.kind
+    )
+    try:
+        if chat.stream:
+            return await _streamed(upstream, upstream_body, chat, reservation, paywall)
+        return await _buffered(upstream, upstream_body, reservation)
+    except providers.ProviderFailure as failure:
+        await reservation.release()
+        log.warning("provider failure: %s", failure.reason, extra={"request_id": request_id})
+        raise web.ApiError(
+            failure.status,
+            paywall.render("provider_error"),
+            code="provider_timeout" if failure.status == 504 else "provider_error",
+        ) from None
+    except providers.ProviderRejected as rejected:
+        await reservation.release()
+        headers = {"Retry-After": rejected.retry_after} if rejected.retry_after else None
+        return JSONResponse({"error": rejected.error}, status_code=rejected.status, headers=headers)
+    except BaseException:
+        await reservation.release()
+        raise
+
+
+async def _buffered(upstream: providers.Upstream, body: dict[str, Any], reservation: Reservation) -> Response:
+    completion, raw = await providers.complete(upstream, body)
+    usage = metering.reported_usage(completion)
+    if usage is None:
+        log.warning("completion without usage; charging the estimate", extra={"request_id": reservation.request_id})
+        usage = reservation.estimate(metering.completion_bytes(completion))
+    await reservation.settle(usage)
+    # The provider's bytes as they came: nothing of the answer is re-encoded.
+    return Response(raw, media_type="application/json")
+
+
+async def _streamed(
+    upstream: providers.Upstream,
+    body: dict[str, Any],
+    chat: ChatRequest,
+    reservation: Reservation,
+    paywall: Paywall,
+) -> Response:
+    stream = await providers.open_stream(upstream, body)
+    chunks = stream.chunks()
+    try:
+        # The first chunk decides the status: until it came, a failure can still be a clean 502/504.
+        first = await anext(chunks, None)
+        if first is None:
+            raise providers.ProviderFailure(502, "provider stream ended before its first chunk")
+        if first.is_error:
+            raise providers.ProviderFailure(502, "provider streamed an error event first")
+    except BaseException:
+        await chunks.aclose()
+        await stream.aclose()
+        raise
+    return MeteredStream(
+        first=first,
+        chunks=chunks,
+        upstream=stream,
+        reservation=reservation,
+        tally=StreamTally(client_wants_usage=chat.client_wants_usage),
+        failure_text=paywall.render("provider_error"),
+        drain_timeout_s=DRAIN_TIMEOUT_S,
+    )
+
+
+async def _paywall_reply(
+    request: Request, paywall: Paywall, environment: str, user: str, chat: ChatRequest, request_id: str
+) -> Response:
+    """Balance too low: a normal assistant message with the top-up link (SPEC §2); nothing charged."""
+    url = await blocking(links.topup_url, web.public_base_url(request), paywall.id, environment, user)
+    text = paywall.render("topup", url)
+    headers = {"X-Paywall-Action": "topup"}
+    if not chat.stream:
+        return JSONResponse(
+            chat_replies.paywall_completion(model=chat.model, text=text, request_id=request_id, n=chat.n),
+            headers=headers,
+        )
+    chunks = chat_replies.paywall_chunks(
+        model=chat.model, text=text, request_id=request_id, n=chat.n, include_usage=chat.client_wants_usage
+    )
+    # Short and known in full: one body, still a valid event stream.
+    events = b"".join(sse.json_event(c) for c in chunks) + sse.DONE
+    return Response(events, media_type="text/event-stream", headers={**STREAM_HEADERS, **headers})

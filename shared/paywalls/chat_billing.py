@@ -1,0 +1,138 @@
+"""Hold-then-settle for one proxied chat completion (SPEC §4), on the wallet ledger.
+
+`reserve` sizes the hold with metering.plan_hold against the wallet's available balance and places
+it before the provider is called; the `Reservation` it returns is then either settled to the
+provider's usage or released, exactly once. The ledger calls are blocking (boto3), so they run in
+worker threads and the event loop keeps streaming other requests meanwhile."""
+
+from __future__ import annotations
+
+import functools
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+import anyio
+
+from paywalls import accounts, ledger
+from paywalls.chat_request import ChatRequest
+from paywalls.metering import HoldPlan, Pricing, StreamTally, Usage, estimated_usage, plan_hold
+from paywalls.paywall import Paywall
+
+log = logging.getLogger(__name__)
+
+HOLD_ATTEMPTS = 4  # a concurrent request may take the funds between our balance read and our hold
+
+T = TypeVar("T")
+
+
+async def blocking(call: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+    return await anyio.to_thread.run_sync(functools.partial(call, *args, **kwargs))
+
+
+@dataclass
+class Reservation:
+    wallet_id: str
+    hold_id: str | None  # None: the request costs nothing at all, so nothing is held
+    plan: HoldPlan
+    pricing: Pricing
+    prompt_bound: int
+    n: int
+    request_id: str
+    model: str
+    closed: bool = field(default=False)
+
+    def estimate(self, generated: int) -> Usage:
+        return estimated_usage(self.plan, prompt_bound=self.prompt_bound, n=self.n, generated=generated)
+
+    async def settle(self, usage: Usage) -> int:
+        """Charge the usage (at most the hold); returns the amount charged."""
+        if self.closed or self.hold_id is None:
+            return 0
+        self.closed = True
+        cost = self.pricing.cost(usage.prompt_tokens, usage.completion_tokens)
+        if usage.estimated:
+            cost = min(cost, self.plan.amount)
+        metadata = {"usage": "estimated"} if usage.estimated else None
+        with anyio.CancelScope(shield=True):  # a cancelled request must still be charged
+            try:
+                await blocking(
+                    ledger.settle,
+                    self.hold_id,
+                    cost,
+                    request_id=self.request_id,
+                    model=self.model,
+                    prompt_tokens=usage.prompt_tokens,
+                    completion_tokens=usage.completion_tokens,
+                    provider_cost=usage.provider_cost,
+                    metadata=metadata,
+                )
+            except Exception:
+                # The hold stays active; the sweeper releases it. Served but not charged: loud log.
+                log.exception("settlement failed", extra={"request_id": self.request_id, "hold_id": self.hold_id})
+                return 0
+        return cost
+
+    async def release(self) -> None:
+        if self.closed or self.hold_id is None:
+            return
+        self.closed = True
+        with anyio.CancelScope(shield=True):
+            try:
+                await blocking(ledger.release, self.hold_id)
+            except Exception:
+                log.exception("release failed; the sweeper will", extra={"hold_id": self.hold_id})
+
+    async def finish_stream(self, tally: StreamTally) -> int:
+        """Close the hold of a stream however it ended: the provider's usage when it came; else,
+        if anything was generated or the answer completed, the conservative estimate; else (the
+        provider broke before producing anything) nothing is charged."""
+        if self.closed:
+            return 0
+        if tally.usage is not None:
+            return await self.settle(tally.usage)
+        if tally.generated > 0 or tally.finished:
+            log.warning("stream without usage; charging the estimate", extra={"request_id": self.request_id})
+            return await self.settle(self.estimate(tally.generated))
+        await self.release()
+        return 0
+
+
+async def reserve(
+    paywall: Paywall,
+    environment: str,
+    user: str,
+    pricing: Pricing,
+    chat: ChatRequest,
+    *,
+    prompt_bound: int,
+    request_id: str,
+) -> Reservation | None:
+    """Hold the worst case of this request, lowered to what the balance covers; None when the
+    balance cannot pay for a minimal answer (the caller shows the paywall, nothing is held)."""
+    wallet_id = accounts.wallet_id(paywall, environment, user)
+    await blocking(accounts.ensure_trial, paywall, environment, user)
+    for attempt in range(HOLD_ATTEMPTS):
+        wallet = await blocking(ledger.get_wallet, wallet_id)
+        plan = plan_hold(
+            pricing,
+            prompt_bound=prompt_bound,
+            requested_limit=chat.requested_limit,
+            n=chat.n,
+            available=wallet.available,
+        )
+        if plan is None:
+            return None
+        reservation = Reservation(wallet_id, None, plan, pricing, prompt_bound, chat.n, request_id, chat.model)
+        if plan.amount == 0:
+            return reservation
+        # A fresh hold id per attempt: a retried transaction must not reuse another's request token.
+        hold_id = request_id if attempt == 0 else f"{request_id}.{attempt}"
+        try:
+            await blocking(ledger.hold, wallet_id, plan.amount, hold_id=hold_id)
+        except ledger.InsufficientFunds:
+            continue
+        reservation.hold_id = hold_id
+        return reservation
+    return None

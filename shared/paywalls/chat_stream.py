@@ -1,0 +1,145 @@
+"""The streamed reply of a metered chat completion: provider chunks reach the client as they come,
+and the request is charged however the stream ends.
+
+- Each chunk is forwarded as the provider wrote it, except the usage-only chunk the client did not
+  ask for (metering.StreamTally decides).
+- Client disconnect: the ASGI call does not end with the client; it keeps reading the provider for
+  at most `drain_timeout_s` more, to learn the usage, and then settles. Because the call itself
+  stays alive (no detached task), Lambda does not freeze the environment before the charge is written.
+- Provider failure mid-stream (timeout, broken connection, invalid JSON, an error event): the
+  client gets an OpenAI-style error event (the SDKs raise it) and no [DONE]; what was generated is
+  charged as in Reservation.finish_stream (usage if reported, else the estimate, else nothing).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections.abc import AsyncGenerator, Mapping
+
+import anyio
+from starlette.responses import Response
+from starlette.types import Receive, Scope, Send
+
+from paywalls import chat_replies, sse
+from paywalls.chat_billing import Reservation
+from paywalls.metering import StreamTally
+from paywalls.providers import Chunk, ChunkStream, ProviderFailure
+
+log = logging.getLogger(__name__)
+
+STREAM_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
+
+
+class MeteredStream(Response):
+    media_type = "text/event-stream"
+
+    def __init__(
+        self,
+        *,
+        first: Chunk,
+        chunks: AsyncGenerator[Chunk, None],
+        upstream: ChunkStream,
+        reservation: Reservation,
+        tally: StreamTally,
+        failure_text: str,
+        drain_timeout_s: float,
+        headers: Mapping[str, str] | None = None,
+    ):
+        self.status_code = 200
+        self.background = None
+        self.init_headers({**STREAM_HEADERS, **(headers or {})})
+        self._first = first
+        self._chunks = chunks
+        self._upstream = upstream
+        self._reservation = reservation
+        self._tally = tally
+        self._failure_text = failure_text
+        self._drain_timeout_s = drain_timeout_s
+        self._client_gone = False
+        self._pump_scope = anyio.CancelScope()
+
+    def _client_left(self) -> None:
+        if not self._client_gone:
+            self._client_gone = True
+            # From now on we only read to learn the usage, and only for so long.
+            self._pump_scope.deadline = min(self._pump_scope.deadline, anyio.current_time() + self._drain_timeout_s)
+
+    async def _write(self, send: Send, data: bytes) -> None:
+        if self._client_gone:
+            return
+        try:
+            await send({"type": "http.response.body", "body": data, "more_body": True})
+        except OSError:
+            self._client_left()
+
+    async def _watch_disconnect(self, receive: Receive) -> None:
+        while True:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                self._client_left()
+                return
+
+    async def _relay(self, send: Send, chunk: Chunk) -> bool:
+        """Forward one chunk; False when the stream must stop (the provider sent an error)."""
+        if chunk.is_error:
+            log.warning("provider error event mid-stream", extra={"request_id": self._reservation.request_id})
+            await self._end(send, sse.event(chunk.data))
+            return False
+        if self._tally.observe(chunk.payload):
+            await self._write(send, sse.event(chunk.data))
+        return True
+
+    async def _end(self, send: Send, last_event: bytes) -> None:
+        # Charge first, then tell the client the stream is over: a client that checks its balance
+        # right after [DONE] already sees this request's charge.
+        await self._reservation.finish_stream(self._tally)
+        await self._write(send, last_event)
+
+    async def _pump(self, send: Send) -> None:
+        try:
+            if not await self._relay(send, self._first):
+                return
+            async for chunk in self._chunks:
+                if not await self._relay(send, chunk):
+                    return
+        except ProviderFailure as failure:
+            log.warning("provider failed mid-stream", extra={"request_id": self._reservation.request_id})
+            code = "provider_timeout" if failure.status == 504 else "provider_error"
+            await self._end(send, sse.json_event(chat_replies.stream_error(self._failure_text, code=code)))
+            return
+        if self._upstream.done:
+            self._tally.finished = True
+        if self._tally.finished:
+            await self._end(send, sse.DONE)
+        else:  # the provider hung up without finishing the answer
+            await self._end(send, sse.json_event(chat_replies.stream_error(self._failure_text)))
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        try:
+            async with anyio.create_task_group() as tasks:
+                tasks.start_soon(self._watch_disconnect, receive)
+                try:
+                    await send({"type": "http.response.start", "status": self.status_code, "headers": self.raw_headers})
+                except OSError:
+                    self._client_left()
+                with self._pump_scope:
+                    await self._pump(send)
+                if self._pump_scope.cancelled_caught:
+                    log.warning(
+                        "stopped reading the provider %.0f s after the client left; settling with what is known",
+                        self._drain_timeout_s,
+                        extra={"request_id": self._reservation.request_id},
+                    )
+                if not self._client_gone:
+                    with contextlib.suppress(OSError):  # gone in the meantime: nothing left to tell it
+                        await send({"type": "http.response.body", "body": b"", "more_body": False})
+                tasks.cancel_scope.cancel()
+        finally:
+            with anyio.CancelScope(shield=True):
+                try:
+                    await self._chunks.aclose()
+                    await self._upstream.aclose()
+                except Exception:  # closing a broken connection may fail; the charge matters more
+                    log.debug("closing the provider stream failed", exc_info=True)
+                await self._reservation.finish_stream(self._tally)

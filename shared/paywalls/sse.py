@@ -1,0 +1,17 @@
+"""Framing of the Server-Sent Events we send (parsing what providers send is httpx-sse's job)."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+DONE = b"data: [DONE]\n\n"
+
+
+def event(data: str) -> bytes:
+    """One `data:` event; a multi-line payload keeps one `data:` line per line, as the format says."""
+    return "".join(f"data: {line}\n" for line in data.split("\n")).encode() + b"\n"
+
+
+def json_event(payload: Any) -> bytes:
+    return event(json.dumps(payload, separators=(",", ":"), ensure_ascii=False))

@@ -1,0 +1,44 @@
+"""The official `openai` npm package as a second real client (tests/js/stream.test.mjs, node --test)."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+
+import pytest
+
+from tests.chat_support import fund, make_paywall, new_user
+from tests.conftest import ROOT, LocalStack
+
+JS_DIR = ROOT / "tests" / "js"
+
+
+def test_openai_npm_package_streams_through_the_proxy(stack: LocalStack) -> None:
+    node = shutil.which("node")
+    if node is None or not (JS_DIR / "node_modules" / "openai").is_dir():
+        pytest.skip("node or tests/js/node_modules missing: `make deps-dev` runs npm install")
+    paywall = make_paywall(stack)
+    user = new_user("js")
+    fund(stack, paywall["id"], user, "1")
+    env = {
+        **os.environ,
+        "PAYWALLS_BASE_URL": f"{stack.url}/v1",
+        "PAYWALLS_API_KEY": paywall["key"],
+        "PAYWALLS_USER": user,
+        "PAYWALLS_BROKE_USER": new_user("js-broke"),
+    }
+    run = subprocess.run(
+        [node, "--test", "stream.test.mjs"], cwd=JS_DIR, env=env, capture_output=True, text=True, timeout=120
+    )
+    assert run.returncode == 0, run.stdout + run.stderr
+    results = {}
+    for line in run.stdout.splitlines():
+        _, marker, payload = line.partition("RESULT ")
+        if marker:
+            result = json.loads(payload)
+            results[result["test"]] = result
+    assert results["echo"]["text"] == "streamed from node js"
+    assert results["echo"]["usage"]["completion_tokens"] == 4
+    assert results["paywall"]["action"] == "topup"

@@ -1,0 +1,297 @@
+"""Unit tests of the chat metering rules (no I/O): prompt upper bound, hold sizing and the completion
+limit sent upstream, usage parsing and the no-usage estimate, the request parser, the paywall
+replies (validated with the OpenAI SDK's own types) and SSE framing."""
+
+from __future__ import annotations
+
+import json
+from decimal import Decimal
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from openai.types.chat import ChatCompletion, ChatCompletionChunk
+
+from devserver.demo_provider import usage_of
+from paywalls import chat_replies, chat_request, metering, sse
+from paywalls.metering import HoldPlan, Pricing, StreamTally, Usage
+from paywalls.paywall import InvalidRequest, ModelPrice
+
+ECHO = Pricing(ModelPrice(Decimal("1"), Decimal("2"), Decimal("0.0001")))
+
+# ---- prompt upper bound ---------------------------------------------------------------------------
+
+texts = st.text(min_size=0, max_size=200)
+messages = st.lists(
+    st.fixed_dictionaries({"role": st.sampled_from(["system", "user", "assistant"]), "content": texts}),
+    min_size=1,
+    max_size=8,
+)
+
+
+@given(messages)
+def test_prompt_bound_exceeds_the_demo_word_count(msgs: list[dict[str, str]]) -> None:
+    body = {"model": "demo/echo", "messages": msgs}
+    assert metering.prompt_token_bound(body) >= usage_of(body)["prompt_tokens"]
+
+
+@given(messages)
+def test_prompt_bound_covers_every_byte_of_text(msgs: list[dict[str, str]]) -> None:
+    # A byte-level BPE token is at least one byte: the text's UTF-8 length bounds its token count.
+    body = {"model": "m", "messages": msgs}
+    text_bytes = sum(len(m["content"].encode("utf-8", "surrogatepass")) for m in msgs)
+    bound = metering.prompt_token_bound(body)
+    assert bound >= text_bytes + metering.PER_MESSAGE_TOKENS * len(msgs) + metering.REQUEST_TOKENS
+
+
+def test_prompt_bound_counts_images_by_allowance_not_by_their_bytes() -> None:
+    image = "data:image/png;base64," + "A" * 200_000
+    body = {
+        "model": "m",
+        "messages": [
+            {
+                "role": "user",
+                "content": [
+                    {"type": "text", "text": "what is this?"},
+                    {"type": "image_url", "image_url": {"url": image}},
+                    {"type": "image_url", "image_url": {"url": image, "detail": "low"}},
+                ],
+            }
+        ],
+    }
+    bound = metering.prompt_token_bound(body)
+    allowances = metering.IMAGE_TOKENS + metering.IMAGE_TOKENS_LOW
+    assert allowances < bound < allowances + 1_000
+
+
+def test_prompt_bound_counts_tools_and_schemas() -> None:
+    base = {"model": "m", "messages": [{"role": "user", "content": "hi"}]}
+    schema = {
+        "type": "json_schema",
+        "json_schema": {"name": "x", "schema": {"type": "object", "description": "d" * 500}},
+    }
+    with_format = metering.prompt_token_bound({**base, "response_format": schema})
+    assert with_format >= metering.prompt_token_bound(base) + 500
+    tools = [{"type": "function", "function": {"name": "f", "parameters": {"type": "object"}}}]
+    assert metering.prompt_token_bound({**base, "tools": tools}) >= metering.prompt_token_bound(base) + 1024
+
+
+def test_prompt_bound_survives_lone_surrogates() -> None:
+    body = json.loads('{"model": "m", "messages": [{"role": "user", "content": "\\ud800 x"}]}')
+    assert metering.prompt_token_bound(body) > 0
+
+
+# ---- hold sizing ----------------------------------------------------------------------------------
+
+prices = st.builds(
+    ModelPrice,
+    st.decimals(min_value=0, max_value=100, places=3),
+    st.decimals(min_value=0, max_value=100, places=3),
+    st.decimals(min_value=0, max_value=Decimal("0.01"), places=6),
+)
+pricings = st.builds(Pricing, prices, st.decimals(min_value=0, max_value=300, places=2))
+
+
+@settings(max_examples=300)
+@given(
+    pricings,
+    st.integers(1, 50_000),
+    st.one_of(st.none(), st.integers(1, 100_000)),
+    st.integers(1, 8),
+    st.integers(-1_000, 10_000_000),
+)
+def test_a_plan_never_holds_more_than_available_and_covers_its_worst_case(
+    pricing: Pricing, prompt: int, limit: int | None, n: int, available: int
+) -> None:
+    plan = metering.plan_hold(pricing, prompt_bound=prompt, requested_limit=limit, n=n, available=available)
+    if plan is None:
+        # Refused only when not even one completion token per choice is covered.
+        assert pricing.cost(prompt, n) > max(available, 0)
+        return
+    assert 0 <= plan.amount <= max(available, 0)
+    assert plan.amount == pricing.cost(prompt, plan.tokens_per_choice * n)
+    wanted = limit if limit is not None else metering.NO_LIMIT_TOKENS
+    if plan.send_limit is None:
+        assert plan.tokens_per_choice == wanted
+    else:
+        # Lowered: below what was wanted, at least 1, and the largest the balance covers (or the ceiling).
+        assert plan.send_limit == plan.tokens_per_choice
+        assert 1 <= plan.send_limit < wanted
+        ceiling = metering.INVENTED_LIMIT_CEILING if limit is None else wanted
+        if plan.send_limit < ceiling:
+            assert pricing.cost(prompt, (plan.send_limit + 1) * n) > available
+
+
+@settings(max_examples=300)
+@given(pricings, st.integers(0, 100_000), st.integers(0, 5_000_000))
+def test_max_completion_tokens_is_exact(pricing: Pricing, prompt: int, budget: int) -> None:
+    tokens = pricing.max_completion_tokens(prompt, budget)
+    if tokens == -1:
+        assert pricing.cost(prompt, 0) > budget
+    elif tokens is None:
+        assert pricing.price.completion == 0
+    else:
+        assert pricing.cost(prompt, tokens) <= budget < pricing.cost(prompt, tokens + 1)
+
+
+def test_plan_examples() -> None:
+    # 100 prompt tokens at 1/M = 100, fee 100, 2 per completion token.
+    full = metering.plan_hold(ECHO, prompt_bound=100, requested_limit=50, n=1, available=10_000)
+    assert full == HoldPlan(amount=300, tokens_per_choice=50, send_limit=None)
+    lowered = metering.plan_hold(ECHO, prompt_bound=100, requested_limit=50, n=1, available=250)
+    assert lowered == HoldPlan(amount=250, tokens_per_choice=25, send_limit=25)
+    two_choices = metering.plan_hold(ECHO, prompt_bound=100, requested_limit=50, n=2, available=250)
+    assert two_choices == HoldPlan(amount=248, tokens_per_choice=12, send_limit=12)
+    assert metering.plan_hold(ECHO, prompt_bound=100, requested_limit=50, n=1, available=201) is None
+    no_limit = metering.plan_hold(ECHO, prompt_bound=100, requested_limit=None, n=1, available=1_000_000)
+    assert no_limit == HoldPlan(amount=200 + 2 * metering.NO_LIMIT_TOKENS, tokens_per_choice=16_384, send_limit=None)
+    invented = metering.plan_hold(ECHO, prompt_bound=100, requested_limit=None, n=1, available=30_000)
+    assert invented is not None and invented.send_limit == metering.INVENTED_LIMIT_CEILING
+    free = Pricing(ModelPrice(Decimal(0), Decimal(0)))
+    assert metering.plan_hold(free, prompt_bound=100, requested_limit=None, n=1, available=0) == HoldPlan(
+        0, metering.NO_LIMIT_TOKENS, None
+    )
+
+
+def test_markup_is_part_of_the_hold() -> None:
+    marked = Pricing(ECHO.price, Decimal("50"))
+    plan = metering.plan_hold(marked, prompt_bound=100, requested_limit=50, n=1, available=10_000)
+    assert plan is not None and plan.amount == 450
+
+
+# ---- usage ----------------------------------------------------------------------------------------
+
+
+def test_reported_usage() -> None:
+    assert metering.reported_usage({"usage": {"prompt_tokens": 3, "completion_tokens": 2}}) == Usage(3, 2)
+    assert metering.reported_usage({"usage": {"prompt_tokens": 3, "completion_tokens": 2, "cost": 0.0012}}) == Usage(
+        3, 2, provider_cost=1200
+    )
+    for bad in ({}, {"usage": None}, {"usage": {"prompt_tokens": -1, "completion_tokens": 2}}, {"usage": "x"}):
+        assert metering.reported_usage(bad) is None
+    assert metering.reported_usage({"usage": {"prompt_tokens": True, "completion_tokens": 2}}) is None
+
+
+def test_generated_bytes_counts_text_reasoning_and_tool_calls() -> None:
+    message = {
+        "content": "héllo",  # 6 bytes
+        "reasoning_content": "abc",
+        "tool_calls": [{"function": {"name": "f", "arguments": '{"a":1}'}}],
+    }
+    assert metering.generated_bytes(message) == 6 + 3 + 1 + 7
+    completion = {"choices": [{"message": {"content": "ab"}}, {"message": {"content": "cde"}}]}
+    assert metering.completion_bytes(completion) == 5
+
+
+def test_estimate_never_exceeds_the_hold() -> None:
+    plan = HoldPlan(amount=ECHO.cost(500, 20), tokens_per_choice=10, send_limit=10)
+    usage = metering.estimated_usage(plan, prompt_bound=500, n=2, generated=10_000)
+    assert usage == Usage(500, 20, estimated=True)
+    assert ECHO.cost(usage.prompt_tokens, usage.completion_tokens) <= plan.amount
+
+
+def test_stream_tally_strips_the_usage_chunk_only_when_not_asked_for() -> None:
+    content = {"choices": [{"index": 0, "delta": {"content": "hi"}, "finish_reason": None}]}
+    finish = {"choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]}
+    usage = {"choices": [], "usage": {"prompt_tokens": 4, "completion_tokens": 1, "total_tokens": 5}}
+    tally = StreamTally(client_wants_usage=False)
+    assert [tally.observe(c) for c in (content, finish, usage)] == [True, True, False]
+    assert tally.usage == Usage(4, 1) and tally.generated == 2 and tally.finished
+    wants = StreamTally(client_wants_usage=True)
+    assert wants.observe(usage) is True
+    # Usage riding on a content chunk (some providers do that) stays: the chunk carries content.
+    assert StreamTally(client_wants_usage=False).observe({**content, "usage": usage["usage"]}) is True
+
+
+# ---- request parsing ------------------------------------------------------------------------------
+
+
+def test_parse_reads_what_metering_needs() -> None:
+    body = {
+        "model": "m",
+        "messages": [{"role": "user", "content": "x"}],
+        "max_tokens": 50,
+        "max_completion_tokens": 30,
+        "n": 2,
+        "stream": True,
+        "stream_options": {"include_usage": True},
+        "user": "alice",
+    }
+    chat = chat_request.parse(body)
+    assert (chat.model, chat.stream, chat.n, chat.requested_limit) == ("m", True, 2, 30)
+    assert chat.limit_fields == ("max_completion_tokens", "max_tokens")
+    assert chat.client_wants_usage and chat.body_user == "alice"
+
+
+@pytest.mark.parametrize(
+    ("change", "param"),
+    [
+        ({"model": ""}, "model"),
+        ({"model": 3}, "model"),
+        ({"messages": []}, "messages"),
+        ({"messages": "hi"}, "messages"),
+        ({"stream": "yes"}, "stream"),
+        ({"n": 0}, "n"),
+        ({"n": 129}, "n"),
+        ({"max_tokens": 0}, "max_tokens"),
+        ({"max_tokens": 1.5}, "max_tokens"),
+        ({"max_completion_tokens": True}, "max_completion_tokens"),
+        ({"stream_options": "x"}, "stream_options"),
+        ({"user": 5}, "user"),
+    ],
+)
+def test_parse_refuses_bad_input(change: dict, param: str) -> None:
+    body = {"model": "m", "messages": [{"role": "user", "content": "x"}], **change}
+    with pytest.raises(InvalidRequest) as raised:
+        chat_request.parse(body)
+    assert raised.value.param == param
+
+
+def test_upstream_body_changes_only_the_limit_and_stream_options() -> None:
+    body = {
+        "model": "m",
+        "messages": [{"role": "user", "content": "x"}],
+        "tools": [{"type": "function", "function": {"name": "f"}}],
+        "response_format": {"type": "json_object"},
+        "stream": True,
+        "stream_options": {"include_usage": False, "other": 1},
+        "max_tokens": 100,
+        "user": "app-user",
+    }
+    chat = chat_request.parse(body)
+    same = chat_request.upstream_body(chat, send_limit=None, provider_kind="openai")
+    assert same == {**body, "stream_options": {"include_usage": True, "other": 1}}
+    lowered = chat_request.upstream_body(chat, send_limit=7, provider_kind="openai")
+    assert lowered["max_tokens"] == 7 and "max_completion_tokens" not in lowered
+    assert body["max_tokens"] == 100, "the client's body is never modified"
+    plain = chat_request.parse({"model": "m", "messages": [{"role": "user", "content": "x"}]})
+    assert chat_request.upstream_body(plain, send_limit=9, provider_kind="openai") == {
+        **plain.body,
+        "max_completion_tokens": 9,
+    }
+    assert chat_request.upstream_body(plain, send_limit=9, provider_kind="openrouter")["max_tokens"] == 9
+    assert "stream_options" not in chat_request.upstream_body(plain, send_limit=None, provider_kind="openai")
+
+
+# ---- paywall replies and framing ------------------------------------------------------------------
+
+
+def test_paywall_replies_are_valid_openai_objects() -> None:
+    completion = chat_replies.paywall_completion(model="m", text="top up: http://x/pay/t", request_id="req_1", n=2)
+    parsed = ChatCompletion.model_validate(completion)
+    assert [c.message.content for c in parsed.choices] == ["top up: http://x/pay/t"] * 2
+    assert all(c.finish_reason == "stop" for c in parsed.choices)
+    assert parsed.usage is not None and parsed.usage.total_tokens == 0
+    chunks = chat_replies.paywall_chunks(model="m", text="pay", request_id="req_1", include_usage=True)
+    parsed_chunks = [ChatCompletionChunk.model_validate(c) for c in chunks]
+    assert "".join(c.choices[0].delta.content or "" for c in parsed_chunks if c.choices) == "pay"
+    assert parsed_chunks[-1].choices == [] and parsed_chunks[-1].usage is not None
+    assert parsed_chunks[-2].choices[0].finish_reason == "stop"
+    assert len(chat_replies.paywall_chunks(model="m", text="pay", request_id="r")) == 2
+
+
+def test_sse_framing() -> None:
+    assert sse.event('{"a":1}') == b'data: {"a":1}\n\n'
+    assert sse.event("one\ntwo") == b"data: one\ndata: two\n\n"
+    assert sse.json_event({"é": 1}) == 'data: {"é":1}\n\n'.encode()
+    assert sse.DONE == b"data: [DONE]\n\n"
