@@ -1,8 +1,31 @@
-"""Dev-only routes of the local stack, mounted under /_dev by devserver (never in template.yaml)."""
+"""Dev-only routes of the local stack, mounted under /_dev by devserver (never in template.yaml).
+
+Simulated payments (SPEC §5, offline development): with no Stripe key configured, the top-up page's
+"Simulate payment" form posts here. We build a Stripe-shaped `checkout.session.completed` event (the
+shape of Stripe's own fixture), sign it with the paywall's local webhook secret (generated on first
+use and stored where the real `whsec_` would live) and POST it over HTTP to the local webhook
+endpoint, which verifies it like any Stripe delivery: there is no bypass."""
 
 from __future__ import annotations
 
-from fastapi import FastAPI
+import json
+import logging
+import secrets
+import time
+from typing import Any
+from urllib.parse import parse_qs
+
+import httpx
+import stripe
+from fastapi import FastAPI, Request
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from starlette.concurrency import run_in_threadpool
+
+from paywalls import csrf, links, pages, stripe_config, topup, web
+from paywalls.config import settings
+from paywalls.paywall import Conflict, InvalidRequest, NotFound
+
+log = logging.getLogger(__name__)
 
 app = FastAPI(docs_url=None, redoc_url=None, openapi_url=None)
 
@@ -10,3 +33,101 @@ app = FastAPI(docs_url=None, redoc_url=None, openapi_url=None)
 @app.get("/_dev/")
 def index() -> dict[str, object]:
     return {"object": "dev", "local_only": True, "routes": sorted(r.path for r in app.routes)}  # type: ignore[attr-defined]
+
+
+def simulated_checkout_event(link: topup.TopupLink, micros: int, public_base: str) -> dict[str, Any]:
+    """A paid Checkout Session in an event envelope, as Stripe would deliver it for our own page."""
+    livemode = link.mode == "live"
+    prefix = "cs_live_" if livemode else "cs_test_"
+    now = int(time.time())
+    params = topup.checkout_params(link, micros, public_base)
+    amount = params["line_items"][0]["price_data"]["unit_amount"]  # type: ignore[index]
+    session = {
+        "id": prefix + secrets.token_urlsafe(42).replace("-", "a").replace("_", "b"),
+        "object": "checkout.session",
+        "amount_subtotal": amount,
+        "amount_total": amount,
+        "cancel_url": params["cancel_url"],
+        "client_reference_id": params["client_reference_id"],
+        "created": now,
+        "currency": link.paywall.currency,
+        "customer": None,
+        "customer_details": {"email": "dev@example.com", "name": None, "tax_exempt": "none"},
+        "expires_at": now + 24 * 3600,
+        "livemode": livemode,
+        "metadata": params["metadata"],
+        "mode": "payment",
+        "payment_intent": "pi_dev_" + secrets.token_hex(12),
+        "payment_method_types": ["card"],
+        "payment_status": "paid",
+        "status": "complete",
+        "success_url": params["success_url"],
+        "url": None,
+    }
+    return {
+        "id": "evt_dev_" + secrets.token_hex(12),
+        "object": "event",
+        "api_version": stripe.api_version,
+        "created": now,
+        "data": {"object": session},
+        "livemode": livemode,
+        "pending_webhooks": 1,
+        "request": {"id": None, "idempotency_key": None},
+        "type": "checkout.session.completed",
+    }
+
+
+def _page(title: str, message: str, status: int) -> HTMLResponse:
+    return HTMLResponse(pages.message_page(title, message), status_code=status, headers=pages.SECURITY_HEADERS)
+
+
+@app.post("/_dev/pay/{token}/simulate")
+async def simulate_payment(token: str, request: Request) -> Response:
+    if not settings().local_dev:
+        return _page("Not found", "This page does not exist.", 404)
+    raw = await request.body()
+    form = {k: v[0] for k, v in parse_qs(raw[:4096].decode("utf-8", "replace"), max_num_fields=10).items()}
+    base = web.public_base_url(request)
+
+    def prepare() -> tuple[str, bytes, str]:
+        link = topup.open_link(token)
+        csrf.require(form.get("csrf"), request.cookies.get(csrf.COOKIE_NAME), token)
+        micros = topup.choose_amount(link, form.get("amount"))
+        if link.method != "simulate":
+            raise Conflict("Stripe is configured for this environment: use the real checkout")
+        secret = stripe_config.dev_webhook_secret(link.paywall.id, link.mode)
+        body = json.dumps(simulated_checkout_event(link, micros, base)).encode()
+        header = stripe.WebhookSignature.generate_signature_header(body.decode(), secret)
+        return link.paywall.id, body, header
+
+    try:
+        paywall_id, body, header = await run_in_threadpool(prepare)
+    except csrf.Rejected:
+        return _page("Please reload the page", "This form expired. Reload the top-up page and try again.", 403)
+    except Conflict as exc:
+        return _page("Not simulated", str(exc), 409)
+    except links.InvalidLink as exc:
+        return _page("Link not valid", str(exc), 400)
+    except NotFound:
+        return _page("Not found", "This top-up page does not exist.", 404)
+    except InvalidRequest as exc:
+        return _page("Please try again", str(exc), 400)
+    except Exception:
+        log.exception("simulated payment failed")
+        return _page("Something went wrong", "The simulated payment could not be prepared.", 500)
+
+    try:
+        async with httpx.AsyncClient(timeout=15) as client:
+            reply = await client.post(
+                f"{base}/webhooks/stripe/{paywall_id}",
+                content=body,
+                headers={"Content-Type": "application/json; charset=utf-8", "Stripe-Signature": header},
+            )
+    except httpx.HTTPError:
+        return _page("Simulation failed", "The local webhook endpoint did not answer.", 502)
+    is_json = reply.headers.get("content-type", "").startswith("application/json")
+    result = reply.json().get("result") if is_json else None
+    if reply.status_code != 200 or result not in ("credited", "duplicate"):
+        log.warning("simulated webhook not credited", extra={"status": reply.status_code, "result": result})
+        return _page("Simulation failed", f"The webhook answered {reply.status_code} ({result or 'error'}).", 502)
+    return RedirectResponse(f"{base}/pay/success", status_code=303)

@@ -8,8 +8,9 @@ from typing import Any
 
 from fastapi import Depends, FastAPI, Request
 from mangum import Mangum
+from starlette.concurrency import run_in_threadpool
 
-from paywalls import adjustments, admin_reports, secrets_store, web
+from paywalls import adjustments, admin_reports, secrets_store, stripe_config, stripe_gateway, web
 from paywalls import paywall as paywalls
 from paywalls.config import settings
 from paywalls.identity import resolve_user
@@ -108,6 +109,20 @@ async def set_pricing(paywall_id: str, request: Request) -> dict[str, Any]:
 @app.put("/admin/paywalls/{paywall_id}/templates", dependencies=admin)
 async def set_templates(paywall_id: str, request: Request) -> dict[str, Any]:
     return paywalls.set_templates(paywall_id, await web.json_body(request)).as_api()["templates"]
+
+
+@app.put("/admin/paywalls/{paywall_id}/stripe", dependencies=admin)
+async def set_stripe(paywall_id: str, request: Request) -> dict[str, Any]:
+    """Store the paywall's Stripe key (its prefix says test or live), create the webhook endpoint and
+    keep its signing secret in Secrets Manager. Answers a status without any secret."""
+    body = await web.json_body(request)
+    base = web.public_base_url(request)
+    try:
+        return await run_in_threadpool(stripe_config.configure, paywall_id, body, base)
+    except stripe_gateway.StripeRejected as exc:
+        raise web.ApiError(400, str(exc), code="stripe_rejected", param="secret_key") from None
+    except stripe_gateway.StripeUnavailable as exc:
+        raise web.ApiError(502, str(exc), code="stripe_unavailable") from None
 
 
 @app.get("/admin/paywalls/{paywall_id}/users", dependencies=admin)

@@ -1,11 +1,30 @@
-"""Placeholder until this function's issue lands: answers every route with an OpenAI-style 501."""
+"""Stripe webhooks (SPEC §5): POST /webhooks/stripe/{paywall_id}.
+
+The signature is checked on the raw body exactly as Stripe sent it. API Gateway hands a body it
+considers binary to Lambda base64-encoded (`isBase64Encoded: true`); Mangum decodes it before the
+ASGI app sees it, so `await request.body()` is always the original bytes (tests run such an event
+through `handler`). Each event is tried against the paywall's test and live signing secrets; the one
+that verifies tells the mode, which must agree with the event's `livemode`.
+
+Replies: 2xx for everything verified (credited, duplicate, ignored: Stripe must not retry those),
+400 for a missing, bad or stale signature, 404 for an unknown paywall, 503 when storage is busy (Stripe
+retries)."""
 
 from __future__ import annotations
 
+import logging
+from typing import Any
+
 from fastapi import FastAPI, Request
 from mangum import Mangum
+from starlette.concurrency import run_in_threadpool
 
-from paywalls import web
+from paywalls import paywall as paywalls
+from paywalls import stripe_config, stripe_gateway, web, webhooks
+
+log = logging.getLogger(__name__)
+
+MAX_BODY = 512 * 1024  # Stripe events are a few KB; anything near this is not from Stripe
 
 app = web.install(FastAPI(docs_url=None, redoc_url=None, openapi_url=None))
 
@@ -15,9 +34,57 @@ def health() -> dict[str, str]:
     return {"status": "ok"}
 
 
-@app.api_route("/{path:path}", methods=["GET", "POST", "PUT", "PATCH", "DELETE"])
-def not_yet(request: Request) -> None:
-    raise web.ApiError(501, f"{request.url.path} is not available yet", code="not_implemented")
+def _bad_signature() -> web.ApiError:
+    return web.ApiError(400, "webhook signature verification failed", code="invalid_signature")
+
+
+@app.post("/webhooks/stripe/{paywall_id}")
+async def stripe_webhook(paywall_id: str, request: Request) -> dict[str, Any]:
+    raw = await request.body()
+    if len(raw) > MAX_BODY:
+        raise web.ApiError(413, "body too large for a Stripe event", code="body_too_large")
+    signature = request.headers.get("stripe-signature")
+    if not signature:
+        raise web.ApiError(400, "missing Stripe-Signature header", code="invalid_signature")
+    return await run_in_threadpool(_process, paywall_id, raw, signature)
+
+
+def _process(paywall_id: str, raw: bytes, signature: str) -> dict[str, Any]:
+    paywall = paywalls.get(paywall_id)  # NotFound -> 404
+    mode, event = _verify(paywall_id, raw, signature)
+    keys = stripe_config.load_secrets(paywall_id, mode)
+    api_key = keys.secret_key if keys else None
+
+    def list_refunds(charge_id: str) -> list[dict[str, Any]]:
+        return stripe_gateway.list_refunds(api_key or "", charge_id)
+
+    try:
+        outcome = webhooks.handle(paywall, mode, event, list_refunds=list_refunds if api_key else None)
+    except (stripe_gateway.StripeUnavailable, stripe_gateway.StripeRejected) as exc:
+        # Only reached for a refund whose details we must fetch: let Stripe deliver it again later.
+        raise web.ApiError(503, str(exc), code="stripe_unavailable", headers={"Retry-After": "60"}) from None
+    log.info(
+        "stripe event processed",
+        extra={"paywall_id": paywall_id, "event_id": event.get("id"), "type": event.get("type"), **outcome.as_api()},
+    )
+    return outcome.as_api()
+
+
+def _verify(paywall_id: str, raw: bytes, signature: str) -> tuple[str, dict[str, Any]]:
+    candidates = stripe_config.webhook_secrets(paywall_id)
+    try:
+        return stripe_gateway.verify_event(raw, signature, {m: s.webhook_secret for m, s in candidates.items()})
+    except stripe_gateway.InvalidSignature:
+        pass
+    # The secret may have changed moments ago (reconfigured); cached values are re-read, rate-limited.
+    fresh = stripe_config.webhook_secrets(paywall_id, refresh=True)
+    if fresh and fresh != candidates:
+        try:
+            return stripe_gateway.verify_event(raw, signature, {m: s.webhook_secret for m, s in fresh.items()})
+        except stripe_gateway.InvalidSignature:
+            pass
+    log.warning("stripe webhook signature rejected", extra={"paywall_id": paywall_id})
+    raise _bad_signature()
 
 
 handler = Mangum(app, lifespan="off")

@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, cast
 
 from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse
 from mangum import Mangum
+from starlette.concurrency import run_in_threadpool
 
-from paywalls import ledger, web
+from paywalls import accounts, deposits, ledger, links, web
 from paywalls.identity import app_wallet_id, resolve_user
 from paywalls.money import format_micros
+from paywalls.paywall import InvalidRequest
 
 app = web.install(FastAPI(title="Paywalls user API", docs_url=None, redoc_url=None, openapi_url=None))
 
@@ -40,18 +43,107 @@ def models(request: Request) -> dict[str, Any]:
     }
 
 
-def _user(request: Request) -> str:
-    return resolve_user(request.headers.get("x-paywall-user"), request.query_params.get("user"))
+def _user(request: Request, body: dict[str, Any] | None = None) -> str:
+    """SPEC §1: body `user` > X-Paywall-User > ?user= (a bad explicit id is an error, not skipped)."""
+    return resolve_user(
+        (body or {}).get("user"), request.headers.get("x-paywall-user"), request.query_params.get("user")
+    )
+
+
+def _balance_fields(balance: int, currency: str) -> dict[str, Any]:
+    return {"balance": str(balance), "balanceFormatted": format_micros(balance), "currency": currency}
 
 
 @app.get("/v1/user/balance")
 def balance(request: Request) -> dict[str, Any]:
     caller = web.authenticate(request)
-    wallet = ledger.get_wallet(app_wallet_id(caller.paywall.id, caller.environment, _user(request)))
+    user = _user(request)
+    accounts.ensure_trial(caller.paywall, caller.environment, user)
+    wallet = ledger.get_wallet(app_wallet_id(caller.paywall.id, caller.environment, user))
+    return _balance_fields(wallet.balance, caller.paywall.currency)
+
+
+def _topup_url(request: Request, caller: web.Caller, user: str) -> str:
+    return links.topup_url(web.public_base_url(request), caller.paywall.id, caller.environment, user)
+
+
+@app.get("/v1/user/balance/topup")
+def topup(request: Request) -> dict[str, Any]:
+    """A stable link to our hosted top-up page for this user (default mode)."""
+    caller = web.authenticate(request)
+    user = _user(request)
+    if caller.paywall.mode != "default":
+        raise web.ApiError(409, "top-up links of shared-mode paywalls come from /v1/user/connect", code="conflict")
+    accounts.ensure_trial(caller.paywall, caller.environment, user)
+    return {"url": _topup_url(request, caller, user)}
+
+
+_MONEY_FIELDS = {"amount", "user", "metadata"}
+
+
+async def _money_request(request: Request) -> tuple[web.Caller, dict[str, Any], str, str]:
+    caller = await run_in_threadpool(web.authenticate, request)
+    body = await web.json_body(request, limit=16_384)
+    unknown = sorted(set(body) - _MONEY_FIELDS)
+    if unknown:
+        raise InvalidRequest(f"unknown field(s): {', '.join(unknown)}", unknown[0])
+    if "amount" not in body:
+        raise web.ApiError(400, 'amount is required, e.g. "10" or "0.25"', code="invalid_amount", param="amount")
+    key = cast(str, web.idempotency_key(request, required=True))
+    return caller, body, _user(request, body), key
+
+
+def _replayed(posting: ledger.Posting) -> dict[str, str]:
+    return {"Idempotent-Replayed": "true"} if posting.duplicate else {}
+
+
+@app.post("/v1/user/balance/deposit")
+async def deposit(request: Request) -> JSONResponse:
+    """Credit from the app's own payment rails (default mode). Idempotency-Key required: the same key
+    never credits twice; a replay answers the first result."""
+    caller, body, user, key = await _money_request(request)
+    posting = await run_in_threadpool(
+        lambda: deposits.deposit(
+            caller.paywall, caller.environment, user, body["amount"], idempotency_key=key, metadata=body.get("metadata")
+        )
+    )
+    content = {
+        **_balance_fields(posting.entry.balance_after, caller.paywall.currency),
+        "entry": posting.entry.as_api(),
+    }
+    return JSONResponse(content, headers=_replayed(posting))
+
+
+@app.post("/v1/user/charge")
+async def charge(request: Request) -> JSONResponse:
+    """A manual charge. Not enough funds is not an error: 200 with success=false and the paywall's
+    ready-to-render top-up message (nothing charged)."""
+    caller, body, user, key = await _money_request(request)
+    result = await run_in_threadpool(
+        lambda: deposits.charge(
+            caller.paywall, caller.environment, user, body["amount"], idempotency_key=key, metadata=body.get("metadata")
+        )
+    )
+    if result.posting is None:
+        return JSONResponse(
+            await run_in_threadpool(_short_of_funds, request, caller, user), headers={"X-Paywall-Action": "topup"}
+        )
+    entry = result.posting.entry
+    content = {
+        "success": True,
+        "message": f"charged {format_micros(-entry.amount)} {caller.paywall.currency.upper()}",
+        **_balance_fields(entry.balance_after, caller.paywall.currency),
+        "entry": entry.as_api(),
+    }
+    return JSONResponse(content, headers=_replayed(result.posting))
+
+
+def _short_of_funds(request: Request, caller: web.Caller, user: str) -> dict[str, Any]:
+    wallet = ledger.get_wallet(app_wallet_id(caller.paywall.id, caller.environment, user))
     return {
-        "balance": str(wallet.balance),
-        "balanceFormatted": format_micros(wallet.balance),
-        "currency": caller.paywall.currency,
+        "success": False,
+        "message": caller.paywall.render("topup", _topup_url(request, caller, user)),
+        **_balance_fields(wallet.balance, caller.paywall.currency),
     }
 
 

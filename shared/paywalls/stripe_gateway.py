@@ -1,0 +1,150 @@
+"""Stripe adapter: the only module that talks to the `stripe` library.
+
+The API base comes from STRIPE_API_BASE (default Stripe's own), so tests and offline development point
+the real library at a local stub. Stripe's errors become two client-safe exceptions whose messages
+never carry a key or a signing secret."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import re
+from dataclasses import dataclass
+from typing import Any
+
+import stripe
+
+log = logging.getLogger(__name__)
+
+SIGNATURE_TOLERANCE_S = 300
+_SECRET_RE = re.compile(r"\b(sk|rk|pk|whsec)_[A-Za-z0-9_*]+")
+
+
+class StripeRejected(Exception):
+    """Stripe refused the request (bad key, missing permission, invalid parameter). Client-safe."""
+
+
+class StripeUnavailable(Exception):
+    """Stripe could not be reached or failed; retrying later may work. Client-safe."""
+
+
+class InvalidSignature(Exception):
+    """The webhook body is not signed by any of the given secrets, or the signature is too old."""
+
+
+def api_base() -> str:
+    return (os.environ.get("STRIPE_API_BASE") or stripe.DEFAULT_API_BASE).rstrip("/")
+
+
+def _client(api_key: str) -> stripe.StripeClient:
+    return stripe.StripeClient(api_key, base_addresses={"api": api_base()}, max_network_retries=2)
+
+
+def _scrub(text: str) -> str:
+    return _SECRET_RE.sub(lambda m: f"{m.group(1)}_***", text)
+
+
+def _translate(exc: stripe.StripeError, doing: str) -> Exception:
+    message = _scrub(getattr(exc, "user_message", None) or str(exc) or "")
+    log.warning("stripe call failed", extra={"doing": doing, "stripe_error": type(exc).__name__})
+    if isinstance(exc, stripe.AuthenticationError):
+        return StripeRejected("Stripe rejected the secret key (invalid, expired or revoked)")
+    if isinstance(exc, stripe.PermissionError):
+        return StripeRejected(f"the Stripe key is not allowed to {doing}: grant it that permission")
+    if isinstance(exc, stripe.InvalidRequestError | stripe.CardError | stripe.IdempotencyError):
+        return StripeRejected(f"Stripe refused to {doing}: {message}".rstrip(": "))
+    return StripeUnavailable(f"Stripe is not available right now ({doing}); please retry")
+
+
+# ---- webhook endpoints --------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class WebhookEndpoint:
+    id: str
+    secret: str
+    livemode: bool
+
+
+def create_webhook_endpoint(api_key: str, url: str, events: list[str], *, description: str) -> WebhookEndpoint:
+    try:
+        endpoint = _client(api_key).v1.webhook_endpoints.create(
+            params={
+                "url": url,
+                "enabled_events": events,  # type: ignore[typeddict-item]
+                "description": description,
+                "api_version": stripe.api_version,  # type: ignore[typeddict-item]
+            }
+        )
+    except stripe.StripeError as exc:
+        raise _translate(exc, "create the webhook endpoint") from None
+    data = endpoint.to_dict()
+    secret = data.get("secret")
+    if not isinstance(secret, str) or not secret.startswith("whsec_"):
+        raise StripeUnavailable("Stripe did not return the webhook signing secret; please retry")
+    return WebhookEndpoint(str(data.get("id")), secret, bool(data.get("livemode")))
+
+
+def delete_webhook_endpoint(api_key: str, endpoint_id: str) -> bool:
+    try:
+        _client(api_key).v1.webhook_endpoints.delete(endpoint_id)
+    except stripe.StripeError as exc:
+        log.warning("could not delete a replaced webhook endpoint", extra={"stripe_error": type(exc).__name__})
+        return False
+    return True
+
+
+# ---- checkout -----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class CheckoutSession:
+    id: str
+    url: str
+
+
+def create_checkout_session(api_key: str, params: dict[str, Any]) -> CheckoutSession:
+    # The library adds an Idempotency-Key of its own to a POST it retries, so a retry never opens two.
+    try:
+        session = _client(api_key).v1.checkout.sessions.create(params=params)  # type: ignore[arg-type]
+    except stripe.StripeError as exc:
+        raise _translate(exc, "create the checkout session") from None
+    data = session.to_dict()
+    url = data.get("url")
+    if not isinstance(url, str) or not url.startswith(("https://", "http://")):
+        raise StripeUnavailable("Stripe did not return a checkout URL; please retry")
+    return CheckoutSession(str(data.get("id")), url)
+
+
+# ---- refunds ------------------------------------------------------------------------------------
+
+
+def list_refunds(api_key: str, charge_id: str) -> list[dict[str, Any]]:
+    """Every refund of a charge (the charge in a webhook lists them only for old API versions)."""
+    try:
+        page = _client(api_key).v1.refunds.list(params={"charge": charge_id, "limit": 100})
+        return [r.to_dict() for r in page.auto_paging_iter()]
+    except stripe.StripeError as exc:
+        raise _translate(exc, "list the charge's refunds") from None
+
+
+# ---- webhooks -----------------------------------------------------------------------------------
+
+
+def verify_event(raw: bytes, signature: str | None, secrets: dict[str, str]) -> tuple[str, dict[str, Any]]:
+    """(the name of the secret that verified, the event as plain JSON). Tries each secret in turn."""
+    if not signature:
+        raise InvalidSignature("missing Stripe-Signature header")
+    for name, secret in secrets.items():
+        try:
+            stripe.Webhook.construct_event(raw, signature, secret, tolerance=SIGNATURE_TOLERANCE_S)
+        except stripe.SignatureVerificationError:
+            continue
+        except (ValueError, UnicodeDecodeError):
+            raise InvalidSignature("the body is not a JSON Stripe event") from None
+        event = json.loads(raw)
+        if not isinstance(event, dict) or event.get("object") != "event":
+            raise InvalidSignature("the body is not a Stripe event")
+        return name, event
+    raise InvalidSignature("no valid signature for this endpoint (wrong secret, altered body or too old)")

@@ -1,0 +1,305 @@
+"""Verified Stripe events -> ledger postings (SPEC §5). The caller has checked the signature; this
+module decides what an event means for a default-mode paywall's wallets.
+
+- A paid Checkout Session credits its wallet once, whichever of `checkout.session.completed` (paid)
+  and `checkout.session.async_payment_succeeded` arrives first, however often: the ledger key is the
+  session id, kept forever.
+- Refunds (`charge.refunded`, per refund id) and lost disputes (`charge.dispute.closed`, per dispute
+  id) debit the wallet with a `refund` entry, even below zero. The wallet is found through the
+  PaymentIntent (mapping item `STRIPEPI#{pi}`/`MAP`, written when the session is credited). A refund
+  that arrives before its payment is parked (`STRIPEPI#{pi}`/`PENDING#...`) and applied when the
+  credit lands, so out-of-order delivery still nets right.
+- Anything that does not belong to this paywall, this environment or this currency is ignored (2xx:
+  Stripe must not retry it) and logged."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from paywalls import ledger, store
+from paywalls.currency import UnsupportedAmount, minor_to_micros
+from paywalls.identity import USER_ID_RE, app_wallet_id, app_wallet_listing
+from paywalls.paywall import Paywall
+
+log = logging.getLogger(__name__)
+
+PARKED_TTL_S = 30 * 24 * 3600  # Stripe retries for 3 days; a payment that never comes is not ours
+DEBITED_REFUND_STATUSES = ("succeeded", "pending")
+
+Result = Literal["credited", "debited", "duplicate", "ignored", "pending"]
+
+
+@dataclass(frozen=True)
+class Outcome:
+    result: Result
+    reason: str = ""
+
+    def as_api(self) -> dict[str, Any]:
+        body: dict[str, Any] = {"received": True, "result": self.result}
+        if self.reason:
+            body["reason"] = self.reason
+        return body
+
+
+def _ignored(reason: str, **context: Any) -> Outcome:
+    log.warning("stripe event ignored: %s", reason, extra=context)
+    return Outcome("ignored", reason)
+
+
+def environment_of(livemode: bool) -> str:
+    return "live" if livemode else "test"
+
+
+def _id_of(value: object) -> str | None:
+    """Stripe fields that are an id, or the object when expanded."""
+    if isinstance(value, dict):
+        value = value.get("id")
+    return value if isinstance(value, str) and value else None
+
+
+RefundLister = Callable[[str], list[dict[str, Any]]]
+
+
+def handle(paywall: Paywall, mode: str, event: dict[str, Any], *, list_refunds: RefundLister | None = None) -> Outcome:
+    """`mode` is the Stripe mode whose webhook secret verified the event; `list_refunds(charge_id)`
+    fetches a charge's refunds from Stripe when the event does not carry them (recent API versions)."""
+    event_type = event.get("type")
+    data = event.get("data")
+    obj = data.get("object") if isinstance(data, dict) else None
+    if not isinstance(obj, dict):
+        return _ignored("malformed event", event_id=event.get("id"))
+    livemode = bool(event.get("livemode"))
+    if environment_of(livemode) != mode:
+        return _ignored("livemode does not match the signing endpoint's mode", event_id=event.get("id"))
+    environment = mode
+    context = {"event_id": event.get("id"), "event_type": event_type, "paywall_id": paywall.id}
+    if event_type in ("checkout.session.completed", "checkout.session.async_payment_succeeded"):
+        if event_type == "checkout.session.completed" and obj.get("payment_status") != "paid":
+            return Outcome("ignored", "not paid yet")
+        return _credit_session(paywall, environment, obj, context)
+    if event_type == "checkout.session.async_payment_failed":
+        log.info("async checkout payment failed; nothing to credit", extra=context)
+        return Outcome("ignored", "payment failed")
+    if event_type == "charge.refunded":
+        return _charge_refunded(paywall, environment, obj, list_refunds, context)
+    if event_type == "charge.dispute.closed":
+        return _dispute_closed(paywall, environment, obj, context)
+    return Outcome("ignored", "event type not handled")
+
+
+# ---- credits ------------------------------------------------------------------------------------
+
+
+def _credit_session(paywall: Paywall, environment: str, session: dict[str, Any], context: dict[str, Any]) -> Outcome:
+    session_id = _id_of(session)
+    if not session_id or session.get("object") != "checkout.session":
+        return _ignored("not a checkout session", **context)
+    context = {**context, "checkout_session": session_id}
+    meta = session.get("metadata") or {}
+    if not isinstance(meta, dict) or meta.get("paywall_id") != paywall.id:
+        return _ignored("session belongs to another paywall or app", **context)
+    if meta.get("environment") != environment:
+        return _ignored("session environment does not match livemode", **context)
+    user = meta.get("user")
+    if not isinstance(user, str) or not USER_ID_RE.match(user):
+        return _ignored("session names no valid user", **context)
+    currency = str(session.get("currency") or "").lower()
+    if currency != paywall.currency:
+        return _ignored("session currency is not the paywall's currency", **context)
+    total = session.get("amount_total")
+    try:
+        micros = minor_to_micros(total, currency)  # type: ignore[arg-type]
+    except UnsupportedAmount:
+        return _ignored("session has no amount", **context)
+    if micros <= 0 or meta.get("amount_micros") != str(micros):
+        # Paid but not what our page asked for: never guess. The operator settles it by hand.
+        log.error("paid checkout amount does not match its metadata; not credited", extra=context)
+        return Outcome("ignored", "amount does not match the top-up that was started")
+    wallet_id = app_wallet_id(paywall.id, environment, user)
+    reference = session.get("client_reference_id")
+    if reference is not None and reference != wallet_id:
+        return _ignored("client_reference_id does not match the metadata", **context)
+
+    payment_intent = _id_of(session.get("payment_intent"))
+    if payment_intent:
+        _remember_payment_intent(payment_intent, paywall.id, environment, wallet_id, session_id)
+    metadata = {"source": "stripe", "checkout_session": session_id}
+    if payment_intent:
+        metadata["payment_intent"] = payment_intent
+    try:
+        posting = ledger.credit(
+            wallet_id,
+            micros,
+            idempotency_key=f"stripe:{session_id}",
+            keep_key_forever=True,
+            listing=app_wallet_listing(paywall.id, environment, user),
+            metadata=metadata,
+        )
+        duplicate = posting.duplicate
+    except ledger.IdempotencyMismatch:
+        duplicate = True  # this session was credited already (by an event with other details)
+    if payment_intent:
+        _apply_parked(payment_intent, paywall.id, environment, wallet_id)
+    log.info("stripe checkout %s", "duplicate" if duplicate else "credited", extra={**context, "amount": micros})
+    return Outcome("duplicate" if duplicate else "credited")
+
+
+def _mapping_key(payment_intent: str) -> str:
+    return f"STRIPEPI#{payment_intent}"
+
+
+def _remember_payment_intent(
+    payment_intent: str, paywall_id: str, environment: str, wallet_id: str, session_id: str
+) -> None:
+    store.put(
+        {
+            "pk": _mapping_key(payment_intent),
+            "sk": "MAP",
+            "paywall_id": paywall_id,
+            "environment": environment,
+            "wallet_id": wallet_id,
+            "checkout_session": session_id,
+        }
+    )
+
+
+# ---- debits (refunds, lost disputes) -------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _Debit:
+    kind: str  # "refund" | "dispute"
+    source_id: str
+    amount: int  # micro-units
+    metadata: dict[str, str]
+
+    @property
+    def idempotency_key(self) -> str:
+        return f"stripe:{self.kind}:{self.source_id}"
+
+
+def _charge_refunded(
+    paywall: Paywall,
+    environment: str,
+    charge: dict[str, Any],
+    list_refunds: RefundLister | None,
+    context: dict[str, Any],
+) -> Outcome:
+    charge_id = _id_of(charge)
+    payment_intent = _id_of(charge.get("payment_intent"))
+    if not charge_id or not payment_intent:
+        return _ignored("refunded charge has no payment intent", **context)
+    refunds_list = charge.get("refunds")
+    listed = isinstance(refunds_list, dict) and isinstance(refunds_list.get("data"), list)
+    if listed and not refunds_list.get("has_more"):  # type: ignore[union-attr]
+        refunds = refunds_list["data"]  # type: ignore[index]
+    elif list_refunds:
+        refunds = list_refunds(charge_id)
+    else:
+        return _ignored("the event does not list the refunds and no key can fetch them", **context)
+    debits = []
+    for refund in refunds:
+        refund_id = _id_of(refund)
+        if not refund_id or refund.get("status") not in DEBITED_REFUND_STATUSES:
+            continue
+        currency = str(refund.get("currency") or charge.get("currency") or "").lower()
+        if currency != paywall.currency:
+            _ignored("refund currency is not the paywall's currency", **context, refund=refund_id)
+            continue
+        try:
+            micros = minor_to_micros(refund.get("amount"), currency)  # type: ignore[arg-type]
+        except UnsupportedAmount:
+            continue
+        if micros > 0:
+            meta = {"source": "stripe", "refund": refund_id, "charge": charge_id, "payment_intent": payment_intent}
+            debits.append(_Debit("refund", refund_id, micros, meta))
+    if not debits:
+        return Outcome("ignored", "no completed refunds")
+    return _debit_wallet(paywall.id, environment, payment_intent, debits, context)
+
+
+def _dispute_closed(paywall: Paywall, environment: str, dispute: dict[str, Any], context: dict[str, Any]) -> Outcome:
+    dispute_id = _id_of(dispute)
+    if dispute.get("status") != "lost":
+        return Outcome("ignored", f"dispute closed as {dispute.get('status')!s}"[:80])
+    payment_intent = _id_of(dispute.get("payment_intent"))
+    if not dispute_id or not payment_intent:
+        return _ignored("lost dispute has no payment intent", **context)
+    currency = str(dispute.get("currency") or "").lower()
+    if currency != paywall.currency:
+        return _ignored("dispute currency is not the paywall's currency", **context)
+    try:
+        micros = minor_to_micros(dispute.get("amount"), currency)  # type: ignore[arg-type]
+    except UnsupportedAmount:
+        return _ignored("dispute has no amount", **context)
+    if micros <= 0:
+        return Outcome("ignored", "dispute has no amount")
+    meta = {"source": "stripe", "dispute": dispute_id, "payment_intent": payment_intent}
+    charge_id = _id_of(dispute.get("charge"))
+    if charge_id:
+        meta["charge"] = charge_id
+    debit = _Debit("dispute", dispute_id, micros, meta)
+    return _debit_wallet(paywall.id, environment, payment_intent, [debit], context)
+
+
+def _debit_wallet(
+    paywall_id: str, environment: str, payment_intent: str, debits: list[_Debit], context: dict[str, Any]
+) -> Outcome:
+    mapping = store.get(_mapping_key(payment_intent), "MAP")
+    if mapping is None:
+        for debit in debits:
+            _park(payment_intent, paywall_id, environment, debit)
+        # Re-read after parking: a credit that landed meanwhile may have missed what we parked.
+        mapping = store.get(_mapping_key(payment_intent), "MAP")
+        if mapping is None:
+            # The credit has not looked for parked debits yet (it writes the mapping first): it will.
+            log.info("debit parked until its payment is credited", extra=context)
+            return Outcome("pending", "payment not credited yet; applied when it is")
+        # Else the credit may have looked before we parked: apply ours now (idempotent either way).
+    if mapping["paywall_id"] != paywall_id or mapping["environment"] != environment:
+        return _ignored("payment belongs to another paywall or environment", **context)
+    postings = [_post_debit(mapping["wallet_id"], debit) for debit in debits]
+    new = [posting is not None and not posting.duplicate for posting in postings]
+    log.info("stripe debit %s", "applied" if any(new) else "duplicate", extra=context)
+    return Outcome("debited" if any(new) else "duplicate")
+
+
+def _post_debit(wallet_id: str, debit: _Debit) -> ledger.Posting | None:
+    """The posting, or None when this refund/dispute id was already debited with another amount
+    (Stripe never changes one; never debit twice for it)."""
+    try:
+        return ledger.debit(
+            wallet_id, debit.amount, idempotency_key=debit.idempotency_key, entry_type="refund", metadata=debit.metadata
+        )
+    except ledger.IdempotencyMismatch:
+        log.error(
+            "stripe debit seen before with another amount; not debited again", extra={"key": debit.idempotency_key}
+        )
+        return None
+
+
+def _park(payment_intent: str, paywall_id: str, environment: str, debit: _Debit) -> None:
+    store.put(
+        {
+            "pk": _mapping_key(payment_intent),
+            "sk": f"PENDING#{paywall_id}#{debit.kind}:{debit.source_id}",
+            "paywall_id": paywall_id,
+            "environment": environment,
+            "kind": debit.kind,
+            "source_id": debit.source_id,
+            "amount": debit.amount,
+            "metadata": debit.metadata,
+            "expires_at_ttl": int(time.time()) + PARKED_TTL_S,
+        }
+    )
+
+
+def _apply_parked(payment_intent: str, paywall_id: str, environment: str, wallet_id: str) -> None:
+    for item in store.query_all(_mapping_key(payment_intent), sk_prefix=f"PENDING#{paywall_id}#"):
+        if item.get("environment") != environment:
+            continue
+        _post_debit(wallet_id, _Debit(item["kind"], item["source_id"], item["amount"], item.get("metadata") or {}))
