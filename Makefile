@@ -50,6 +50,7 @@ test: deps-dev lint
 
 bench: deps
 	$(PY) benchmarks/proxy_overhead.py
+	$(PY) benchmarks/cold_start.py
 
 clean:
 	rm -rf .aws-sam .paywalls .pytest_cache
