@@ -1,5 +1,8 @@
 """Dev-only routes of the local stack, mounted under /_dev by devserver (never in template.yaml).
 
+Shared mode: /_dev/mail is the local inbox (wallet sign-in codes, also printed to the console), and
+/_dev/wallet/topup/simulate/{token} simulates a wallet top-up through the operator's webhook endpoint.
+
 Simulated payments (SPEC §5, offline development): with no Stripe key configured, the top-up page's
 "Simulate payment" form posts here. We build a Stripe-shaped `checkout.session.completed` event (the
 shape of Stripe's own fixture), sign it with the paywall's local webhook secret (generated on first
@@ -21,7 +24,17 @@ from fastapi import FastAPI, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from starlette.concurrency import run_in_threadpool
 
-from paywalls import csrf, links, pages, stripe_config, topup, web
+from paywalls import (
+    csrf,
+    links,
+    mailer,
+    operator_stripe,
+    pages,
+    stripe_config,
+    topup,
+    wallet_topup,
+    web,
+)
 from paywalls.config import settings
 from paywalls.paywall import Conflict, InvalidRequest, NotFound
 
@@ -37,10 +50,14 @@ def index() -> dict[str, object]:
 
 def simulated_checkout_event(link: topup.TopupLink, micros: int, public_base: str) -> dict[str, Any]:
     """A paid Checkout Session in an event envelope, as Stripe would deliver it for our own page."""
-    livemode = link.mode == "live"
+    return paid_session_event(topup.checkout_params(link, micros, public_base), link.paywall.currency, link.mode)
+
+
+def paid_session_event(params: dict[str, Any], currency: str, mode: str) -> dict[str, Any]:
+    """The event of a paid Checkout Session created with `params` (what our page sent Stripe)."""
+    livemode = mode == "live"
     prefix = "cs_live_" if livemode else "cs_test_"
     now = int(time.time())
-    params = topup.checkout_params(link, micros, public_base)
     amount = params["line_items"][0]["price_data"]["unit_amount"]  # type: ignore[index]
     session = {
         "id": prefix + secrets.token_urlsafe(42).replace("-", "a").replace("_", "b"),
@@ -50,7 +67,7 @@ def simulated_checkout_event(link: topup.TopupLink, micros: int, public_base: st
         "cancel_url": params["cancel_url"],
         "client_reference_id": params["client_reference_id"],
         "created": now,
-        "currency": link.paywall.currency,
+        "currency": currency,
         "customer": None,
         "customer_details": {"email": "dev@example.com", "name": None, "tax_exempt": "none"},
         "expires_at": now + 24 * 3600,
@@ -131,3 +148,71 @@ async def simulate_payment(token: str, request: Request) -> Response:
         log.warning("simulated webhook not credited", extra={"status": reply.status_code, "result": result})
         return _page("Simulation failed", f"The webhook answered {reply.status_code} ({result or 'error'}).", 502)
     return RedirectResponse(f"{base}/pay/success", status_code=303)
+
+
+# ---- shared mode: the local inbox and simulated wallet top-ups ------------------------------------
+
+
+@app.get("/_dev/mail")
+def mail(to: str | None = None) -> dict[str, Any]:
+    """The local stack's outbox (sign-in codes), newest last. Local only, never deployed."""
+    if not settings().local_dev:
+        return {"object": "list", "data": []}
+    return {
+        "object": "list",
+        "data": [
+            {"to": m.to, "subject": m.subject, "text": m.text, "sent_at": m.sent_at} for m in mailer.sent_mail(to)
+        ],
+    }
+
+
+@app.post("/_dev/wallet/topup/simulate/{token}")
+async def simulate_wallet_topup(token: str, request: Request) -> Response:
+    """The wallet top-up page's "Simulate payment" (no operator Stripe key): a signed Stripe-shaped
+    event through the operator's webhook endpoint, like any delivery. The token (from the page)
+    names the signed-in person."""
+    if not settings().local_dev:
+        return _page("Not found", "This page does not exist.", 404)
+    raw = await request.body()
+    form = {k: v[0] for k, v in parse_qs(raw[:4096].decode("utf-8", "replace"), max_num_fields=10).items()}
+    base = web.public_base_url(request)
+
+    def prepare() -> tuple[bytes, str]:
+        person = wallet_topup.open_simulation(token)
+        csrf.require(form.get("csrf"), request.cookies.get(csrf.COOKIE_NAME), f"wallet-topup:{token}")
+        offer = wallet_topup.open_for(person)
+        if offer.method != "simulate":
+            raise Conflict("the operator's Stripe is configured: use the real checkout")
+        micros = wallet_topup.choose_amount(offer, form.get("amount"))
+        secret = stripe_config.dev_webhook_secret(operator_stripe.OPERATOR_ID, offer.mode)
+        params = wallet_topup.checkout_params(offer, micros, base)
+        body = json.dumps(paid_session_event(params, offer.currency, offer.mode)).encode()
+        return body, stripe.WebhookSignature.generate_signature_header(body.decode(), secret)
+
+    try:
+        body, header = await run_in_threadpool(prepare)
+    except csrf.Rejected:
+        return _page("Please reload the page", "This form expired. Reload the top-up page and try again.", 403)
+    except Conflict as exc:
+        return _page("Not simulated", str(exc), 409)
+    except links.InvalidLink as exc:
+        return _page("Link not valid", str(exc), 400)
+    except InvalidRequest as exc:
+        return _page("Please try again", str(exc), 400)
+    except Exception:
+        log.exception("simulated wallet top-up failed")
+        return _page("Something went wrong", "The simulated payment could not be prepared.", 500)
+    try:
+        async with httpx.AsyncClient(timeout=15) as client:
+            reply = await client.post(
+                f"{base}/webhooks/stripe/{operator_stripe.OPERATOR_ID}",
+                content=body,
+                headers={"Content-Type": "application/json; charset=utf-8", "Stripe-Signature": header},
+            )
+    except httpx.HTTPError:
+        return _page("Simulation failed", "The local webhook endpoint did not answer.", 502)
+    is_json = reply.headers.get("content-type", "").startswith("application/json")
+    result = reply.json().get("result") if is_json else None
+    if reply.status_code != 200 or result not in ("credited", "duplicate"):
+        return _page("Simulation failed", f"The webhook answered {reply.status_code} ({result or 'error'}).", 502)
+    return RedirectResponse(f"{base}/wallet/topup/success", status_code=303)

@@ -376,12 +376,15 @@ def test_unknown_model_is_not_found_and_never_served(stack: LocalStack, paywall:
     assert charges(stack, paywall["key"], user) == []
 
 
-def test_shared_mode_is_refused_for_now(stack: LocalStack) -> None:
+def test_shared_mode_asks_an_unconnected_user_to_authorize(stack: LocalStack) -> None:
+    """Shared mode (SPEC §6; the whole flow is in test_shared_e2e.py): not connected -> the paywall's
+    authorize message with the link, nothing charged."""
     shared = make_paywall(stack, mode="shared")
-    with pytest.raises(openai.PermissionDeniedError):
-        sdk(stack, shared["key"]).chat.completions.create(
-            model="demo/echo", messages=[{"role": "user", "content": "hi"}], user="alice"
-        )
+    reply = sdk(stack, shared["key"]).chat.completions.with_raw_response.create(
+        model="demo/echo", messages=[{"role": "user", "content": "hi"}], user="alice"
+    )
+    assert reply.headers["x-paywall-action"] == "authorize"
+    assert "/wallet/authorize/" in (reply.parse().choices[0].message.content or "")
 
 
 def test_paywall_without_provider(stack: LocalStack) -> None:

@@ -230,15 +230,20 @@ def test_test_and_live_wallets_never_meet(new_paywall: Any, stack: LocalStack) -
         assert balance(test, "frank") == 7_000_000 and balance(live, "frank") == 1_000_000
 
 
-def test_shared_mode_refuses_deposits_charges_and_topup_links(new_paywall: Any, stack: LocalStack) -> None:
+def test_shared_mode_refuses_deposits_and_asks_unconnected_users_to_authorize(
+    new_paywall: Any, stack: LocalStack
+) -> None:
+    """Shared mode (SPEC §6; the whole flow is in test_shared_e2e.py): the Deposit API is 409; a charge
+    for a user who has not authorized the app is a 200 with the authorize message, nothing charged."""
     with client(stack, new_paywall(mode="shared")["key"]) as api:
-        for reply in (
-            deposit(api, "gail", "1"),
-            charge(api, "gail", "1"),
-            api.get("/user/balance/topup", params={"user": "gail"}),
-        ):
-            assert reply.status_code == 409, reply.text
-            assert reply.json()["error"]["type"] == "conflict_error"
+        refused = deposit(api, "gail", "1")
+        assert refused.status_code == 409, refused.text
+        assert refused.json()["error"]["type"] == "conflict_error"
+        asked = charge(api, "gail", "1")
+        assert asked.status_code == 200 and asked.json()["success"] is False
+        assert asked.headers["x-paywall-action"] == "authorize" and "/wallet/authorize/" in asked.json()["message"]
+        topup = api.get("/user/balance/topup", params={"user": "gail"})
+        assert topup.status_code == 200 and topup.json()["url"].endswith("/wallet/topup")
 
 
 # ---- charges ------------------------------------------------------------------------------------

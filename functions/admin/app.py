@@ -7,10 +7,23 @@ import hmac
 from typing import Any
 
 from fastapi import Depends, FastAPI, Request
+from fastapi.responses import JSONResponse
 from mangum import Mangum
 from starlette.concurrency import run_in_threadpool
 
-from paywalls import adjustments, admin_reports, secrets_store, stripe_config, stripe_gateway, web
+from paywalls import (
+    adjustments,
+    admin_reports,
+    earnings,
+    operator_stripe,
+    persons,
+    secrets_store,
+    shared_mode,
+    stripe_config,
+    stripe_gateway,
+    web,
+    withdrawals,
+)
 from paywalls import paywall as paywalls
 from paywalls.config import settings
 from paywalls.identity import resolve_user
@@ -154,6 +167,95 @@ async def adjust_balance(paywall_id: str, user: str, request: Request) -> dict[s
         body.get("amount"),
         idempotency_key=web.idempotency_key(request),
         reason=body.get("reason"),
+    )
+    return {"entry": posting.entry.as_api(), "duplicate": posting.duplicate}
+
+
+# ---- shared mode: earnings, withdrawals, payouts, the operator's Stripe, persons (SPEC §6) -----------
+
+
+@app.get("/admin/paywalls/{paywall_id}/earnings", dependencies=admin)
+def paywall_earnings(paywall_id: str, environment: str = "live") -> dict[str, Any]:
+    """Earnings of a shared-mode paywall: gross spend of its users, platform fees, net earned,
+    withdrawn and available (the sum of its earnings shards)."""
+    paywalls.get(paywall_id)
+    summary = earnings.summary(paywall_id, environment)
+    return {**summary, "payout": withdrawals.payout_settings(paywall_id)}
+
+
+@app.post("/admin/paywalls/{paywall_id}/withdrawals", dependencies=admin, status_code=201)
+async def withdraw(paywall_id: str, request: Request) -> JSONResponse:
+    """Withdraw available earnings ({amount?, environment}; no amount: everything, in whole cents).
+    Idempotency-Key required: a replay answers the first withdrawal (and retries its payout)."""
+    body = await web.json_body(request)
+    unknown = sorted(set(body) - {"amount", "environment"})
+    if unknown:
+        raise paywalls.InvalidRequest(f"unknown field(s): {', '.join(unknown)}", unknown[0])
+    key = web.idempotency_key(request)
+    paywall = await run_in_threadpool(paywalls.get, paywall_id)
+    withdrawal, duplicate = await run_in_threadpool(
+        lambda: withdrawals.withdraw(
+            paywall, body.get("environment", "live"), body.get("amount"), idempotency_key=key or ""
+        )
+    )
+    headers = {"Idempotent-Replayed": "true"} if duplicate else {}
+    return JSONResponse(withdrawal.as_api(), status_code=200 if duplicate else 201, headers=headers)
+
+
+@app.get("/admin/paywalls/{paywall_id}/withdrawals", dependencies=admin)
+def list_withdrawals(paywall_id: str, environment: str = "live") -> dict[str, Any]:
+    paywalls.get(paywall_id)
+    return {"object": "list", "data": [w.as_api() for w in withdrawals.list_withdrawals(paywall_id, environment)]}
+
+
+@app.put("/admin/paywalls/{paywall_id}/payout", dependencies=admin)
+async def set_payout(paywall_id: str, request: Request) -> dict[str, Any]:
+    """Where withdrawals are paid: {stripe_account: "acct_..."} (Stripe Connect), null for manual."""
+    body = await web.json_body(request)
+    return withdrawals.set_payout(paywalls.get(paywall_id), body)
+
+
+@app.put("/admin/operator/stripe", dependencies=admin)
+async def set_operator_stripe(request: Request) -> dict[str, Any]:
+    """The operator's Stripe key: wallet top-ups (webhook created now) and payout transfers."""
+    body = await web.json_body(request)
+    base = web.public_base_url(request)
+    try:
+        return await run_in_threadpool(operator_stripe.configure, body, base)
+    except stripe_gateway.StripeRejected as exc:
+        raise web.ApiError(400, str(exc), code="stripe_rejected", param="secret_key") from None
+    except stripe_gateway.StripeUnavailable as exc:
+        raise web.ApiError(502, str(exc), code="stripe_unavailable") from None
+
+
+@app.get("/admin/operator/stripe", dependencies=admin)
+def get_operator_stripe() -> dict[str, Any]:
+    return operator_stripe.public_status()
+
+
+@app.get("/admin/persons", dependencies=admin)
+def find_person(email: str) -> dict[str, Any]:
+    person = persons.find_by_email(email)
+    if person is None:
+        raise web.ApiError(404, "no wallet for this email", code="not_found")
+    return shared_mode.person_summary(person)
+
+
+@app.get("/admin/persons/{person_id}", dependencies=admin)
+def get_person(person_id: str) -> dict[str, Any]:
+    person = persons.get(person_id)
+    if person is None:
+        raise web.ApiError(404, f"person {person_id!r} not found", code="not_found")
+    return shared_mode.person_summary(person)
+
+
+@app.post("/admin/persons/{person_id}/adjustments", dependencies=admin, status_code=201)
+async def adjust_person(person_id: str, request: Request) -> dict[str, Any]:
+    """Operator correction of a person's wallet (`adjustment` entry), like the per-user one."""
+    body = await web.json_body(request)
+    key = web.idempotency_key(request) or ""
+    posting = await run_in_threadpool(
+        lambda: persons.adjust(person_id, body.get("amount"), idempotency_key=key, reason=body.get("reason"))
     )
     return {"entry": posting.entry.as_api(), "duplicate": posting.duplicate}
 

@@ -1,5 +1,7 @@
-"""OpenAI-compatible chat completions proxy (SPEC §2), default mode: authenticate the paywall key,
-resolve the user, hold the worst case, call the paywall's provider, settle to the real usage.
+"""OpenAI-compatible chat completions proxy (SPEC §2): authenticate the paywall key, resolve the user,
+hold the worst case, call the paywall's provider, settle to the real usage. In shared mode (SPEC §6)
+the hold is on the wallet of the person who authorized the app user, within their spending cap, and
+the settlement credits the paywall's earnings (shared_mode.funding).
 
 Runs under uvicorn (Lambda Web Adapter in AWS, response streaming), so streams are real streams.
 The rules live in the domain package: chat_request (what the client asked), metering (hold sizing,
@@ -15,7 +17,7 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response
 
-from paywalls import chat_replies, chat_request, links, metering, providers, sse, web
+from paywalls import chat_replies, chat_request, links, metering, providers, shared_mode, sse, web
 from paywalls.chat_billing import Reservation, blocking, reserve
 from paywalls.chat_request import ChatRequest
 from paywalls.chat_stream import STREAM_HEADERS, MeteredStream
@@ -51,8 +53,6 @@ async def _proxy(request: Request, *, path_user: str | None) -> Response:
     caller = await blocking(web.authenticate, request)
     body = await web.json_body(request, limit=MAX_BODY_BYTES)
     paywall = caller.paywall
-    if paywall.mode != "default":
-        raise web.ApiError(403, "shared-mode paywalls cannot serve chat completions yet", code="mode_not_supported")
     chat = chat_request.parse(body)
     user = resolve_user(chat.body_user, request.headers.get("x-paywall-user"), path_user)
     price = paywall.price_of(chat.model)
@@ -71,6 +71,12 @@ async def _proxy(request: Request, *, path_user: str | None) -> Response:
             code="provider_not_configured",
             headers={"x-should-retry": "false"},  # the OpenAI SDKs would otherwise retry in vain
         )
+    funding = None
+    if paywall.mode == "shared":
+        # Shared mode: the person who authorized this app user pays, within their cap (SPEC §6).
+        funding = await blocking(shared_mode.funding, paywall, caller.environment, user)
+        if funding is None:
+            return await _shared_reply(request, paywall, caller.environment, user, chat, request_id, "authorize")
     prompt_bound = metering.prompt_token_bound(body)
     reservation = await reserve(
         paywall,
@@ -80,8 +86,12 @@ async def _proxy(request: Request, *, path_user: str | None) -> Response:
         chat,
         prompt_bound=prompt_bound,
         request_id=request_id,
+        funding=funding,
     )
     if reservation is None:
+        if funding is not None:
+            refusal = await blocking(shared_mode.refusal_for, paywall, caller.environment, user)
+            return await _shared_reply(request, paywall, caller.environment, user, chat, request_id, refusal)
         return await _paywall_reply(request, paywall, caller.environment, user, chat, request_id)
 
     upstream = providers.upstream_of(paywall.provider)
@@ -151,13 +161,30 @@ async def _streamed(
     )
 
 
+async def _shared_reply(
+    request: Request,
+    paywall: Paywall,
+    environment: str,
+    user: str,
+    chat: ChatRequest,
+    request_id: str,
+    refusal: shared_mode.Refusal,
+) -> Response:
+    """Shared mode: authorize (not connected), topup (wallet too low) or cap (spending limit reached)."""
+    text = await blocking(shared_mode.refusal_text, paywall, refusal, web.public_base_url(request), environment, user)
+    return _assistant_reply(chat, request_id, text, refusal)
+
+
 async def _paywall_reply(
     request: Request, paywall: Paywall, environment: str, user: str, chat: ChatRequest, request_id: str
 ) -> Response:
     """Balance too low: a normal assistant message with the top-up link (SPEC §2); nothing charged."""
     url = await blocking(links.topup_url, web.public_base_url(request), paywall.id, environment, user)
-    text = paywall.render("topup", url)
-    headers = {"X-Paywall-Action": "topup"}
+    return _assistant_reply(chat, request_id, paywall.render("topup", url), "topup")
+
+
+def _assistant_reply(chat: ChatRequest, request_id: str, text: str, action: str) -> Response:
+    headers = {"X-Paywall-Action": action}
     if not chat.stream:
         return JSONResponse(
             chat_replies.paywall_completion(model=chat.model, text=text, request_id=request_id, n=chat.n),

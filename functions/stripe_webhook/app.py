@@ -19,8 +19,8 @@ from fastapi import FastAPI, Request
 from mangum import Mangum
 from starlette.concurrency import run_in_threadpool
 
+from paywalls import operator_stripe, stripe_config, stripe_gateway, wallet_topup, web, webhooks
 from paywalls import paywall as paywalls
-from paywalls import stripe_config, stripe_gateway, web, webhooks
 
 log = logging.getLogger(__name__)
 
@@ -50,6 +50,12 @@ async def stripe_webhook(paywall_id: str, request: Request) -> dict[str, Any]:
 
 
 def _process(paywall_id: str, raw: bytes, signature: str) -> dict[str, Any]:
+    if paywall_id == operator_stripe.OPERATOR_ID:
+        # The operator's account: shared-mode wallet top-ups, verified with the operator's secrets.
+        mode, event = _verify(paywall_id, raw, signature)
+        outcome = wallet_topup.handle(mode, event)
+        log.info("operator stripe event processed", extra={"event_id": event.get("id"), **outcome.as_api()})
+        return outcome.as_api()
     paywall = paywalls.get(paywall_id)  # NotFound -> 404
     mode, event = _verify(paywall_id, raw, signature)
     keys = stripe_config.load_secrets(paywall_id, mode)

@@ -9,7 +9,7 @@ from fastapi.responses import JSONResponse
 from mangum import Mangum
 from starlette.concurrency import run_in_threadpool
 
-from paywalls import accounts, deposits, ledger, links, web
+from paywalls import accounts, deposits, ledger, links, shared_mode, web
 from paywalls.identity import app_wallet_id, resolve_user
 from paywalls.money import format_micros
 from paywalls.paywall import InvalidRequest
@@ -58,6 +58,10 @@ def _balance_fields(balance: int, currency: str) -> dict[str, Any]:
 def balance(request: Request) -> dict[str, Any]:
     caller = web.authenticate(request)
     user = _user(request)
+    if caller.paywall.mode == "shared":
+        # What this app user may spend now: the person's wallet within the cap (0 when not connected).
+        spendable = shared_mode.spendable_balance(caller.paywall, caller.environment, user)
+        return _balance_fields(spendable, caller.paywall.currency)
     accounts.ensure_trial(caller.paywall, caller.environment, user)
     wallet = ledger.get_wallet(app_wallet_id(caller.paywall.id, caller.environment, user))
     return _balance_fields(wallet.balance, caller.paywall.currency)
@@ -72,8 +76,9 @@ def topup(request: Request) -> dict[str, Any]:
     """A stable link to our hosted top-up page for this user (default mode)."""
     caller = web.authenticate(request)
     user = _user(request)
-    if caller.paywall.mode != "default":
-        raise web.ApiError(409, "top-up links of shared-mode paywalls come from /v1/user/connect", code="conflict")
+    if caller.paywall.mode == "shared":
+        # The person tops up their own wallet (after signing in), whichever app sent them.
+        return {"url": shared_mode.wallet_topup_url(web.public_base_url(request))}
     accounts.ensure_trial(caller.paywall, caller.environment, user)
     return {"url": _topup_url(request, caller, user)}
 
@@ -119,6 +124,8 @@ async def charge(request: Request) -> JSONResponse:
     """A manual charge. Not enough funds is not an error: 200 with success=false and the paywall's
     ready-to-render top-up message (nothing charged)."""
     caller, body, user, key = await _money_request(request)
+    if caller.paywall.mode == "shared":
+        return await run_in_threadpool(_shared_charge, request, caller, body, user, key)
     result = await run_in_threadpool(
         lambda: deposits.charge(
             caller.paywall, caller.environment, user, body["amount"], idempotency_key=key, metadata=body.get("metadata")
@@ -138,6 +145,54 @@ async def charge(request: Request) -> JSONResponse:
     return JSONResponse(content, headers=_replayed(result.posting))
 
 
+def _shared_charge(request: Request, caller: web.Caller, body: dict[str, Any], user: str, key: str) -> JSONResponse:
+    """Shared mode: the person's wallet pays within the cap; the paywall earns the charge minus the
+    platform fee. Not connected / too little / cap reached: 200, success=false, the paywall text."""
+    paywall = caller.paywall
+    result = shared_mode.charge(
+        paywall, caller.environment, user, body["amount"], idempotency_key=key, metadata=body.get("metadata")
+    )
+    if result.posting is None:
+        refusal = result.refusal or "topup"
+        message = shared_mode.refusal_text(paywall, refusal, web.public_base_url(request), caller.environment, user)
+        spendable = shared_mode.spendable_balance(paywall, caller.environment, user)
+        content = {"success": False, "message": message, **_balance_fields(spendable, paywall.currency)}
+        return JSONResponse(content, headers={"X-Paywall-Action": refusal})
+    entry = result.posting.entry
+    spendable = shared_mode.spendable_balance(paywall, caller.environment, user)
+    content = {
+        "success": True,
+        "message": f"charged {format_micros(-entry.amount)} {paywall.currency.upper()}",
+        **_balance_fields(spendable, paywall.currency),
+    }
+    return JSONResponse(content, headers=_replayed(result.posting))
+
+
+@app.get("/v1/user/connect")
+def connect(request: Request) -> dict[str, Any]:
+    """Shared mode: is this app user connected to a wallet? If not, the authorization link."""
+    caller = web.authenticate(request)
+    user = _user(request)
+    _require_shared(caller)
+    return shared_mode.connect_status(caller.paywall, caller.environment, user, web.public_base_url(request))
+
+
+@app.get("/v1/user/disconnect")
+def disconnect(request: Request) -> dict[str, Any]:
+    """Shared mode: revoke this app user's authorization (the person can re-authorize later)."""
+    caller = web.authenticate(request)
+    user = _user(request)
+    _require_shared(caller)
+    return shared_mode.disconnect(caller.paywall, caller.environment, user)
+
+
+def _require_shared(caller: web.Caller) -> None:
+    if caller.paywall.mode != "shared":
+        raise web.ApiError(
+            409, "connect and disconnect are for shared-mode paywalls; this paywall is in default mode", code="conflict"
+        )
+
+
 def _short_of_funds(request: Request, caller: web.Caller, user: str) -> dict[str, Any]:
     wallet = ledger.get_wallet(app_wallet_id(caller.paywall.id, caller.environment, user))
     return {
@@ -150,6 +205,11 @@ def _short_of_funds(request: Request, caller: web.Caller, user: str) -> dict[str
 @app.get("/v1/user/ledger")
 def entries(request: Request, limit: int = 20, cursor: str | None = None) -> dict[str, Any]:
     caller = web.authenticate(request)
+    if caller.paywall.mode == "shared":
+        # A person's wallet entries (and balances after them) would show other apps' activity.
+        raise web.ApiError(
+            409, "shared wallets are private to their owner: the ledger is on the wallet page", code="conflict"
+        )
     if not 1 <= limit <= 100:
         raise web.ApiError(400, "limit must be between 1 and 100", param="limit", code="invalid_limit")
     wallet_id = app_wallet_id(caller.paywall.id, caller.environment, _user(request))

@@ -1,5 +1,6 @@
-"""Hosted pages (SPEC §5): the top-up page behind a signed link, the Stripe Checkout hand-off and
-its result pages. Routes: ANY /pay/{proxy+} (and /wallet/{proxy+}, shared mode, not here yet).
+"""Hosted pages (SPEC §5, §6): the top-up page behind a signed link, the Stripe Checkout hand-off and
+its result pages (ANY /pay/{proxy+}); the shared-mode wallet: sign-in, authorization consent, the
+wallet with its connected apps, wallet top-ups (ANY /wallet/{proxy+}).
 
 The pages are unauthenticated: the signed link names (paywall, environment, user) and cannot be
 altered; forms carry a signed double-submit CSRF token (paywalls.csrf). Every answer is an HTML page,
@@ -8,16 +9,36 @@ never a traceback."""
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Callable
-from typing import Any, TypeVar
-from urllib.parse import parse_qs
+from typing import TypeVar
+from urllib.parse import parse_qs, urlencode
 
 from fastapi import FastAPI, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from mangum import Mangum
 from starlette.concurrency import run_in_threadpool
 
-from paywalls import csrf, links, pages, stripe_config, stripe_gateway, topup, web
+from paywalls import (
+    connections,
+    csrf,
+    ledger,
+    links,
+    mailer,
+    operator_stripe,
+    otp,
+    pages,
+    persons,
+    ratelimit,
+    sessions,
+    shared_mode,
+    stripe_config,
+    stripe_gateway,
+    topup,
+    wallet_pages,
+    wallet_topup,
+    web,
+)
 from paywalls import paywall as paywalls
 from paywalls.store import StoreUnavailable
 
@@ -172,9 +193,378 @@ def pay_not_found() -> HTMLResponse:
     return html(pages.message_page("Not found", "This page does not exist."), 404)
 
 
+# ---- shared-mode wallet (SPEC §6): sign-in, consent, the wallet, top-ups ----------------------------
+#
+# A person signs in with an email code (paywalls.otp) and gets a signed session cookie
+# (paywalls.sessions). Every form carries a CSRF token bound to what it acts on: the sign-in forms to
+# the step, the consent form to its link, the wallet's forms to the signed-in person.
+
+_NEXT_RE = re.compile(r"^/wallet/[A-Za-z0-9._~/-]{0,2400}$")
+
+
+def _next_path(value: str | None) -> str:
+    """Where to go after signing in: only our own wallet pages (no open redirect)."""
+    if value and _NEXT_RE.match(value) and "//" not in value and "/../" not in value:
+        return value
+    return "/wallet/home"
+
+
+def _client_key(request: Request) -> str:
+    """Who is asking, for rate limits: API Gateway's source IP in AWS, the peer address locally."""
+    event = request.scope.get("aws.event") or {}
+    identity = (event.get("requestContext") or {}).get("identity") or {}
+    return str(identity.get("sourceIp") or (request.client.host if request.client else "unknown"))
+
+
+def _session(request: Request) -> sessions.Session | None:
+    return sessions.read(request.cookies.get(sessions.COOKIE_NAME))
+
+
+def _nonce(request: Request) -> str:
+    return csrf.usable_nonce(request.cookies.get(csrf.COOKIE_NAME)) or csrf.new_nonce()
+
+
+def _wallet_html(body: str, request: Request, nonce: str, status: int = 200) -> Response:
+    """A page whose forms carry CSRF tokens for `nonce`: (re)sets the nonce cookie they must match."""
+    return html(body, status, {"Set-Cookie": csrf_cookie(nonce, request)})
+
+
+def _redirect(url: str, cookies: list[str] | None = None) -> Response:
+    response = RedirectResponse(url, status_code=303, headers=pages.SECURITY_HEADERS)
+    for cookie in cookies or []:
+        response.headers.append("Set-Cookie", cookie)
+    return response
+
+
+def _sign_in_redirect(request: Request, next_path: str) -> Response:
+    return _redirect(f"{web.public_base_url(request)}/wallet/signin?{urlencode({'next': next_path})}")
+
+
+def wallet_error(exc: Exception) -> HTMLResponse:
+    """Known failures of the wallet pages as friendly pages; anything else generic (logged)."""
+    if isinstance(exc, links.InvalidLink):
+        return html(pages.message_page("Link not valid", f"{exc}. Ask the app for a new authorization link."), 400)
+    if isinstance(exc, ratelimit.RateLimited):
+        message = f"Too many attempts. Please wait {exc.retry_after} seconds and try again."
+        return html(pages.message_page("Please wait", message), 429, {"Retry-After": str(exc.retry_after)})
+    if isinstance(exc, mailer.MailUnavailable):
+        return html(pages.message_page("Sign-in unavailable", str(exc)), 503)
+    if isinstance(exc, connections.NotConnected):
+        return html(pages.message_page("Not found", str(exc)), 404)
+    return error_page(exc)
+
+
+async def _guarded_page(request: Request, work: Callable[[], Response]) -> Response:
+    try:
+        return await run_in_threadpool(work)
+    except csrf.Rejected:
+        return html(
+            pages.message_page(
+                "Please reload the page",
+                "This form expired or did not come from this page. Go back, reload and try again.",
+            ),
+            403,
+        )
+    except Exception as exc:
+        return wallet_error(exc)
+
+
+@app.get("/wallet/signin")
+async def wallet_sign_in(request: Request) -> Response:
+    base = web.public_base_url(request)
+    nonce = _nonce(request)
+    next_path = _next_path(request.query_params.get("next"))
+
+    def build() -> Response:
+        page = wallet_pages.sign_in_page(
+            action=f"{base}/wallet/signin", csrf_token=csrf.form_token(nonce, "wallet:signin"), next_path=next_path
+        )
+        return _wallet_html(page, request, nonce)
+
+    return await _guarded_page(request, build)
+
+
+@app.post("/wallet/signin")
+async def wallet_send_code(request: Request) -> Response:
+    form = await read_form(request)
+    base = web.public_base_url(request)
+    nonce = _nonce(request)
+    next_path = _next_path(form.get("next"))
+
+    def send() -> Response:
+        csrf.require(form.get("csrf"), request.cookies.get(csrf.COOKIE_NAME), "wallet:signin")
+        try:
+            challenge = otp.start(form.get("email") or "", _client_key(request))
+        except persons.InvalidEmail as exc:
+            page = wallet_pages.sign_in_page(
+                action=f"{base}/wallet/signin",
+                csrf_token=csrf.form_token(nonce, "wallet:signin"),
+                next_path=next_path,
+                error=str(exc).capitalize() + ".",
+                email=(form.get("email") or "")[:254],
+            )
+            return _wallet_html(page, request, nonce, 400)
+        mailer.send(mailer.sign_in_code_mail(challenge.email, challenge.code, otp.CODE_TTL_S // 60))
+        page = wallet_pages.code_page(
+            action=f"{base}/wallet/signin/verify",
+            csrf_token=csrf.form_token(nonce, f"wallet:verify:{challenge.id}"),
+            challenge=challenge.id,
+            email=challenge.email,
+            next_path=next_path,
+        )
+        return _wallet_html(page, request, nonce)
+
+    return await _guarded_page(request, send)
+
+
+@app.post("/wallet/signin/verify")
+async def wallet_verify_code(request: Request) -> Response:
+    form = await read_form(request)
+    base = web.public_base_url(request)
+    nonce = _nonce(request)
+    next_path = _next_path(form.get("next"))
+    challenge = form.get("challenge") or ""
+
+    def verify() -> Response:
+        csrf.require(form.get("csrf"), request.cookies.get(csrf.COOKIE_NAME), f"wallet:verify:{challenge}")
+        try:
+            email = otp.verify(challenge, form.get("code") or "", _client_key(request))
+        except otp.CodeRejected as exc:
+            page = wallet_pages.code_page(
+                action=f"{base}/wallet/signin/verify",
+                csrf_token=csrf.form_token(nonce, f"wallet:verify:{challenge}"),
+                challenge=challenge,
+                email="your inbox",
+                next_path=next_path,
+                error=str(exc),
+            )
+            return _wallet_html(page, request, nonce, 400)
+        person = persons.get_or_create(email)
+        cookie = sessions.cookie(sessions.issue(person.id), secure=sessions.secure_cookies(base))
+        log.info("wallet sign-in", extra={"person_id": person.id})
+        return _redirect(f"{base}{next_path}", [cookie])
+
+    return await _guarded_page(request, verify)
+
+
+@app.post("/wallet/signout")
+async def wallet_sign_out(request: Request) -> Response:
+    form = await read_form(request)
+    base = web.public_base_url(request)
+    session = _session(request)
+
+    def sign_out() -> Response:
+        if session:
+            csrf.require(form.get("csrf"), request.cookies.get(csrf.COOKIE_NAME), f"wallet:{session.person_id}")
+        return _redirect(f"{base}/wallet/signin", [sessions.clear_cookie(secure=sessions.secure_cookies(base))])
+
+    return await _guarded_page(request, sign_out)
+
+
+@app.get("/wallet/home")
+async def wallet_home(request: Request) -> Response:
+    base = web.public_base_url(request)
+    session = _session(request)
+    if session is None:
+        return _sign_in_redirect(request, "/wallet/home")
+    nonce = _nonce(request)
+
+    def build() -> Response:
+        person = persons.get(session.person_id)
+        if person is None:
+            return _sign_in_redirect(request, "/wallet/home")
+        names: dict[str, str] = {}
+
+        def app_name(paywall_id: str | None) -> str:
+            if not paywall_id:
+                return ""
+            if paywall_id not in names:
+                try:
+                    names[paywall_id] = paywalls.get(paywall_id).name
+                except paywalls.NotFound:
+                    names[paywall_id] = "(deleted app)"
+            return names[paywall_id]
+
+        wallet = ledger.get_wallet(person.wallet_id)
+        entries, _ = ledger.list_entries(person.wallet_id, limit=20)
+        view = wallet_pages.WalletView(
+            email=person.email,
+            balance=wallet.balance,
+            available=wallet.available,
+            currency=operator_stripe.CURRENCY,
+            topup_url=f"{base}/wallet/topup",
+            signout_url=f"{base}/wallet/signout",
+            csrf_token=csrf.form_token(nonce, f"wallet:{person.id}"),
+            connections=[
+                wallet_pages.ConnectionRow(
+                    id=c.id,
+                    app_name=app_name(c.paywall_id),
+                    user=c.user,
+                    environment=c.environment,
+                    status=c.status,
+                    spent=c.spent,
+                    cap=c.cap,
+                    revoke_url=f"{base}/wallet/connections/{c.id}/revoke",
+                )
+                for c in connections.list_for_person(person.id)
+            ],
+            entries=[
+                wallet_pages.EntryRow(e.created_at, e.type, e.amount, app_name(e.metadata.get("paywall_id")))
+                for e in entries
+            ],
+        )
+        return _wallet_html(wallet_pages.wallet_page(view), request, nonce)
+
+    return await _guarded_page(request, build)
+
+
+@app.post("/wallet/connections/{connection_id}/revoke")
+async def wallet_revoke(connection_id: str, request: Request) -> Response:
+    form = await read_form(request)
+    base = web.public_base_url(request)
+    session = _session(request)
+    if session is None:
+        return _sign_in_redirect(request, "/wallet/home")
+
+    def revoke() -> Response:
+        csrf.require(form.get("csrf"), request.cookies.get(csrf.COOKIE_NAME), f"wallet:{session.person_id}")
+        # Ownership is the lookup itself: only this person's connections are found.
+        connection = connections.get_for_person(session.person_id, connection_id)
+        if connection.active:
+            connections.revoke(connection)
+            log.info("connection revoked by its owner", extra={"connection_id": connection.id})
+        return _redirect(f"{base}/wallet/home")
+
+    return await _guarded_page(request, revoke)
+
+
+@app.get("/wallet/authorize/{token}")
+async def wallet_consent(token: str, request: Request) -> Response:
+    base = web.public_base_url(request)
+    nonce = _nonce(request)
+    session = _session(request)
+
+    def build() -> Response:
+        asked = shared_mode.open_authorization(token)  # a bad link fails before anything else
+        if session is None or (person := persons.get(session.person_id)) is None:
+            return _sign_in_redirect(request, f"/wallet/authorize/{token}")
+        current = connections.active(asked.paywall.id, asked.environment, asked.user)
+        mine = current if current and current.person_id == person.id else None
+        view = wallet_pages.ConsentView(
+            app_name=asked.paywall.name,
+            description=asked.paywall.description,
+            icon_url=asked.paywall.icon_url,
+            user=asked.user,
+            environment=asked.environment,
+            email=person.email,
+            balance=ledger.get_wallet(person.wallet_id).balance,
+            currency=operator_stripe.CURRENCY,
+            action_url=f"{base}/wallet/authorize/{token}",
+            csrf_token=csrf.form_token(nonce, f"authorize:{person.id}:{token}"),
+            current_cap=mine.cap if mine else None,
+            already_connected=mine is not None,
+        )
+        return _wallet_html(wallet_pages.consent_page(view), request, nonce)
+
+    return await _guarded_page(request, build)
+
+
+@app.post("/wallet/authorize/{token}")
+async def wallet_authorize(token: str, request: Request) -> Response:
+    form = await read_form(request)
+    base = web.public_base_url(request)
+    session = _session(request)
+    if session is None:
+        return _sign_in_redirect(request, f"/wallet/authorize/{token}")
+
+    def decide() -> Response:
+        asked = shared_mode.open_authorization(token)  # expired since the page was shown: refused
+        bound = f"authorize:{session.person_id}:{token}"
+        csrf.require(form.get("csrf"), request.cookies.get(csrf.COOKIE_NAME), bound)
+        if persons.get(session.person_id) is None:
+            return _sign_in_redirect(request, f"/wallet/authorize/{token}")
+        if form.get("decision") != "approve":
+            return html(pages.message_page("Not connected", f"{asked.paywall.name} was not given access."))
+        cap = connections.parse_cap(form.get("cap"))
+        connections.connect(asked.paywall.id, asked.environment, asked.user, session.person_id, cap)
+        log.info("app authorized", extra={"paywall_id": asked.paywall.id, "environment": asked.environment})
+        return html(
+            pages.message_page(
+                "Connected",
+                f"{asked.paywall.name} can now charge your wallet. You can return to the app.",
+                ("Manage your wallet", f"{base}/wallet/home"),
+            )
+        )
+
+    return await _guarded_page(request, decide)
+
+
+@app.get("/wallet/topup")
+async def wallet_topup_page(request: Request) -> Response:
+    base = web.public_base_url(request)
+    session = _session(request)
+    if session is None:
+        return _sign_in_redirect(request, "/wallet/topup")
+    nonce = _nonce(request)
+
+    def build() -> Response:
+        person = persons.get(session.person_id)
+        if person is None:
+            return _sign_in_redirect(request, "/wallet/topup")
+        offer = wallet_topup.open_for(person)
+        if offer.method == "simulate":
+            token = wallet_topup.simulation_token(person)
+            action, bound = f"{base}/_dev/wallet/topup/simulate/{token}", f"wallet-topup:{token}"
+        else:
+            action, bound = f"{base}/wallet/topup", f"wallet:{person.id}"
+        view = wallet_pages.WalletTopupView(
+            email=person.email,
+            balance=ledger.get_wallet(person.wallet_id).balance,
+            currency=offer.currency,
+            amounts=offer.presets,
+            method=offer.method,
+            action_url=action,
+            csrf_token=csrf.form_token(nonce, bound),
+            back_url=f"{base}/wallet/home",
+        )
+        return _wallet_html(wallet_pages.topup_page(view), request, nonce)
+
+    return await _guarded_page(request, build)
+
+
+@app.post("/wallet/topup")
+async def wallet_checkout(request: Request) -> Response:
+    form = await read_form(request)
+    base = web.public_base_url(request)
+    session = _session(request)
+    if session is None:
+        return _sign_in_redirect(request, "/wallet/topup")
+
+    def start() -> Response:
+        csrf.require(form.get("csrf"), request.cookies.get(csrf.COOKIE_NAME), f"wallet:{session.person_id}")
+        person = persons.get(session.person_id)
+        if person is None:
+            return _sign_in_redirect(request, "/wallet/topup")
+        url = wallet_topup.start_checkout(wallet_topup.open_for(person), form.get("amount"), base)
+        return _redirect(url)
+
+    return await _guarded_page(request, start)
+
+
+@app.get("/wallet/topup/success")
+def wallet_topup_success(request: Request) -> HTMLResponse:
+    return html(
+        pages.message_page(
+            "Payment received",
+            "Thank you! Your wallet is credited as soon as the payment is confirmed, usually within seconds.",
+            ("Back to your wallet", f"{web.public_base_url(request)}/wallet/home"),
+        )
+    )
+
+
 @app.api_route("/wallet/{path:path}", methods=["GET", "POST", "PUT", "PATCH", "DELETE"])
-def wallet_not_yet(request: Request) -> Any:
-    raise web.ApiError(501, f"{request.url.path} is not available yet", code="not_implemented")
+def wallet_not_found() -> HTMLResponse:
+    return html(pages.message_page("Not found", "This page does not exist."), 404)
 
 
 handler = Mangum(app, lifespan="off")

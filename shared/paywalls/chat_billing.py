@@ -31,6 +31,19 @@ async def blocking(call: Callable[..., T], *args: Any, **kwargs: Any) -> T:
     return await anyio.to_thread.run_sync(functools.partial(call, *args, **kwargs))
 
 
+@dataclass(frozen=True)
+class Funding:
+    """Who pays when it is not the app user's own wallet (shared mode, see shared_mode.funding): the
+    person's wallet, the connection's spending cap as the hold's ledger Budget, the paywall's earnings
+    credited with the charge (`also`), and what to record on the person's entries."""
+
+    wallet_id: str
+    budget: ledger.Budget | None
+    also: ledger.Also | None
+    metadata: dict[str, str]
+    spendable: Callable[[], int]  # fresh read: what the wallet and the cap allow now
+
+
 @dataclass
 class Reservation:
     wallet_id: str
@@ -42,6 +55,7 @@ class Reservation:
     request_id: str
     model: str
     closed: bool = field(default=False)
+    funding: Funding | None = None
 
     def estimate(self, generated: int) -> Usage:
         return estimated_usage(self.plan, prompt_bound=self.prompt_bound, n=self.n, generated=generated)
@@ -55,6 +69,8 @@ class Reservation:
         if usage.estimated:
             cost = min(cost, self.plan.amount)
         metadata = {"usage": "estimated"} if usage.estimated else None
+        if self.funding:
+            metadata = {**self.funding.metadata, **(metadata or {})}
         with anyio.CancelScope(shield=True):  # a cancelled request must still be charged
             try:
                 await blocking(
@@ -67,6 +83,7 @@ class Reservation:
                     completion_tokens=usage.completion_tokens,
                     provider_cost=usage.provider_cost,
                     metadata=metadata,
+                    also=self.funding.also if self.funding else None,
                 )
             except Exception:
                 # The hold stays active; the sweeper releases it. Served but not charged: loud log.
@@ -108,30 +125,43 @@ async def reserve(
     *,
     prompt_bound: int,
     request_id: str,
+    funding: Funding | None = None,
 ) -> Reservation | None:
     """Hold the worst case of this request, lowered to what the balance covers; None when the
-    balance cannot pay for a minimal answer (the caller shows the paywall, nothing is held)."""
-    wallet_id = accounts.wallet_id(paywall, environment, user)
-    await blocking(accounts.ensure_trial, paywall, environment, user)
+    balance cannot pay for a minimal answer (the caller shows the paywall, nothing is held).
+    With `funding` (shared mode) the person's wallet pays, within the connection's cap."""
+    if funding:
+        wallet_id = funding.wallet_id
+    else:
+        wallet_id = accounts.wallet_id(paywall, environment, user)
+        await blocking(accounts.ensure_trial, paywall, environment, user)
     for attempt in range(HOLD_ATTEMPTS):
-        wallet = await blocking(ledger.get_wallet, wallet_id)
+        if funding:
+            available = await blocking(funding.spendable)
+        else:
+            available = (await blocking(ledger.get_wallet, wallet_id)).available
         plan = plan_hold(
             pricing,
             prompt_bound=prompt_bound,
             requested_limit=chat.requested_limit,
             n=chat.n,
-            available=wallet.available,
+            available=available,
         )
         if plan is None:
             return None
-        reservation = Reservation(wallet_id, None, plan, pricing, prompt_bound, chat.n, request_id, chat.model)
+        reservation = Reservation(
+            wallet_id, None, plan, pricing, prompt_bound, chat.n, request_id, chat.model, funding=funding
+        )
         if plan.amount == 0:
             return reservation
         # A fresh hold id per attempt: a retried transaction must not reuse another's request token.
         hold_id = request_id if attempt == 0 else f"{request_id}.{attempt}"
         try:
-            await blocking(ledger.hold, wallet_id, plan.amount, hold_id=hold_id)
-        except ledger.InsufficientFunds:
+            await blocking(
+                ledger.hold, wallet_id, plan.amount, hold_id=hold_id, budget=funding.budget if funding else None
+            )
+        except (ledger.InsufficientFunds, ledger.BudgetExceeded):
+            # Another request (or a revocation, or a lowered cap) took the room since we read it.
             continue
         reservation.hold_id = hold_id
         return reservation

@@ -181,6 +181,33 @@ def run(args: argparse.Namespace, client: AdminClient) -> Any:
                 body["reason"] = args.reason
             key = args.idempotency_key or f"cli-{uuid.uuid4()}"
             return client.request("POST", f"{p}/users/{args.user}/adjustments", body, {"Idempotency-Key": key})
+        case "earnings":
+            return client.request("GET", f"{p}/earnings?{httpx.QueryParams(environment=args.environment)}")
+        case "withdraw":
+            body = {"environment": args.environment}
+            if args.amount:
+                body["amount"] = args.amount
+            # Retrying with the same --idempotency-key never withdraws twice (and retries the payout).
+            key = args.idempotency_key or f"cli-{uuid.uuid4()}"
+            return client.request("POST", f"{p}/withdrawals", body, {"Idempotency-Key": key})
+        case "withdrawals":
+            return client.request("GET", f"{p}/withdrawals?{httpx.QueryParams(environment=args.environment)}")
+        case "payout":
+            account = None if args.manual else args.stripe_account
+            return client.request("PUT", f"{p}/payout", {"stripe_account": account})
+        case "operator-stripe":
+            body = {"secret_key": _secret(args, "PAYWALLS_STRIPE_SECRET_KEY", "Stripe secret key")}
+            if args.topup_amounts:
+                body["topup_amounts"] = [a.strip() for a in args.topup_amounts.split(",") if a.strip()]
+            return client.request("PUT", "/operator/stripe", body)
+        case "person":
+            return client.request("GET", f"/persons?{httpx.QueryParams(email=args.email)}")
+        case "person-adjust":
+            body = {"amount": args.amount}
+            if args.reason:
+                body["reason"] = args.reason
+            key = args.idempotency_key or f"cli-{uuid.uuid4()}"
+            return client.request("POST", f"/persons/{args.person_id}/adjustments", body, {"Idempotency-Key": key})
     raise CliError(f"unknown command {args.command}")
 
 
@@ -260,6 +287,30 @@ def build_parser() -> argparse.ArgumentParser:
     adjust.add_argument("--environment", choices=["live", "test"], default="live")
     adjust.add_argument("--reason")
     adjust.add_argument("--idempotency-key", dest="idempotency_key")
+
+    # Shared mode (SPEC §6).
+    earn = paywall_cmd("earnings", "a shared-mode paywall's earnings: gross, fees, earned, withdrawn, available")
+    earn.add_argument("--environment", choices=["live", "test"], default="live")
+    withdraw = paywall_cmd("withdraw", "withdraw available earnings (Stripe transfer if a payout account is set)")
+    withdraw.add_argument("--amount", help='decimal, e.g. "25"; default: everything available (whole cents)')
+    withdraw.add_argument("--environment", choices=["live", "test"], default="live")
+    withdraw.add_argument("--idempotency-key", dest="idempotency_key", help="reuse to retry without paying twice")
+    listing = paywall_cmd("withdrawals", "list withdrawals")
+    listing.add_argument("--environment", choices=["live", "test"], default="live")
+    payout = paywall_cmd("payout", "where withdrawals are paid")
+    target = payout.add_mutually_exclusive_group(required=True)
+    target.add_argument("--stripe-account", dest="stripe_account", help="Stripe Connect account id, acct_...")
+    target.add_argument("--manual", action="store_true", help="no transfer: withdrawals stay pending for manual payout")
+    operator = sub.add_parser("operator-stripe", help="the operator's Stripe key (wallet top-ups, payouts)")
+    operator.add_argument("--stdin", action="store_true", help="read the secret key from stdin")
+    operator.add_argument("--topup-amounts", dest="topup_amounts", help="wallet top-up presets, e.g. 5,10,20")
+    person = sub.add_parser("person", help="a wallet owner by email: balance and authorized apps")
+    person.add_argument("email")
+    person_adjust = sub.add_parser("person-adjust", help="credit (positive) or debit (negative) a person's wallet")
+    person_adjust.add_argument("person_id")
+    person_adjust.add_argument("amount", help='decimal, e.g. "5" or "-0.25"')
+    person_adjust.add_argument("--reason")
+    person_adjust.add_argument("--idempotency-key", dest="idempotency_key")
     return parser
 
 

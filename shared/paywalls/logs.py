@@ -33,9 +33,7 @@ def configure() -> None:
     root = logging.getLogger()
     if os.environ.get("AWS_LAMBDA_FUNCTION_NAME"):
         handler = logging.StreamHandler()
-        handler.setFormatter(
-            LambdaPowertoolsFormatter(service=os.environ.get("POWERTOOLS_SERVICE_NAME", "paywalls"))
-        )
+        handler.setFormatter(LambdaPowertoolsFormatter(service=os.environ.get("POWERTOOLS_SERVICE_NAME", "paywalls")))
         root.handlers = [handler]  # replaces the runtime's plain-text handler
         root.setLevel(os.environ.get("POWERTOOLS_LOG_LEVEL", "INFO"))
     for handler in root.handlers or [logging.lastResort]:

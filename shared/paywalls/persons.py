@@ -1,0 +1,143 @@
+"""People who own a shared-mode wallet (SPEC §6): one person per email address, one wallet per person.
+
+Items:
+- `PERSON#{person_id}` / `PERSON`: email, created_at.
+- `EMAIL#{sha256(email)}` / `EMAIL`: person_id. The lookup by email; the hash keeps arbitrary
+  address characters out of key space. Created together with the person (one transaction), so two
+  concurrent first sign-ins of one address agree on a single person.
+
+The wallet of a person is the ledger wallet `person:{person_id}`, shared by every shared-mode paywall
+the person authorizes."""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import secrets
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from paywalls import ledger, store
+from paywalls.money import parse_amount
+from paywalls.paywall import InvalidRequest, NotFound
+from paywalls.store import TransactionCancelled
+
+# Deliberately plain: RFC 5321 limits, the characters real providers accept in the local part, and a
+# dotted domain. Anything odder is refused rather than sent to the mail service.
+_EMAIL_RE = re.compile(r"^[A-Za-z0-9.!#$%&'*+/=?^_`{|}~-]{1,64}@[A-Za-z0-9-]{1,63}(\.[A-Za-z0-9-]{1,63})+$")
+_PERSON_ID_RE = re.compile(r"^ps_[0-9a-f]{20}$")
+
+
+class InvalidEmail(InvalidRequest):
+    def __init__(self) -> None:
+        super().__init__("enter a valid email address", "email")
+
+
+@dataclass(frozen=True)
+class Person:
+    id: str
+    email: str
+    created_at: str
+
+    @property
+    def wallet_id(self) -> str:
+        return wallet_id(self.id)
+
+
+def wallet_id(person_id: str) -> str:
+    return f"person:{person_id}"
+
+
+def valid_person_id(value: object) -> bool:
+    return isinstance(value, str) and bool(_PERSON_ID_RE.match(value))
+
+
+def normalize_email(value: object) -> str:
+    """Trimmed and lower-cased: sign-ins with `Ann@Example.com` and `ann@example.com` are one person."""
+    if not isinstance(value, str):
+        raise InvalidEmail()
+    email = value.strip().lower()
+    if len(email) > 254 or not _EMAIL_RE.match(email):
+        raise InvalidEmail()
+    return email
+
+
+def email_hash(email: str) -> str:
+    return hashlib.sha256(email.encode()).hexdigest()
+
+
+def _now() -> str:
+    return datetime.now(UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
+
+
+def _from_item(item: dict) -> Person:
+    return Person(item["person_id"], item["email"], item["created_at"])
+
+
+def get(person_id: str) -> Person | None:
+    if not valid_person_id(person_id):
+        return None
+    item = store.get(f"PERSON#{person_id}", "PERSON")
+    return _from_item(item) if item else None
+
+
+def find_by_email(email: str) -> Person | None:
+    lookup = store.get(f"EMAIL#{email_hash(normalize_email(email))}", "EMAIL")
+    return get(lookup["person_id"]) if lookup else None
+
+
+def get_or_create(email: str) -> Person:
+    """The person who owns this (verified) address; created on their first sign-in."""
+    email = normalize_email(email)
+    for _ in range(3):
+        existing = find_by_email(email)
+        if existing:
+            return existing
+        person = Person("ps_" + secrets.token_hex(10), email, _now())
+        item = {"person_id": person.id, "email": email, "created_at": person.created_at}
+        try:
+            store.transact(
+                [
+                    {
+                        "Put": {
+                            "TableName": store.table_name(),
+                            "Item": store.encode({"pk": f"EMAIL#{email_hash(email)}", "sk": "EMAIL", **item}),
+                            "ConditionExpression": "attribute_not_exists(pk)",
+                        }
+                    },
+                    {
+                        "Put": {
+                            "TableName": store.table_name(),
+                            "Item": store.encode({"pk": f"PERSON#{person.id}", "sk": "PERSON", **item}),
+                            "ConditionExpression": "attribute_not_exists(pk)",
+                        }
+                    },
+                ]
+            )
+            return person
+        except TransactionCancelled:
+            continue  # a concurrent first sign-in created it: read theirs
+    raise store.StoreUnavailable("could not create the wallet, please retry")
+
+
+def balance(person_id: str) -> ledger.Wallet:
+    return ledger.get_wallet(wallet_id(person_id))
+
+
+def adjust(person_id: str, amount: object, *, idempotency_key: str, reason: object = None) -> ledger.Posting:
+    """Operator correction of a person's wallet (`adjustment` entry): a signed decimal amount; a debit
+    never takes the wallet below what is available (holds included)."""
+    if get(person_id) is None:
+        raise NotFound(f"person {person_id!r} not found")
+    if reason is not None and (not isinstance(reason, str) or len(reason) > 500):
+        raise InvalidRequest("reason must be a string of at most 500 characters", "reason")
+    text = amount.strip() if isinstance(amount, str) else amount
+    negative = isinstance(text, str) and text.startswith("-")
+    micros = parse_amount(text[1:] if negative else text)  # type: ignore[index]
+    metadata = {"reason": reason} if reason else {}
+    key = f"adjust:{idempotency_key}"
+    if negative:
+        return ledger.charge(
+            wallet_id(person_id), micros, idempotency_key=key, entry_type="adjustment", metadata=metadata
+        )
+    return ledger.credit(wallet_id(person_id), micros, idempotency_key=key, entry_type="adjustment", metadata=metadata)

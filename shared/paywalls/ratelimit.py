@@ -1,0 +1,55 @@
+"""Fixed-window rate limits kept in DynamoDB, so every Lambda instance counts against the same limit.
+
+One item per (scope, subject, window): `RATE#{scope}#{hash(subject)}` / `W#{window start}`, counted
+with an atomic ADD under the condition that the limit is not reached yet. The subject (an email, a
+client address) is hashed so the table never holds it in clear. Items expire with the table's TTL
+(`expires_at_ttl`) one window after their window ends."""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from dataclasses import dataclass
+
+from botocore.exceptions import ClientError
+
+from paywalls import store
+from paywalls.store import N, S
+
+
+@dataclass(frozen=True)
+class Limit:
+    scope: str  # e.g. "otp-send-email"
+    limit: int
+    window_s: int
+
+
+class RateLimited(Exception):
+    def __init__(self, retry_after: int):
+        super().__init__(f"too many attempts; retry in {retry_after} s")
+        self.retry_after = retry_after
+
+
+def _pk(scope: str, subject: str) -> str:
+    return f"RATE#{scope}#{hashlib.sha256(subject.encode()).hexdigest()[:32]}"
+
+
+def hit(rule: Limit, subject: str, *, now: float | None = None) -> None:
+    """Count one attempt; raises RateLimited (nothing counted) when the window is full."""
+    now = time.time() if now is None else now
+    start = int(now) // rule.window_s * rule.window_s
+    end = start + rule.window_s
+    try:
+        store.with_retries(
+            lambda: store.ddb().update_item(
+                TableName=store.table_name(),
+                Key={"pk": S(_pk(rule.scope, subject)), "sk": S(f"W#{start}")},
+                UpdateExpression="ADD hits :one SET expires_at_ttl = :ttl",
+                ConditionExpression="attribute_not_exists(hits) OR hits < :limit",
+                ExpressionAttributeValues={":one": N(1), ":limit": N(rule.limit), ":ttl": N(end + rule.window_s)},
+            )
+        )
+    except ClientError as exc:
+        if exc.response["Error"]["Code"] != "ConditionalCheckFailedException":
+            raise
+        raise RateLimited(max(1, int(end - now))) from None

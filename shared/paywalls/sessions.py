@@ -1,0 +1,80 @@
+"""Wallet sign-in sessions: a signed, expiring cookie naming the person (SPEC §6).
+
+The cookie value is `base64(json{p: person id, x: expiry, n: nonce}).HMAC` with a key derived for this
+purpose only, so neither a link token nor a CSRF token can pass as a session. Stateless on purpose:
+reading it costs no database call on every page. Attributes: HttpOnly (scripts never see it),
+SameSite=Lax (not sent on cross-site POSTs), Path=/wallet, and Secure everywhere except a local
+stack served over plain http://127.0.0.1."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hmac
+import json
+import secrets
+import time
+from dataclasses import dataclass
+
+from paywalls import app_keys
+from paywalls.persons import valid_person_id
+
+COOKIE_NAME = "pw_wallet"
+SESSION_TTL_S = 12 * 3600
+_LABEL = "paywalls-session-v1"
+
+
+@dataclass(frozen=True)
+class Session:
+    person_id: str
+    expires_at: int
+
+
+def _b64(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).decode().rstrip("=")
+
+
+def _unb64(text: str) -> bytes:
+    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+
+
+def issue(person_id: str, *, now: float | None = None) -> str:
+    expires_at = int(time.time() if now is None else now) + SESSION_TTL_S
+    payload = {"p": person_id, "x": expires_at, "n": secrets.token_urlsafe(8)}
+    body = _b64(json.dumps(payload, separators=(",", ":"), sort_keys=True).encode())
+    return f"{body}.{_b64(app_keys.mac(_LABEL, body))}"
+
+
+def read(token: str | None, *, now: float | None = None) -> Session | None:
+    """The session of a cookie value, or None (missing, forged, altered, expired)."""
+    if not token or len(token) > 1024:
+        return None
+    body, _, mac = token.partition(".")
+    try:
+        given = _unb64(mac)
+        if not hmac.compare_digest(given, app_keys.mac(_LABEL, body)):
+            return None
+        payload = json.loads(_unb64(body))
+    except (binascii.Error, ValueError, UnicodeDecodeError):
+        return None
+    if not isinstance(payload, dict) or not valid_person_id(payload.get("p")):
+        return None
+    expires_at = payload.get("x")
+    if not isinstance(expires_at, int) or (time.time() if now is None else now) >= expires_at:
+        return None
+    return Session(payload["p"], expires_at)
+
+
+def secure_cookies(public_base_url: str) -> bool:
+    """Secure unless the stack is served locally over plain HTTP (browsers drop Secure cookies there)."""
+    return not public_base_url.startswith("http://127.0.0.1")
+
+
+def cookie(token: str, *, secure: bool) -> str:
+    flags = "; Secure" if secure else ""
+    return f"{COOKIE_NAME}={token}; Path=/wallet; Max-Age={SESSION_TTL_S}; HttpOnly; SameSite=Lax{flags}"
+
+
+def clear_cookie(*, secure: bool) -> str:
+    flags = "; Secure" if secure else ""
+    return f"{COOKIE_NAME}=; Path=/wallet; Max-Age=0; HttpOnly; SameSite=Lax{flags}"

@@ -1,0 +1,263 @@
+"""Shared-mode rules for the app-facing APIs (SPEC §6): who pays for an app user, why a request is
+refused, the authorization link, manual charges, and the connect/disconnect answers.
+
+An app user of a shared-mode paywall pays from the wallet of the person who authorized it, through
+the connection (connections.py): every hold and charge names the connection as its ledger Budget (the
+spending cap) and credits the paywall's earnings in the same transaction (earnings.credit_items).
+A paywall only ever reaches connections in its own partition (paywall id from its API key), so it
+cannot charge another paywall's users, nor a person who has not authorized it or has revoked it.
+
+Refusals are not errors: the app gets its paywall message (HTTP 200) with a link and an action:
+- `authorize`: not connected (never, revoked, or replaced) -> the authorization link;
+- `topup`: the wallet's available balance does not cover it -> the person's wallet top-up page;
+- `cap`: the spending cap the person set for this app is reached -> the wallet page, where the cap
+  can be raised or removed. Documented value of X-Paywall-Action beyond `topup|authorize`."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from paywalls import connections, earnings, ledger, links, persons
+from paywalls import paywall as paywalls
+from paywalls.chat_billing import Funding
+from paywalls.deposits import parse_metadata
+from paywalls.identity import USER_ID_RE
+from paywalls.money import format_micros, parse_amount
+from paywalls.paywall import Conflict, Paywall
+
+AUTHORIZE_LINK_TTL_S = 3600
+CAP_TEMPLATE = (
+    "You have reached the spending limit you set for {{name}}. Raise or remove it in your wallet to continue: {{url}}"
+)
+
+Refusal = Literal["authorize", "topup", "cap"]
+
+
+# ---- links --------------------------------------------------------------------------------------
+
+
+def authorize_url(base_url: str, paywall_id: str, environment: str, user: str, *, now: float | None = None) -> str:
+    expires_at = int(time.time() if now is None else now) + AUTHORIZE_LINK_TTL_S
+    token = links.sign(links.LinkClaims("authorize", paywall_id, environment, user, expires_at))
+    return f"{base_url.rstrip('/')}/wallet/authorize/{token}"
+
+
+def wallet_url(base_url: str) -> str:
+    return f"{base_url.rstrip('/')}/wallet/home"
+
+
+def wallet_topup_url(base_url: str) -> str:
+    return f"{base_url.rstrip('/')}/wallet/topup"
+
+
+def refusal_text(paywall: Paywall, refusal: Refusal, base_url: str, environment: str, user: str) -> str:
+    if refusal == "authorize":
+        return paywall.render("authorize", authorize_url(base_url, paywall.id, environment, user))
+    if refusal == "topup":
+        return paywall.render("topup", wallet_topup_url(base_url))
+    return CAP_TEMPLATE.replace("{{url}}", wallet_url(base_url)).replace("{{name}}", paywall.name)
+
+
+@dataclass(frozen=True)
+class AuthorizationRequest:
+    """A verified authorization link: which app user of which paywall asks to be connected."""
+
+    token: str
+    paywall: Paywall
+    environment: str
+    user: str
+    expires_at: int | None
+
+
+def open_authorization(token: str) -> AuthorizationRequest:
+    """Raises links.InvalidLink (forged, altered, expired, other purpose) or paywall.NotFound."""
+    claims = links.verify(token, "authorize")
+    if claims.environment not in paywalls.ENVIRONMENTS or not USER_ID_RE.match(claims.user or ""):
+        raise links.InvalidLink("this link is not valid")
+    paywall = paywalls.get(claims.paywall_id)
+    if paywall.mode != "shared":
+        raise paywalls.NotFound("this app does not use shared wallets")
+    return AuthorizationRequest(token, paywall, claims.environment, claims.user, claims.expires_at)
+
+
+# ---- who pays -----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Payer:
+    """The connection an app user pays through, and the person's wallet as last read."""
+
+    paywall: Paywall
+    environment: str
+    user: str
+    connection: connections.Connection
+    wallet: ledger.Wallet
+
+    @property
+    def wallet_id(self) -> str:
+        return self.connection.wallet_id
+
+    @property
+    def budget(self) -> ledger.Budget:
+        return self.connection.budget
+
+    @property
+    def spendable(self) -> int:
+        return self.connection.spendable(self.wallet.available)
+
+    def also(self) -> ledger.Also:
+        return earnings.credit_items(self.paywall, self.environment, self.user, self.connection.id)
+
+    def metadata(self) -> dict[str, str]:
+        """Recorded on the person's wallet entries so the wallet page can say which app charged."""
+        return {"paywall_id": self.paywall.id, "environment": self.environment, "connection_id": self.connection.id}
+
+
+def payer(paywall: Paywall, environment: str, user: str) -> Payer | None:
+    """The app user's payer, or None when not connected (the app must ask for authorization)."""
+    if paywall.mode != "shared":
+        raise Conflict("not a shared-mode paywall")
+    connection = connections.active(paywall.id, environment, user)
+    if connection is None:
+        return None
+    return Payer(paywall, environment, user, connection, ledger.get_wallet(connection.wallet_id))
+
+
+def refusal_for(paywall: Paywall, environment: str, user: str) -> Refusal:
+    """Why this app user could not pay, on fresh state: not connected, or whichever of the cap and
+    the wallet's available balance is the smaller limit."""
+    current = payer(paywall, environment, user)
+    if current is None:
+        return "authorize"
+    return "cap" if current.connection.remaining < current.wallet.available else "topup"
+
+
+def funding(paywall: Paywall, environment: str, user: str) -> Funding | None:
+    """How a chat completion of this app user is paid (chat_billing.reserve), or None when not
+    connected. The first spendable() answers from the read just made; retries read afresh."""
+    current = payer(paywall, environment, user)
+    if current is None:
+        return None
+    reads = 0
+
+    def spendable() -> int:
+        nonlocal reads
+        reads += 1
+        if reads == 1:
+            return current.spendable
+        connection = connections.reload(current.connection)
+        return connection.spendable(ledger.get_wallet(connection.wallet_id).available)
+
+    return Funding(current.wallet_id, current.budget, current.also(), current.metadata(), spendable)
+
+
+def scoped_key(paywall: Paywall, environment: str, user: str, key: str) -> str:
+    """Idempotency keys of person wallets are namespaced per app user: two apps (or two users of one
+    app) sending the same key can never replay or block each other's charges."""
+    return f"{paywall.id}:{environment}:{user}:{key}"
+
+
+# ---- manual charges (/v1/user/charge) ------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ChargeResult:
+    posting: ledger.Posting | None
+    refusal: Refusal | None = None
+
+
+def charge(
+    paywall: Paywall,
+    environment: str,
+    user: str,
+    amount: object,
+    *,
+    idempotency_key: str,
+    metadata: object = None,
+) -> ChargeResult:
+    micros = parse_amount(amount)
+    meta = parse_metadata(metadata)
+    current = payer(paywall, environment, user)
+    if current is None:
+        return ChargeResult(None, "authorize")
+    try:
+        posting = ledger.charge(
+            current.wallet_id,
+            micros,
+            idempotency_key=f"charge:{scoped_key(paywall, environment, user, idempotency_key)}",
+            metadata={**meta, **current.metadata()},
+            budget=current.budget,
+            also=current.also(),
+        )
+    except ledger.InsufficientFunds:
+        return ChargeResult(None, refusal_for(paywall, environment, user))
+    except ledger.BudgetExceeded:
+        # The cap, or a revocation that landed between our read and the charge.
+        return ChargeResult(None, refusal_for(paywall, environment, user))
+    return ChargeResult(posting)
+
+
+# ---- connect / disconnect / balance (app API answers) --------------------------------------------
+
+
+def connect_status(paywall: Paywall, environment: str, user: str, base_url: str) -> dict[str, Any]:
+    current = payer(paywall, environment, user)
+    if current is None:
+        url = authorize_url(base_url, paywall.id, environment, user)
+        return {"connected": False, "url": url, "message": paywall.render("authorize", url)}
+    return {
+        "connected": True,
+        "connectedUser": {
+            **current.connection.as_api(),
+            "balance": str(current.spendable),
+            "balanceFormatted": format_micros(current.spendable),
+        },
+        "message": f"{user} is connected to a wallet and can use {paywall.name}",
+    }
+
+
+def disconnect(paywall: Paywall, environment: str, user: str) -> dict[str, Any]:
+    if paywall.mode != "shared":
+        raise Conflict("not a shared-mode paywall")
+    if connections.disconnect(paywall.id, environment, user):
+        return {"success": True, "message": f"{user} was disconnected from their wallet"}
+    return {"success": False, "message": f"{user} is not connected"}
+
+
+def spendable_balance(paywall: Paywall, environment: str, user: str) -> int:
+    current = payer(paywall, environment, user)
+    return current.spendable if current else 0
+
+
+# ---- the person's side (wallet page, operator) ---------------------------------------------------
+
+
+def person_summary(person: persons.Person) -> dict[str, Any]:
+    """A person's wallet and the apps they authorized (operator view and wallet page)."""
+    wallet = ledger.get_wallet(person.wallet_id)
+    return {
+        "id": person.id,
+        "object": "person",
+        "email": person.email,
+        "wallet_id": person.wallet_id,
+        "balance": str(wallet.balance),
+        "balanceFormatted": format_micros(wallet.balance),
+        "available": str(wallet.available),
+        "created_at": person.created_at,
+        "connections": [
+            {
+                "id": c.id,
+                "paywall_id": c.paywall_id,
+                "environment": c.environment,
+                "user": c.user,
+                "status": c.status,
+                "cap": None if c.cap is None else str(c.cap),
+                "spent": str(c.spent),
+                "created_at": c.created_at,
+                "revoked_at": c.revoked_at,
+            }
+            for c in connections.list_for_person(person.id)
+        ],
+    }

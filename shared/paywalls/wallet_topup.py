@@ -1,0 +1,178 @@
+"""Person wallet top-ups (SPEC §6) through the operator's Stripe account, on the same pipeline as
+default-mode top-ups: hosted page -> Checkout Session -> signed webhook -> idempotent ledger credit.
+
+The Checkout Session names the wallet in `client_reference_id` and in its metadata
+(`purpose=wallet_topup`, person_id, wallet_id, amount_micros). The webhook endpoint
+`/webhooks/stripe/operator` verifies the event with the operator's signing secret (operator_stripe),
+then `handle` credits the wallet once per Checkout Session id (kept forever), whatever the number or
+order of deliveries. Without an operator key, the local stack offers a simulated payment (dev route)
+that sends a correctly signed event to that same endpoint."""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from paywalls import ledger, links, operator_stripe, persons, stripe_config, stripe_gateway
+from paywalls.config import settings
+from paywalls.currency import UnsupportedAmount, micros_to_minor, minor_to_micros
+from paywalls.money import InvalidAmount, parse_amount
+from paywalls.paywall import InvalidRequest
+from paywalls.persons import Person
+from paywalls.webhooks import Outcome
+
+log = logging.getLogger(__name__)
+
+Method = Literal["stripe", "simulate", "unavailable"]
+PURPOSE = "wallet_topup"
+
+
+@dataclass(frozen=True)
+class WalletTopup:
+    person: Person
+    method: Method
+    mode: str  # Stripe mode the payment runs in
+    presets: list[int]
+    currency: str = operator_stripe.CURRENCY
+
+
+def open_for(person: Person) -> WalletTopup:
+    mode = operator_stripe.topup_mode()
+    if mode:
+        return WalletTopup(person, "stripe", mode, operator_stripe.topup_amounts())
+    if settings().local_dev:
+        return WalletTopup(person, "simulate", "test", operator_stripe.topup_amounts())
+    return WalletTopup(person, "unavailable", "test", operator_stripe.topup_amounts())
+
+
+def choose_amount(topup: WalletTopup, value: object) -> int:
+    """Only the page's presets can be bought: the amount is never free-form client input."""
+    try:
+        micros = parse_amount(value)
+    except InvalidAmount:
+        raise InvalidRequest("choose one of the amounts on the page", "amount") from None
+    if micros not in topup.presets:
+        raise InvalidRequest("choose one of the amounts on the page", "amount")
+    return micros
+
+
+def metadata(person: Person, micros: int) -> dict[str, str]:
+    return {
+        "purpose": PURPOSE,
+        "person_id": person.id,
+        "wallet_id": person.wallet_id,
+        "amount_micros": str(micros),
+    }
+
+
+def checkout_params(topup: WalletTopup, micros: int, public_base: str) -> dict[str, Any]:
+    base = public_base.rstrip("/")
+    meta = metadata(topup.person, micros)
+    return {
+        "mode": "payment",
+        "line_items": [
+            {
+                "quantity": 1,
+                "price_data": {
+                    "currency": topup.currency,
+                    "unit_amount": micros_to_minor(micros, topup.currency),
+                    "product_data": {"name": "Wallet credits"},
+                },
+            }
+        ],
+        "client_reference_id": topup.person.wallet_id,
+        "customer_email": topup.person.email,
+        "metadata": meta,
+        "payment_intent_data": {"metadata": meta},
+        "success_url": f"{base}/wallet/topup/success",
+        "cancel_url": f"{base}/wallet/home",
+    }
+
+
+def start_checkout(topup: WalletTopup, amount: object, public_base: str) -> str:
+    micros = choose_amount(topup, amount)
+    keys = operator_stripe.secrets_for(topup.mode)
+    if topup.method != "stripe" or keys is None or not keys.secret_key:
+        raise stripe_config.StripeNotConfigured("card payments are not set up for wallets yet")
+    return stripe_gateway.create_checkout_session(keys.secret_key, checkout_params(topup, micros, public_base)).url
+
+
+SIMULATION_TTL_S = 3600
+
+
+def simulation_token(person: Person) -> str:
+    """Local stack only: the simulated-payment form posts to a dev route outside /wallet (never
+    deployed), which the session cookie (Path=/wallet) does not reach; this signed, expiring token
+    names the person there instead, as a top-up link names a default-mode user."""
+    expires_at = int(time.time()) + SIMULATION_TTL_S
+    return links.sign(links.LinkClaims("wallet-topup", operator_stripe.OPERATOR_ID, "test", person.id, expires_at))
+
+
+def open_simulation(token: str) -> Person:
+    claims = links.verify(token, "wallet-topup")
+    person = persons.get(claims.user)
+    if claims.paywall_id != operator_stripe.OPERATOR_ID or person is None:
+        raise links.InvalidLink("this link is not valid")
+    return person
+
+
+# ---- webhook ------------------------------------------------------------------------------------
+
+
+def _ignored(reason: str, **context: Any) -> Outcome:
+    log.warning("operator stripe event ignored: %s", reason, extra=context)
+    return Outcome("ignored", reason)
+
+
+def handle(mode: str, event: dict[str, Any]) -> Outcome:
+    """A verified event of the operator's endpoint (`mode` = the secret that verified it)."""
+    event_type = event.get("type")
+    data = event.get("data")
+    session = data.get("object") if isinstance(data, dict) else None
+    context = {"event_id": event.get("id"), "event_type": event_type}
+    if not isinstance(session, dict):
+        return _ignored("malformed event", **context)
+    if ("live" if event.get("livemode") else "test") != mode:
+        return _ignored("livemode does not match the signing endpoint's mode", **context)
+    if event_type not in ("checkout.session.completed", "checkout.session.async_payment_succeeded"):
+        return Outcome("ignored", "event type not handled")
+    if event_type == "checkout.session.completed" and session.get("payment_status") != "paid":
+        return Outcome("ignored", "not paid yet")
+    session_id = session.get("id")
+    if not isinstance(session_id, str) or session.get("object") != "checkout.session":
+        return _ignored("not a checkout session", **context)
+    context["checkout_session"] = session_id
+    meta = session.get("metadata") or {}
+    if not isinstance(meta, dict) or meta.get("purpose") != PURPOSE:
+        return _ignored("not a wallet top-up", **context)
+    person = persons.get(str(meta.get("person_id") or ""))
+    if person is None or meta.get("wallet_id") != person.wallet_id:
+        return _ignored("session names no known wallet", **context)
+    if session.get("client_reference_id") not in (None, person.wallet_id):
+        return _ignored("client_reference_id does not match the metadata", **context)
+    currency = str(session.get("currency") or "").lower()
+    if currency != operator_stripe.CURRENCY:
+        return _ignored("session currency is not the wallet currency", **context)
+    try:
+        micros = minor_to_micros(session.get("amount_total"), currency)  # type: ignore[arg-type]
+    except UnsupportedAmount:
+        return _ignored("session has no amount", **context)
+    if micros <= 0 or meta.get("amount_micros") != str(micros):
+        log.error("paid wallet top-up does not match its metadata; not credited", extra=context)
+        return Outcome("ignored", "amount does not match the top-up that was started")
+    entry_meta = {"source": "stripe", "checkout_session": session_id}
+    try:
+        posting = ledger.credit(
+            person.wallet_id,
+            micros,
+            idempotency_key=f"stripe:{session_id}",
+            keep_key_forever=True,
+            metadata=entry_meta,
+        )
+        duplicate = posting.duplicate
+    except ledger.IdempotencyMismatch:
+        duplicate = True
+    log.info("wallet top-up %s", "duplicate" if duplicate else "credited", extra={**context, "amount": micros})
+    return Outcome("duplicate" if duplicate else "credited")

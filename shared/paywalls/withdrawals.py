@@ -1,0 +1,403 @@
+"""Withdrawals of a shared-mode paywall's earnings and their payout (SPEC §6).
+
+A withdrawal is one DynamoDB transaction:
+- per earnings shard it draws from: `ADD available -x, withdrawn +x` under `available >= x`, and a
+  `withdrawal` entry (-x) in that shard's earnings ledger;
+- the withdrawal record `WD#{paywall_id}#{environment}` / `W#{withdrawal_id}`;
+- its idempotency record `WD#{...}` / `IDEM#{key}` (kept forever: it moved money);
+- the operator side: a `payout` entry (-amount) in the operator ledger `OPLEDGER#{environment}` /
+  `ENTRY#{created_at}#{withdrawal_id}`: money owed out of the operator's Stripe balance to the paywall.
+
+So a withdrawal can never exceed what was earned (each shard's condition), concurrent withdrawals
+cannot both take the same money, and a retried request (same Idempotency-Key) answers the first
+withdrawal instead of moving money again.
+
+Payout, after the transaction: when the paywall has a Stripe Connect account (PUT .../payout) and the
+operator's Stripe key for that environment is configured, a Transfer is created (idempotency key = the
+withdrawal id) and the record becomes `paid`. Otherwise, or if Stripe fails, it stays `pending` (a
+manual payout, or retried by sending the same request again). Amounts are whole minor units of the
+currency (cents), because that is what a transfer can move; "everything" is rounded down to a cent."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import re
+import secrets
+import time
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from paywalls import earnings, operator_stripe, payouts, store
+from paywalls.currency import UnsupportedAmount, micros_to_minor, minor_unit_exponent
+from paywalls.money import MICROS_PER_UNIT, format_micros, parse_amount
+from paywalls.paywall import Conflict, InvalidRequest, NotFound, Paywall
+from paywalls.store import N, S, TransactionCancelled
+
+log = logging.getLogger(__name__)
+
+ATTEMPTS = 10
+_ACCOUNT_RE = re.compile(r"^acct_[A-Za-z0-9]{1,64}$")
+CONDITION_FAILED = "ConditionalCheckFailed"
+
+
+class InsufficientEarnings(Conflict):
+    def __init__(self, available: int, requested: int):
+        super().__init__(
+            f"available earnings are {format_micros(available)}; cannot withdraw {format_micros(requested)}"
+        )
+        self.available = available
+        self.requested = requested
+
+
+@dataclass(frozen=True)
+class Withdrawal:
+    id: str
+    paywall_id: str
+    environment: str
+    amount: int
+    currency: str
+    status: str  # "pending" | "paid"
+    method: str  # "stripe_transfer" | "manual"
+    created_at: str
+    destination: str | None = None
+    transfer_id: str | None = None
+    paid_at: str | None = None
+    last_error: str | None = None
+
+    def as_api(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "object": "withdrawal",
+            "paywall_id": self.paywall_id,
+            "environment": self.environment,
+            "amount": str(self.amount),
+            "amountFormatted": format_micros(self.amount),
+            "currency": self.currency,
+            "status": self.status,
+            "method": self.method,
+            "destination": self.destination,
+            "transfer_id": self.transfer_id,
+            "created_at": self.created_at,
+            "paid_at": self.paid_at,
+            "last_error": self.last_error,
+        }
+
+
+def _now() -> str:
+    return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def _partition(paywall_id: str, environment: str) -> str:
+    return f"WD#{paywall_id}#{environment}"
+
+
+def _from_item(item: dict[str, Any]) -> Withdrawal:
+    return Withdrawal(
+        id=item["withdrawal_id"],
+        paywall_id=item["paywall_id"],
+        environment=item["environment"],
+        amount=item["amount"],
+        currency=item["currency"],
+        status=item["status"],
+        method=item["method"],
+        created_at=item["created_at"],
+        destination=item.get("destination"),
+        transfer_id=item.get("transfer_id"),
+        paid_at=item.get("paid_at"),
+        last_error=item.get("last_error"),
+    )
+
+
+# ---- payout settings ----------------------------------------------------------------------------
+
+
+def set_payout(paywall: Paywall, data: dict[str, Any]) -> dict[str, Any]:
+    unknown = sorted(set(data) - {"stripe_account"})
+    if unknown:
+        raise InvalidRequest(f"unknown field(s): {', '.join(unknown)}", unknown[0])
+    if paywall.mode != "shared":
+        raise Conflict("payouts are for shared-mode paywalls (default-mode paywalls collect with their own Stripe)")
+    account = data.get("stripe_account")
+    if account is None:
+        store.put({"pk": f"PAYWALL#{paywall.id}", "sk": "PAYOUT", "updated_at": _now()})
+    elif not isinstance(account, str) or not _ACCOUNT_RE.match(account.strip()):
+        raise InvalidRequest("stripe_account must be a Stripe Connect account id (acct_...)", "stripe_account")
+    else:
+        store.put(
+            {"pk": f"PAYWALL#{paywall.id}", "sk": "PAYOUT", "stripe_account": account.strip(), "updated_at": _now()}
+        )
+    return payout_settings(paywall.id)
+
+
+def payout_settings(paywall_id: str) -> dict[str, Any]:
+    item = store.get(f"PAYWALL#{paywall_id}", "PAYOUT") or {}
+    return {
+        "object": "payout_settings",
+        "paywall_id": paywall_id,
+        "stripe_account": item.get("stripe_account"),
+        "updated_at": item.get("updated_at"),
+    }
+
+
+# ---- withdrawing --------------------------------------------------------------------------------
+
+
+def _requested(amount: object, currency: str) -> int | None:
+    if amount is None:
+        return None
+    micros = parse_amount(amount)
+    try:
+        micros_to_minor(micros, currency)
+    except UnsupportedAmount:
+        raise InvalidRequest(
+            f"amount must be a whole number of {currency.upper()} minor units (payouts move whole cents)", "amount"
+        ) from None
+    return micros
+
+
+def _whole_minor_units(micros: int, currency: str) -> int:
+    step = MICROS_PER_UNIT // 10 ** minor_unit_exponent(currency)
+    return micros // step * step
+
+
+def _allocate(shards: list[earnings.Shard], amount: int) -> dict[int, int]:
+    """Take from the fullest shards first: the fewest items in the transaction."""
+    plan: dict[int, int] = {}
+    left = amount
+    for shard in sorted(shards, key=lambda s: s.available, reverse=True):
+        if left == 0:
+            break
+        if shard.available <= 0:
+            continue
+        take = min(shard.available, left)
+        plan[shard.index] = take
+        left -= take
+    return plan
+
+
+def _replay(paywall_id: str, environment: str, key: str, fingerprint: str) -> Withdrawal | None:
+    record = store.get(_partition(paywall_id, environment), f"IDEM#{key}")
+    if not record:
+        return None
+    if record.get("fingerprint") != fingerprint:
+        raise Conflict("this Idempotency-Key was already used with different parameters")
+    item = store.get(_partition(paywall_id, environment), record["withdrawal_sk"])
+    if item is None:  # cannot happen: written in one transaction
+        raise store.StoreUnavailable("withdrawal record missing, please retry")
+    return _from_item(item)
+
+
+def withdraw(
+    paywall: Paywall, environment: str, amount: object = None, *, idempotency_key: str
+) -> tuple[Withdrawal, bool]:
+    """(the withdrawal, whether it is a replay). `amount` None withdraws everything available."""
+    earnings.check_environment(environment)
+    if paywall.mode != "shared":
+        raise Conflict("only shared-mode paywalls have earnings to withdraw")
+    if not isinstance(idempotency_key, str) or not 0 < len(idempotency_key) <= 255:
+        raise InvalidRequest("an Idempotency-Key is required", "Idempotency-Key")
+    requested = _requested(amount, paywall.currency)
+    fingerprint = f"{environment}|{requested if requested is not None else 'all'}"
+    destination = payout_settings(paywall.id).get("stripe_account")
+    pk = _partition(paywall.id, environment)
+    for attempt in range(ATTEMPTS):
+        replayed = _replay(paywall.id, environment, idempotency_key, fingerprint)
+        if replayed:
+            return pay_out(paywall, replayed), True
+        shards = earnings.shards(paywall.id, environment)
+        total = sum(max(s.available, 0) for s in shards)
+        want = requested if requested is not None else _whole_minor_units(total, paywall.currency)
+        if want <= 0:
+            raise Conflict("there are no earnings to withdraw")
+        if want > total:
+            raise InsufficientEarnings(total, want)
+        now = _now()
+        withdrawal = Withdrawal(
+            id=f"wd_{int(time.time() * 1000):013d}{secrets.token_hex(4)}",
+            paywall_id=paywall.id,
+            environment=environment,
+            amount=want,
+            currency=paywall.currency,
+            status="pending",
+            method="stripe_transfer" if destination else "manual",
+            created_at=now,
+            destination=destination,
+        )
+        items = _transaction(paywall, environment, withdrawal, _allocate(shards, want), idempotency_key, fingerprint)
+        try:
+            store.transact(items, token_seed=f"withdraw|{pk}|{idempotency_key}|{withdrawal.id}")
+        except TransactionCancelled:
+            # A concurrent withdrawal took money first, or a duplicate of this request won: re-read.
+            store.backoff(min(attempt, 4))
+            continue
+        log.info(
+            "earnings withdrawn",
+            extra={
+                "paywall_id": paywall.id,
+                "withdrawal_id": withdrawal.id,
+                "amount": want,
+                "method": withdrawal.method,
+            },
+        )
+        return pay_out(paywall, withdrawal), False
+    raise store.StoreUnavailable("too many concurrent withdrawals, please retry")
+
+
+def _transaction(
+    paywall: Paywall,
+    environment: str,
+    withdrawal: Withdrawal,
+    plan: dict[int, int],
+    idempotency_key: str,
+    fingerprint: str,
+) -> list[dict[str, Any]]:
+    table = store.table_name()
+    pk = _partition(paywall.id, environment)
+    items: list[dict[str, Any]] = []
+    for shard, take in sorted(plan.items()):
+        shard_pk = earnings.shard_pk(paywall.id, environment, shard)
+        items.append(
+            {
+                "Update": {
+                    "TableName": table,
+                    "Key": store.key(shard_pk, "EARN"),
+                    "UpdateExpression": "ADD available :neg, withdrawn :take",
+                    "ConditionExpression": "available >= :take",
+                    "ExpressionAttributeValues": {":neg": N(-take), ":take": N(take)},
+                }
+            }
+        )
+        entry = {
+            "pk": shard_pk,
+            "sk": f"ENTRY#{withdrawal.created_at}#{withdrawal.id}",
+            "entry_id": f"{withdrawal.id}.{shard:02d}",
+            "type": "withdrawal",
+            "amount": -take,
+            "withdrawal_id": withdrawal.id,
+            "created_at": withdrawal.created_at,
+        }
+        items.append(
+            {
+                "Put": {
+                    "TableName": table,
+                    "Item": store.encode(entry),
+                    "ConditionExpression": "attribute_not_exists(pk)",
+                }
+            }
+        )
+    record = {
+        "pk": pk,
+        "sk": f"W#{withdrawal.id}",
+        "withdrawal_id": withdrawal.id,
+        "paywall_id": paywall.id,
+        "environment": environment,
+        "amount": withdrawal.amount,
+        "currency": withdrawal.currency,
+        "status": withdrawal.status,
+        "method": withdrawal.method,
+        "destination": withdrawal.destination,
+        "created_at": withdrawal.created_at,
+        "idempotency_key": idempotency_key,
+        "shards": {f"{s:02d}": take for s, take in plan.items()},
+    }
+    idem = {
+        "pk": pk,
+        "sk": f"IDEM#{idempotency_key}",
+        "withdrawal_sk": f"W#{withdrawal.id}",
+        "fingerprint": fingerprint,
+    }
+    operator_entry = {
+        "pk": f"OPLEDGER#{environment}",
+        "sk": f"ENTRY#{withdrawal.created_at}#{withdrawal.id}",
+        "type": "payout",
+        "amount": -withdrawal.amount,
+        "currency": withdrawal.currency,
+        "paywall_id": paywall.id,
+        "withdrawal_id": withdrawal.id,
+        "method": withdrawal.method,
+        "created_at": withdrawal.created_at,
+    }
+    for item in (record, idem, operator_entry):
+        items.append(
+            {"Put": {"TableName": table, "Item": store.encode(item), "ConditionExpression": "attribute_not_exists(pk)"}}
+        )
+    return items
+
+
+# ---- payout -------------------------------------------------------------------------------------
+
+
+def pay_out(paywall: Paywall, withdrawal: Withdrawal) -> Withdrawal:
+    """Transfer a pending Stripe withdrawal; a manual or already paid one is returned as it is."""
+    if withdrawal.status != "pending" or withdrawal.method != "stripe_transfer" or not withdrawal.destination:
+        return withdrawal
+    keys = (
+        operator_stripe.secrets_for(withdrawal.environment)
+        if operator_stripe.mode_configured(withdrawal.environment)
+        else None
+    )
+    if keys is None or not keys.secret_key:
+        return _note(withdrawal, f"the operator's Stripe {withdrawal.environment} key is not configured; retry later")
+    try:
+        transfer = payouts.create_transfer(
+            keys.secret_key,
+            amount_minor=micros_to_minor(withdrawal.amount, withdrawal.currency),
+            currency=withdrawal.currency,
+            destination=withdrawal.destination,
+            idempotency_key=withdrawal.id,
+            metadata={"paywall_id": paywall.id, "withdrawal_id": withdrawal.id, "environment": withdrawal.environment},
+            description=f"Paywalls earnings of {paywall.name}"[:300],
+        )
+    except (payouts.StripeRejected, payouts.StripeUnavailable) as exc:
+        log.warning("payout transfer failed", extra={"withdrawal_id": withdrawal.id})
+        return _note(withdrawal, str(exc))
+    paid_at = _now()
+    # A concurrent retry may have recorded the same transfer first (same Stripe idempotency key).
+    with contextlib.suppress(TransactionCancelled):
+        store.transact(
+            [
+                {
+                    "Update": {
+                        "TableName": store.table_name(),
+                        "Key": store.key(_partition(paywall.id, withdrawal.environment), f"W#{withdrawal.id}"),
+                        "UpdateExpression": "SET #status = :paid, transfer_id = :tr, paid_at = :at REMOVE last_error",
+                        "ConditionExpression": "#status = :pending",
+                        "ExpressionAttributeNames": {"#status": "status"},
+                        "ExpressionAttributeValues": {
+                            ":paid": S("paid"),
+                            ":pending": S("pending"),
+                            ":tr": S(transfer.id),
+                            ":at": S(paid_at),
+                        },
+                    }
+                }
+            ]
+        )
+    return get(paywall.id, withdrawal.environment, withdrawal.id)
+
+
+def _note(withdrawal: Withdrawal, error: str) -> Withdrawal:
+    store.with_retries(
+        lambda: store.ddb().update_item(
+            TableName=store.table_name(),
+            Key=store.key(_partition(withdrawal.paywall_id, withdrawal.environment), f"W#{withdrawal.id}"),
+            UpdateExpression="SET last_error = :error",
+            ExpressionAttributeValues={":error": S(error[:500])},
+        )
+    )
+    return Withdrawal(**{**withdrawal.__dict__, "last_error": error[:500]})
+
+
+def get(paywall_id: str, environment: str, withdrawal_id: str) -> Withdrawal:
+    item = store.get(_partition(paywall_id, environment), f"W#{withdrawal_id}")
+    if not item:
+        raise NotFound(f"withdrawal {withdrawal_id!r} not found")
+    return _from_item(item)
+
+
+def list_withdrawals(paywall_id: str, environment: str, *, limit: int = 100) -> list[Withdrawal]:
+    earnings.check_environment(environment)
+    items, _ = store.query(_partition(paywall_id, environment), sk_prefix="W#", newest_first=True, limit=limit)
+    return [_from_item(i) for i in items]

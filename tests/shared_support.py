@@ -1,0 +1,148 @@
+"""Helpers of the shared-mode tests: an app secret in moto, shared paywalls, funded persons, and a
+Stripe stub that also knows Connect transfers."""
+
+from __future__ import annotations
+
+import json
+import re
+import secrets
+from collections.abc import Callable
+from html import unescape
+from typing import Any
+
+import httpx
+
+from paywalls import ledger, persons, secrets_store
+from paywalls import paywall as paywalls
+from paywalls.config import settings
+from tests import stripe_stub as st
+
+
+def app_secret() -> None:
+    secrets_store.put_secret(f"{settings().secret_prefix}/app", json.dumps({"link_signing_key": "s" * 43}))
+
+
+def shared_paywall(name: str = "Shared app", fee: str = "10", **fields: Any) -> paywalls.Paywall:
+    paywall = paywalls.create({"name": name, "mode": "shared", "platform_fee_percent": fee, **fields})
+    return paywalls.set_pricing(paywall.id, {"models": {"demo/echo": {"prompt": "1", "completion": "2"}}})
+
+
+def funded_person(email: str | None = None, micros: int = 10_000_000) -> persons.Person:
+    person = persons.get_or_create(email or f"p{secrets.token_hex(4)}@example.com")
+    if micros:
+        ledger.credit(person.wallet_id, micros, idempotency_key=f"fund-{secrets.token_hex(4)}")
+    return person
+
+
+def consistent(wallet_id: str) -> int:
+    """SPEC §4.5: the entries of a wallet sum to its balance."""
+    total = sum(e.amount for e in ledger.all_entries(wallet_id))
+    assert total == ledger.get_wallet(wallet_id).balance
+    return total
+
+
+class ConnectStripeStub(st.StripeStub):
+    """The payments stub plus POST /v1/transfers (Stripe Connect), idempotent by Idempotency-Key as
+    Stripe is: the same key answers the same transfer."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.transfers: dict[str, dict[str, Any]] = {}
+        self.failing_transfers = False
+
+    def answer(self, r: st.Recorded) -> tuple[int, dict[str, Any]]:
+        if r.method == "POST" and r.path == "/v1/transfers":
+            if not r.api_key.startswith(("sk_", "rk_")):
+                return 401, {"error": {"type": "invalid_request_error", "message": "Invalid API Key provided"}}
+            if self.failing_transfers:
+                return 400, {"error": {"type": "invalid_request_error", "message": "Insufficient funds in balance"}}
+            key = r.headers.get("idempotency-key", "")
+            with self.lock:
+                if key and key in self.transfers:
+                    return 200, self.transfers[key]
+                transfer = st.fixture("transfer") if (st.FIXTURES / "transfer.json").exists() else {}
+                transfer.update(
+                    id="tr_" + secrets.token_hex(12),
+                    object="transfer",
+                    amount=int(r.form["amount"]),
+                    currency=r.form["currency"],
+                    destination=r.form["destination"],
+                    transfer_group=r.form.get("transfer_group"),
+                    metadata=r.form_dict("metadata"),
+                    livemode="_live_" in r.api_key,
+                )
+                self.transfers[key or transfer["id"]] = transfer
+            return 200, transfer
+        return super().answer(r)
+
+
+# ---- a browser on the wallet pages --------------------------------------------------------------
+
+
+def forms(html: str) -> list[dict[str, str]]:
+    """Each form's action and named values (hidden inputs and prefilled fields)."""
+    found = []
+    for form in re.findall(r"<form .*?</form>", html, re.S):
+        fields = {"action": unescape(re.search(r'action="([^"]+)"', form).group(1))}  # type: ignore[union-attr]
+        for name, value in re.findall(r'name="([^"]+)" value="([^"]*)"', form):
+            fields[name] = unescape(value)
+        found.append(fields)
+    return found
+
+
+def form_with(html: str, **match: str) -> dict[str, str]:
+    for form in forms(html):
+        if all(form.get(k) == v for k, v in match.items()):
+            return form
+    raise AssertionError(f"no form with {match} in:\n{html}")
+
+
+def code_from(mail_subject: str) -> str:
+    found = re.search(r"\b(\d{6})\b", mail_subject)
+    assert found, mail_subject
+    return found.group(1)
+
+
+class WalletBrowser:
+    """A person's browser: keeps cookies, submits the pages' own forms, reads codes from an inbox."""
+
+    def __init__(self, client: httpx.Client, base: str, inbox: Callable[[str], str]):
+        self.client = client
+        self.base = base.rstrip("/")
+        self.inbox = inbox  # email -> subject of the newest mail sent to it
+
+    def get(self, url: str) -> httpx.Response:
+        return self.client.get(url, follow_redirects=False)
+
+    def submit(self, form: dict[str, str], **values: str) -> httpx.Response:
+        data = {k: v for k, v in form.items() if k != "action"} | values
+        return self.client.post(form["action"], data=data, follow_redirects=False)
+
+    def sign_in(self, email: str, next_path: str = "/wallet/home") -> httpx.Response:
+        page = self.get(f"{self.base}/wallet/signin?next={next_path}")
+        assert page.status_code == 200, page.text
+        code_page = self.submit(form_with(page.text), email=email)
+        assert code_page.status_code == 200, code_page.text
+        verify = form_with(code_page.text)
+        done = self.submit(verify, code=code_from(self.inbox(email)))
+        assert done.status_code == 303, done.text
+        return done
+
+    def approve(self, authorize_url: str, cap: str = "") -> httpx.Response:
+        page = self.get(authorize_url)
+        assert page.status_code == 200, page.text
+        return self.submit(form_with(page.text, decision="approve"), cap=cap)
+
+    def simulate_topup(self, amount: str = "10") -> httpx.Response:
+        page = self.get(f"{self.base}/wallet/topup")
+        assert page.status_code == 200, page.text
+        return self.submit(form_with(page.text, amount=amount))
+
+    def revoke_all(self) -> int:
+        home = self.get(f"{self.base}/wallet/home")
+        revoked = 0
+        for form in forms(home.text):
+            if form["action"].endswith("/revoke"):
+                assert self.submit(form).status_code == 303
+                revoked += 1
+        return revoked

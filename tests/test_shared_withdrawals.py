@@ -1,0 +1,273 @@
+"""Earnings withdrawals and payouts (SPEC §6) in-process: the admin API, the operator's Stripe key,
+Stripe Connect transfers through the real `stripe` library against the local stub, wallet top-ups
+through the operator's webhook endpoint (real signatures). Concurrency on the local engine."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections import Counter
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+
+import pytest
+from fastapi.testclient import TestClient
+
+from devserver.router import load_function_app
+from paywalls import connections, earnings, ledger, operator_stripe, persons, shared_mode, store, withdrawals
+from paywalls.config import settings
+from paywalls.paywall import Conflict, Paywall
+from tests import stripe_stub as st
+from tests.shared_support import ConnectStripeStub, app_secret, consistent, funded_person, shared_paywall
+
+TOKEN = "adm_shared"
+
+
+@dataclass
+class Admin:
+    client: TestClient
+    stub: ConnectStripeStub
+
+    def withdraw(self, paywall_id: str, key: str, **body: str) -> tuple[int, dict]:
+        reply = self.client.post(
+            f"/admin/paywalls/{paywall_id}/withdrawals", json=body, headers={"Idempotency-Key": key}
+        )
+        return reply.status_code, reply.json()
+
+
+@pytest.fixture
+def admin(aws_mock: None, monkeypatch: pytest.MonkeyPatch) -> Iterator[Admin]:
+    monkeypatch.setenv("ADMIN_AUTH", "token")
+    monkeypatch.setenv("ADMIN_TOKEN", TOKEN)
+    settings.cache_clear()
+    app_secret()
+    with ConnectStripeStub().running() as stub:
+        monkeypatch.setenv("STRIPE_API_BASE", stub.url)
+        app = load_function_app("functions/admin", "AdminFunction")
+        with TestClient(app, headers={"Authorization": f"Bearer {TOKEN}"}) as client:
+            yield Admin(client, stub)  # type: ignore[arg-type]
+    settings.cache_clear()
+
+
+def earn(paywall: Paywall, amount: str, user: str = "u") -> None:
+    """A connected user of `paywall` is charged `amount` (its earnings grow by amount minus fee)."""
+    person = funded_person(micros=100_000_000)
+    connections.connect(paywall.id, "live", user, person.id, cap=None)
+    result = shared_mode.charge(paywall, "live", user, amount, idempotency_key=uuid.uuid4().hex)
+    assert result.posting, result.refusal
+
+
+def test_withdraw_what_was_earned_never_more_and_replays_are_no_ops(admin: Admin) -> None:
+    paywall = shared_paywall(fee="10")
+    status, body = admin.withdraw(paywall.id, "w0")
+    assert status == 409 and "no earnings" in body["error"]["message"]
+    earn(paywall, "3.333333", "u1")  # fee = floor(333333.3) = 333333
+    earn(paywall, "1", "u2")
+    summary = admin.client.get(f"/admin/paywalls/{paywall.id}/earnings").json()
+    net = 3_333_333 - 333_333 + 1_000_000 - 100_000
+    assert (
+        summary["earned"] == str(net)
+        and summary["available"] == str(net)
+        and summary["payout"]["stripe_account"] is None
+    )
+
+    status, body = admin.withdraw(paywall.id, "w1", amount="4")
+    assert status == 409 and body["error"]["type"] == "conflict_error"
+    status, body = admin.withdraw(paywall.id, "w1", amount="0.015")
+    assert status == 400 and body["error"]["param"] == "amount"  # payouts move whole cents
+    status, first = admin.withdraw(paywall.id, "w2", amount="1.25")
+    assert status == 201 and (first["status"], first["method"], first["amount"]) == ("pending", "manual", "1250000")
+    status, again = admin.withdraw(paywall.id, "w2", amount="1.25")
+    assert status == 200 and again["id"] == first["id"]
+    status, _ = admin.withdraw(paywall.id, "w2", amount="2")
+    assert status == 409
+    status, rest = admin.withdraw(paywall.id, "w3")  # everything left, rounded down to a cent
+    assert status == 201 and rest["amount"] == str((net - 1_250_000) // 10_000 * 10_000)
+    left = net - 1_250_000 - int(rest["amount"])
+    summary = earnings.summary(paywall.id, "live")
+    assert summary["available"] == str(left) and summary["withdrawn"] == str(net - left)
+    _ledgers_consistent(paywall)
+    listed = admin.client.get(f"/admin/paywalls/{paywall.id}/withdrawals").json()["data"]
+    assert [w["id"] for w in listed] == [rest["id"], first["id"]]
+    # Operator side: one payout entry per withdrawal.
+    payouts = list(store.query_all("OPLEDGER#live", sk_prefix="ENTRY#"))
+    mine = [p for p in payouts if p["paywall_id"] == paywall.id]
+    assert sorted(-p["amount"] for p in mine) == sorted([1_250_000, int(rest["amount"])])
+
+
+def test_payout_by_stripe_connect_transfer_with_the_operators_key(admin: Admin) -> None:
+    paywall = shared_paywall(fee="0")
+    earn(paywall, "12")
+    refused = admin.client.put(f"/admin/paywalls/{paywall.id}/payout", json={"stripe_account": "not-an-account"})
+    assert refused.status_code == 400
+    payout = admin.client.put(f"/admin/paywalls/{paywall.id}/payout", json={"stripe_account": "acct_1Pga"})
+    assert payout.status_code == 200
+
+    # No operator key yet: the withdrawal is recorded, pending; sending it again retries the payout.
+    status, pending = admin.withdraw(paywall.id, "p1", amount="10")
+    assert status == 201 and pending["status"] == "pending" and "not configured" in pending["last_error"]
+    assert admin.stub.transfers == {}
+
+    configured = admin.client.put("/admin/operator/stripe", json={"secret_key": "sk_test_operator"})
+    assert configured.status_code == 200, configured.text
+    config = configured.json()
+    assert config["mode"] == "test" and config["test"]["webhook_url"].endswith("/webhooks/stripe/operator")
+    assert "sk_test_operator" not in configured.text and "whsec_" not in configured.text
+    # Live earnings are never paid with a test-mode key.
+    assert admin.withdraw(paywall.id, "p1", amount="10")[1]["status"] == "pending"
+    assert admin.stub.transfers == {}
+    assert admin.client.put("/admin/operator/stripe", json={"secret_key": "sk_live_operator"}).status_code == 200
+
+    status, paid = admin.withdraw(paywall.id, "p1", amount="10")
+    assert status == 200 and paid["id"] == pending["id"] and paid["status"] == "paid" and paid["transfer_id"]
+    (call,) = admin.stub.calls("POST", "/v1/transfers")
+    assert call.api_key == "sk_live_operator" and call.headers["idempotency-key"] == pending["id"]
+    assert (call.form["amount"], call.form["currency"], call.form["destination"]) == ("1000", "usd", "acct_1Pga")
+    assert call.form["metadata[withdrawal_id]"] == pending["id"]
+    # Replayed again: already paid, no second transfer.
+    assert admin.withdraw(paywall.id, "p1", amount="10")[1]["status"] == "paid"
+    assert len(admin.stub.calls("POST", "/v1/transfers")) == 1
+
+    # Stripe refusing a transfer leaves it pending with the reason; the earnings stay withdrawn once.
+    admin.stub.failing_transfers = True
+    status, failed = admin.withdraw(paywall.id, "p2", amount="2")
+    assert status == 201 and failed["status"] == "pending" and "Insufficient funds" in failed["last_error"]
+    assert earnings.summary(paywall.id, "live")["available"] == "0"
+    assert withdrawals.get(paywall.id, "live", failed["id"]).status == "pending"
+
+
+def test_withdrawals_are_for_shared_mode_paywalls(admin: Admin) -> None:
+    default = admin.client.post("/admin/paywalls", json={"name": "D", "mode": "default"}).json()
+    assert admin.withdraw(default["id"], "x")[0] == 409
+    payout = admin.client.put(f"/admin/paywalls/{default['id']}/payout", json={"stripe_account": "acct_1"})
+    assert payout.status_code == 409
+    bad_env = admin.client.get(f"/admin/paywalls/{default['id']}/earnings", params={"environment": "nope"})
+    assert bad_env.status_code == 400
+    assert admin.withdraw("pw_missing", "x")[0] == 404
+
+
+def test_person_lookup_and_adjustments(admin: Admin) -> None:
+    person = persons.get_or_create("ops@example.com")
+    found = admin.client.get("/admin/persons", params={"email": "OPS@example.com"}).json()
+    assert found["id"] == person.id and found["balance"] == "0"
+    credit = admin.client.post(
+        f"/admin/persons/{person.id}/adjustments",
+        json={"amount": "3", "reason": "goodwill"},
+        headers={"Idempotency-Key": "a1"},
+    )
+    assert credit.status_code == 201 and credit.json()["entry"]["type"] == "adjustment"
+    again = admin.client.post(
+        f"/admin/persons/{person.id}/adjustments",
+        json={"amount": "3", "reason": "goodwill"},
+        headers={"Idempotency-Key": "a1"},
+    )
+    assert again.json()["duplicate"] is True
+    debit = admin.client.post(
+        f"/admin/persons/{person.id}/adjustments", json={"amount": "-5"}, headers={"Idempotency-Key": "a2"}
+    )
+    assert debit.status_code == 402  # never below zero
+    assert admin.client.get(f"/admin/persons/{person.id}").json()["balance"] == "3000000"
+    assert admin.client.get("/admin/persons", params={"email": "nobody@example.com"}).status_code == 404
+    assert admin.client.get("/admin/persons/ps_nope").status_code == 404
+    consistent(person.wallet_id)
+
+
+# ---- wallet top-ups through the operator's webhook ----------------------------------------------
+
+
+def test_wallet_topup_checkout_and_webhook_credit_once(admin: Admin, monkeypatch: pytest.MonkeyPatch) -> None:
+    from paywalls import wallet_topup
+
+    admin.client.put("/admin/operator/stripe", json={"secret_key": "sk_test_op", "topup_amounts": ["5", "20"]})
+    endpoint_id = operator_stripe.status()["test"]["webhook_endpoint_id"]
+    secret = admin.stub.webhook_secret(endpoint_id)
+    person = persons.get_or_create("payer@example.com")
+    offer = wallet_topup.open_for(person)
+    assert offer.method == "stripe" and offer.presets == [5_000_000, 20_000_000]
+    url = wallet_topup.start_checkout(offer, "20", "https://pay.example.com")
+    assert url.startswith("https://checkout.stripe.com/")
+    (call,) = admin.stub.calls("POST", "/v1/checkout/sessions")
+    assert call.api_key == "sk_test_op" and call.form["client_reference_id"] == person.wallet_id
+    assert (
+        call.form["metadata[purpose]"] == "wallet_topup"
+        and call.form["line_items[0][price_data][unit_amount]"] == "2000"
+    )
+    with pytest.raises(Exception, match="amounts on the page"):
+        wallet_topup.start_checkout(offer, "7", "https://pay.example.com")
+
+    session = st.fixture("checkout_session")
+    session.update(
+        id="cs_test_wallet1",
+        amount_total=2000,
+        currency="usd",
+        client_reference_id=person.wallet_id,
+        metadata=wallet_topup.metadata(person, 20_000_000),
+        payment_status="paid",
+        livemode=False,
+    )
+    webhook = TestClient(load_function_app("functions/stripe_webhook", "StripeWebhookFunction"))
+
+    def deliver(event: dict, signing_secret: str = secret) -> tuple[int, dict]:
+        raw = json.dumps(event).encode()
+        reply = webhook.post(
+            "/webhooks/stripe/operator", content=raw, headers={"Stripe-Signature": st.sign(raw, signing_secret)}
+        )
+        return reply.status_code, reply.json()
+
+    event = st.event("checkout.session.completed", session)
+    assert deliver(event) == (200, {"received": True, "result": "credited"})
+    assert deliver(st.event("checkout.session.async_payment_succeeded", session))[1]["result"] == "duplicate"
+    assert deliver(event, "whsec_forged")[0] == 400
+    tampered = {**session, "amount_total": 200000, "id": "cs_test_other"}
+    assert deliver(st.event("checkout.session.completed", tampered))[1]["result"] == "ignored"
+    default_topup = {**session, "id": "cs_test_x", "metadata": {"paywall_id": "pw_x", "user": "u"}}
+    assert deliver(st.event("checkout.session.completed", default_topup))[1]["result"] == "ignored"
+    assert ledger.get_wallet(person.wallet_id).balance == 20_000_000
+    consistent(person.wallet_id)
+
+
+# ---- concurrency on the local engine --------------------------------------------------------------
+
+
+@pytest.mark.usefixtures("engine")
+def test_concurrent_withdrawals_and_capped_charges_never_overdraw(capsys: pytest.CaptureFixture[str]) -> None:
+    app_secret()
+    paywall = shared_paywall(fee="0")
+    person = funded_person(micros=1_000_000)
+    connections.connect(paywall.id, "live", "u", person.id, cap=300_000)
+
+    def charge(i: int) -> str:
+        result = shared_mode.charge(paywall, "live", "u", "0.01", idempotency_key=f"c{i}")
+        return "charged" if result.posting else str(result.refusal)
+
+    with ThreadPoolExecutor(max_workers=32) as pool:
+        charges = Counter(pool.map(charge, range(60)))
+    assert charges == Counter({"charged": 30, "cap": 30})
+    assert earnings.summary(paywall.id, "live")["earned"] == "300000"
+
+    def withdraw(i: int) -> str:
+        try:
+            withdrawals.withdraw(paywall, "live", "0.05", idempotency_key=f"w{i}")
+            return "withdrawn"
+        except Conflict:
+            return "refused"
+
+    with ThreadPoolExecutor(max_workers=16) as pool:
+        outcome = Counter(pool.map(withdraw, range(16)))
+    with capsys.disabled():
+        print(
+            f"\n60 charges of 0.01 under a 0.30 cap: {dict(charges)}; 16 withdrawals of 0.05 from 0.30: {dict(outcome)}"
+        )
+    assert outcome == Counter({"withdrawn": 6, "refused": 10})
+    summary = earnings.summary(paywall.id, "live")
+    assert (summary["available"], summary["withdrawn"]) == ("0", "300000")
+    assert ledger.get_wallet(person.wallet_id).balance == 700_000
+    consistent(person.wallet_id)
+    _ledgers_consistent(paywall)
+
+
+def _ledgers_consistent(paywall: Paywall) -> None:
+    for shard in earnings.shards(paywall.id, "live"):
+        entries = earnings.entries(paywall.id, "live", shard.index)
+        assert sum(e["amount"] for e in entries) == shard.available == shard.earned - shard.withdrawn
