@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from paywalls import accounts, ledger
-from paywalls.identity import app_wallet_listing
+from paywalls.identity import app_wallet_listing, idempotency_scope
 from paywalls.money import InvalidAmount, parse_amount
 from paywalls.paywall import ENVIRONMENTS, InvalidRequest, Paywall
 
@@ -23,11 +23,20 @@ def adjust(
     metadata = {"reason": reason} if reason else {}
     wallet_id = accounts.wallet_id(paywall, environment, user)
     key = f"adjust:{idempotency_key}"
+    scope = idempotency_scope(paywall.id, environment)
     if negative:
-        return ledger.charge(wallet_id, micros, idempotency_key=key, entry_type="adjustment", metadata=metadata)
+        return ledger.charge(
+            wallet_id, micros, idempotency_key=key, idempotency_scope=scope, entry_type="adjustment", metadata=metadata
+        )
     listing = app_wallet_listing(paywall.id, environment, user)
     return ledger.credit(
-        wallet_id, micros, idempotency_key=key, entry_type="adjustment", listing=listing, metadata=metadata
+        wallet_id,
+        micros,
+        idempotency_key=key,
+        idempotency_scope=scope,
+        entry_type="adjustment",
+        listing=listing,
+        metadata=metadata,
     )
 
 

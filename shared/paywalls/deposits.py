@@ -7,7 +7,7 @@ import re
 from dataclasses import dataclass
 
 from paywalls import accounts, ledger
-from paywalls.identity import app_wallet_listing
+from paywalls.identity import app_wallet_listing, idempotency_scope
 from paywalls.money import parse_amount
 from paywalls.paywall import Conflict, InvalidRequest, Paywall
 
@@ -64,6 +64,7 @@ def deposit(
         accounts.wallet_id(paywall, environment, user),
         micros,
         idempotency_key=f"deposit:{idempotency_key}",
+        idempotency_scope=idempotency_scope(paywall.id, environment),
         keep_key_forever=True,
         listing=app_wallet_listing(paywall.id, environment, user),
         metadata=meta,
@@ -94,6 +95,7 @@ def charge(
             accounts.wallet_id(paywall, environment, user),
             micros,
             idempotency_key=f"charge:{idempotency_key}",
+            idempotency_scope=idempotency_scope(paywall.id, environment),
             listing=app_wallet_listing(paywall.id, environment, user),
             metadata=meta,
         )

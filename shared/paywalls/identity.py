@@ -32,3 +32,9 @@ def app_wallet_id(paywall_id: str, environment: str, user: str) -> str:
 
 def app_wallet_listing(paywall_id: str, environment: str, user: str) -> Listing:
     return Listing(index_pk=f"USERS#{paywall_id}#{environment}", index_sk=user)
+
+
+def idempotency_scope(paywall_id: str, environment: str) -> str:
+    """An app's Idempotency-Key is unique per (paywall, environment), not per user: reused for another
+    user it is refused (409) instead of moving money a second time."""
+    return f"{paywall_id}:{environment}"

@@ -254,15 +254,25 @@ class _Idempotency:
     key: str
     fingerprint: str
     ttl_s: int | None  # None: kept forever (deposits keyed by their payment source id)
+    # Where the key is unique. None: per wallet. A scope (e.g. "<paywall>:<env>") makes the key unique
+    # across all wallets of that scope, so an app reusing a key for another user cannot move money
+    # twice; the record then lives in its own partition (one per key: no hot item).
+    scope: str | None = None
+
+    def location(self, wallet_id: str) -> tuple[str, str]:
+        if self.scope is None:
+            return _wallet_pk(wallet_id), f"IDEM#{self.key}"
+        return f"IDEMKEY#{self.scope}#{self.key}", "IDEM"
 
 
 def _replay(wallet_id: str, idem: _Idempotency) -> Posting | None:
-    record = store.get(_wallet_pk(wallet_id), f"IDEM#{idem.key}")
+    record = store.get(*idem.location(wallet_id))
     if not record:
         return None
-    if record.get("fingerprint") != idem.fingerprint:
+    owner = record.get("wallet_id", wallet_id)
+    if record.get("fingerprint") != idem.fingerprint or owner != wallet_id:
         raise IdempotencyMismatch("this Idempotency-Key was already used with different parameters")
-    entry_item = store.get(_wallet_pk(wallet_id), record["entry_sk"])
+    entry_item = store.get(_wallet_pk(owner), record["entry_sk"])
     if entry_item is None:  # cannot happen: both were written in one transaction
         raise LedgerError("idempotency record without its entry")
     return Posting(_entry_from_item(entry_item), duplicate=True)
@@ -411,9 +421,11 @@ def _entry_put(entry: Entry) -> dict[str, Any]:
 
 
 def _idem_put(entry: Entry, idem: _Idempotency) -> dict[str, Any]:
+    pk, sk = idem.location(entry.wallet_id)
     item: dict[str, Any] = {
-        "pk": _wallet_pk(entry.wallet_id),
-        "sk": f"IDEM#{idem.key}",
+        "pk": pk,
+        "sk": sk,
+        "wallet_id": entry.wallet_id,
         "entry_sk": _entry_sk(entry.version),
         "fingerprint": idem.fingerprint,
         "created_at": entry.created_at,
@@ -459,6 +471,7 @@ def credit(
     idempotency_key: str,
     entry_type: EntryType = "deposit",
     keep_key_forever: bool = False,
+    idempotency_scope: str | None = None,
     listing: Listing | None = None,
     metadata: dict[str, Any] | None = None,
 ) -> Posting:
@@ -468,6 +481,7 @@ def credit(
         idempotency_key,
         _fingerprint(entry_type, amount, sorted((metadata or {}).items())),
         None if keep_key_forever else API_IDEMPOTENCY_TTL_S,
+        idempotency_scope,
     )
     return _post(
         wallet_id,
@@ -491,6 +505,7 @@ def charge(
     request_id: str | None = None,
     budget: Budget | None = None,
     also: Also | None = None,
+    idempotency_scope: str | None = None,
 ) -> Posting:
     """A direct debit that must be covered by the available balance (and the budget, if any)."""
     _require_positive(amount)
@@ -498,6 +513,7 @@ def charge(
         idempotency_key,
         _fingerprint(entry_type, amount, sorted((metadata or {}).items())),
         API_IDEMPOTENCY_TTL_S,
+        idempotency_scope,
     )
     return _post(
         wallet_id,

@@ -23,7 +23,7 @@ from paywalls import connections, earnings, ledger, links, persons
 from paywalls import paywall as paywalls
 from paywalls.chat_billing import Funding
 from paywalls.deposits import parse_metadata
-from paywalls.identity import USER_ID_RE
+from paywalls.identity import USER_ID_RE, idempotency_scope
 from paywalls.money import format_micros, parse_amount
 from paywalls.paywall import Conflict, Paywall
 
@@ -153,10 +153,11 @@ def funding(paywall: Paywall, environment: str, user: str) -> Funding | None:
     return Funding(current.wallet_id, current.budget, current.also(), current.metadata(), spendable)
 
 
-def scoped_key(paywall: Paywall, environment: str, user: str, key: str) -> str:
-    """Idempotency keys of person wallets are namespaced per app user: two apps (or two users of one
-    app) sending the same key can never replay or block each other's charges."""
-    return f"{paywall.id}:{environment}:{user}:{key}"
+def scoped_key(paywall: Paywall, environment: str, key: str) -> str:
+    """Idempotency keys of person wallets are namespaced per app: two apps sending the same key can
+    never replay or block each other's charges (within an app, the ledger's idempotency scope makes
+    the key unique across users)."""
+    return f"{paywall.id}:{environment}:{key}"
 
 
 # ---- manual charges (/v1/user/charge) ------------------------------------------------------------
@@ -186,7 +187,8 @@ def charge(
         posting = ledger.charge(
             current.wallet_id,
             micros,
-            idempotency_key=f"charge:{scoped_key(paywall, environment, user, idempotency_key)}",
+            idempotency_key=f"charge:{scoped_key(paywall, environment, idempotency_key)}",
+            idempotency_scope=idempotency_scope(paywall.id, environment),
             metadata={**meta, **current.metadata()},
             budget=current.budget,
             also=current.also(),
