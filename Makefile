@@ -8,7 +8,7 @@ SAM := $(SAM_VENV)/bin/sam
 JS_DIR := tests/js
 PORT ?= 8000
 
-.PHONY: run test lint bench deps deps-dev clean
+.PHONY: run test test-aws lint bench deps deps-dev clean
 
 $(PY):
 	@$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "Python 3.11+ is required"'
@@ -47,6 +47,12 @@ lint: $(VENV)/.deps-dev
 
 test: deps-dev lint
 	$(VENV)/bin/pytest
+
+# Opt-in: the ledger's concurrency suite against a deployed stack's real DynamoDB table, with your AWS
+# credentials: make test-aws TABLE=<TableName output>
+test-aws: $(VENV)/.deps-dev
+	@test -n "$(TABLE)" || (echo "usage: make test-aws TABLE=<TableName output of the stack>"; exit 2)
+	PAYWALLS_TEST_DYNAMODB_TABLE=$(TABLE) $(VENV)/bin/pytest tests/test_ledger_concurrency.py
 
 bench: deps
 	$(PY) benchmarks/proxy_overhead.py

@@ -22,18 +22,18 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 
 # In-process code (unit tests) talks to moto; never to a developer's real AWS account.
-os.environ.update(
-    {
-        "AWS_ACCESS_KEY_ID": "testing",
-        "AWS_SECRET_ACCESS_KEY": "testing",
-        "AWS_DEFAULT_REGION": "us-east-1",
-        "AWS_REGION": "us-east-1",
-        "TABLE_NAME": "PaywallsTable",
-        "SECRET_PREFIX": "paywalls/test",
-        "PAYWALLS_CACHE_TTL_S": "0",
-    }
-)
-os.environ.pop("AWS_PROFILE", None)
+REAL_TABLE = os.environ.get("PAYWALLS_TEST_DYNAMODB_TABLE")  # `make test-aws`: opt-in, real DynamoDB
+os.environ.update({"TABLE_NAME": "PaywallsTable", "SECRET_PREFIX": "paywalls/test", "PAYWALLS_CACHE_TTL_S": "0"})
+if not REAL_TABLE:
+    os.environ.update(
+        {
+            "AWS_ACCESS_KEY_ID": "testing",
+            "AWS_SECRET_ACCESS_KEY": "testing",
+            "AWS_DEFAULT_REGION": "us-east-1",
+            "AWS_REGION": "us-east-1",
+        }
+    )
+    os.environ.pop("AWS_PROFILE", None)
 os.environ.pop("AWS_ENDPOINT_URL", None)
 
 
@@ -86,8 +86,26 @@ def engine_endpoint() -> Iterator[str]:
 
 @pytest.fixture
 def engine() -> Iterator[str]:
+    """The local engine; or, with PAYWALLS_TEST_DYNAMODB_TABLE set (`make test-aws`), a real DynamoDB
+    table of a deployed stack reached with the caller's AWS credentials, so the same concurrency
+    tests check the real service."""
+    if REAL_TABLE:
+        yield from _real_dynamodb(REAL_TABLE)
+        return
     with engine_endpoint() as endpoint:
         yield endpoint
+
+
+def _real_dynamodb(table: str) -> Iterator[str]:
+    from paywalls import aws
+
+    os.environ["TABLE_NAME"] = table
+    aws.reset_clients()
+    try:
+        yield "aws"
+    finally:
+        os.environ["TABLE_NAME"] = "PaywallsTable"
+        aws.reset_clients()
 
 
 class LocalStack:

@@ -3,6 +3,7 @@ hundreds of simultaneous operations on one wallet never spend more than it holds
 
 from __future__ import annotations
 
+import uuid
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 
@@ -12,6 +13,9 @@ from paywalls import ledger
 
 pytestmark = pytest.mark.usefixtures("engine")
 
+# Unique per run: against a real table (make test-aws) earlier runs' wallets and holds remain.
+RUN = uuid.uuid4().hex[:8]
+
 
 def run_all(fn, count: int, workers: int = 64) -> Counter[str]:
     with ThreadPoolExecutor(max_workers=workers) as pool:
@@ -19,12 +23,12 @@ def run_all(fn, count: int, workers: int = 64) -> Counter[str]:
 
 
 def test_hundreds_of_simultaneous_holds_never_exceed_the_balance(capsys: pytest.CaptureFixture[str]) -> None:
-    wallet = "pw_conc:live:holds"
+    wallet = f"pw_conc{RUN}:live:holds"
     ledger.credit(wallet, 100, idempotency_key="seed")
 
     def try_hold(i: int) -> str:
         try:
-            ledger.hold(wallet, 1, hold_id=f"conc-hold-{i}")
+            ledger.hold(wallet, 1, hold_id=f"conc-hold-{RUN}-{i}")
             return "held"
         except ledger.InsufficientFunds:
             return "refused"
@@ -38,7 +42,7 @@ def test_hundreds_of_simultaneous_holds_never_exceed_the_balance(capsys: pytest.
 
 
 def test_simultaneous_charges_and_settles_keep_ledger_equal_to_balance(capsys: pytest.CaptureFixture[str]) -> None:
-    wallet = "pw_conc:live:charges"
+    wallet = f"pw_conc{RUN}:live:charges"
     ledger.credit(wallet, 1_000, idempotency_key="seed")
 
     def charge_or_settle(i: int) -> str:
@@ -46,8 +50,8 @@ def test_simultaneous_charges_and_settles_keep_ledger_equal_to_balance(capsys: p
             if i % 2:
                 ledger.charge(wallet, 7, idempotency_key=f"c{i}")
                 return "charged"
-            ledger.hold(wallet, 9, hold_id=f"conc-settle-{i}")
-            ledger.settle(f"conc-settle-{i}", 5, request_id=f"req{i}")
+            ledger.hold(wallet, 9, hold_id=f"conc-settle-{RUN}-{i}")
+            ledger.settle(f"conc-settle-{RUN}-{i}", 5, request_id=f"req{i}")
             return "settled"
         except ledger.InsufficientFunds:
             return "refused"
@@ -64,7 +68,7 @@ def test_simultaneous_charges_and_settles_keep_ledger_equal_to_balance(capsys: p
 
 
 def test_simultaneous_duplicate_credits_apply_once() -> None:
-    wallet = "pw_conc:live:dupes"
+    wallet = f"pw_conc{RUN}:live:dupes"
 
     def credit(_: int) -> str:
         return "duplicate" if ledger.credit(wallet, 250, idempotency_key="same-key").duplicate else "applied"
