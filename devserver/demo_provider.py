@@ -16,6 +16,7 @@ Models (any other id behaves like demo/echo):
 - demo/stall      streams the role chunk and the first word, then nothing for DEMO_HANG_S
 - demo/reject     answers 400 invalid_request_error (param "messages")
 - demo/rate-limit answers 429 with Retry-After: 7
+- demo/swap       like demo/echo but reports `model: demo/tools`, as a provider serving another model
 
 Debug: GET /_demo/requests?contains=TEXT lists the bodies received (newest first, last 500) whose
 JSON contains TEXT, so tests can prove what reached the provider."""
@@ -135,6 +136,7 @@ async def chat(request: Request) -> Any:
     if model == "demo/garbage" and not body.get("stream"):
         return Response(b'{"id": "chatcmpl-garbage", "choices": [', media_type="application/json")
     usage = None if model == "demo/no-usage" else usage_of(body)
+    model = "demo/tools" if model == "demo/swap" else model  # the model reported as the one that served
     if body.get("stream"):
         return StreamingResponse(_events(body, model, usage), media_type="text/event-stream")
     n = body.get("n") or 1

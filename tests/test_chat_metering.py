@@ -112,13 +112,14 @@ def test_a_plan_never_holds_more_than_available_and_covers_its_worst_case(
     assert plan.amount == pricing.cost(prompt, plan.tokens_per_choice * n)
     wanted = limit if limit is not None else metering.NO_LIMIT_TOKENS
     if plan.send_limit is None:
-        assert plan.tokens_per_choice == wanted
+        # Only a client's own limit is left as it is: without one the provider could exceed the hold.
+        assert limit is not None and plan.tokens_per_choice == wanted
     else:
-        # Lowered: below what was wanted, at least 1, and the largest the balance covers (or the ceiling).
+        # Sent: what was held per choice; below what was wanted only when the balance is short, and
+        # then the largest the balance covers.
         assert plan.send_limit == plan.tokens_per_choice
-        assert 1 <= plan.send_limit < wanted
-        ceiling = metering.INVENTED_LIMIT_CEILING if limit is None else wanted
-        if plan.send_limit < ceiling:
+        assert 1 <= plan.send_limit <= wanted
+        if plan.send_limit < wanted:
             assert pricing.cost(prompt, (plan.send_limit + 1) * n) > available
 
 
@@ -144,13 +145,56 @@ def test_plan_examples() -> None:
     assert two_choices == HoldPlan(amount=248, tokens_per_choice=12, send_limit=12)
     assert metering.plan_hold(ECHO, prompt_bound=100, requested_limit=50, n=1, available=201) is None
     no_limit = metering.plan_hold(ECHO, prompt_bound=100, requested_limit=None, n=1, available=1_000_000)
-    assert no_limit == HoldPlan(amount=200 + 2 * metering.NO_LIMIT_TOKENS, tokens_per_choice=16_384, send_limit=None)
-    invented = metering.plan_hold(ECHO, prompt_bound=100, requested_limit=None, n=1, available=30_000)
-    assert invented is not None and invented.send_limit == metering.INVENTED_LIMIT_CEILING
+    default = metering.NO_LIMIT_TOKENS
+    assert no_limit == HoldPlan(amount=200 + 2 * default, tokens_per_choice=default, send_limit=default)
+    lowered_default = metering.plan_hold(ECHO, prompt_bound=100, requested_limit=None, n=1, available=2_000)
+    assert lowered_default == HoldPlan(amount=2_000, tokens_per_choice=900, send_limit=900)
     free = Pricing(ModelPrice(Decimal(0), Decimal(0)))
     assert metering.plan_hold(free, prompt_bound=100, requested_limit=None, n=1, available=0) == HoldPlan(
-        0, metering.NO_LIMIT_TOKENS, None
+        0, default, default
     )
+
+
+@pytest.mark.parametrize("n", [1, 3])
+def test_a_request_without_limit_is_sent_the_limit_it_was_held_for(n: int) -> None:
+    """SPEC §4.1: a balance that covers the default hold must not send the request upstream unlimited."""
+    plan = metering.plan_hold(ECHO, prompt_bound=100, requested_limit=None, n=n, available=10**9, default_limit=700)
+    assert plan == HoldPlan(amount=ECHO.cost(100, 700 * n), tokens_per_choice=700, send_limit=700)
+    chat = chat_request.parse({"model": "m", "messages": [{"role": "user", "content": "x"}], "n": n})
+    sent = chat_request.upstream_body(chat, send_limit=plan.send_limit, provider_kind="openai")
+    assert sent["max_completion_tokens"] == 700 and sent["n"] == n
+    # The most the provider may produce (700 per choice, n choices) is exactly what was held.
+    assert ECHO.cost(100, sent["max_completion_tokens"] * n) == plan.amount
+    with pytest.raises(ValueError):
+        chat_request.upstream_body(chat, send_limit=None, provider_kind="openai")
+
+
+@pytest.mark.parametrize(("raw", "value"), [(None, 4096), ("16384", 16384), ("1", 1)])
+def test_default_completion_limit_from_the_environment(monkeypatch, raw: str | None, value: int) -> None:
+    if raw is None:
+        monkeypatch.delenv("PAYWALLS_DEFAULT_MAX_COMPLETION_TOKENS", raising=False)
+    else:
+        monkeypatch.setenv("PAYWALLS_DEFAULT_MAX_COMPLETION_TOKENS", raw)
+    assert metering._default_completion_limit() == value
+
+
+@pytest.mark.parametrize("raw", ["0", "-5", "lots", "1.5", "2000000"])
+def test_a_bad_default_completion_limit_fails_loudly(monkeypatch, raw: str) -> None:
+    monkeypatch.setenv("PAYWALLS_DEFAULT_MAX_COMPLETION_TOKENS", raw)
+    with pytest.raises(ValueError, match="PAYWALLS_DEFAULT_MAX_COMPLETION_TOKENS"):
+        metering._default_completion_limit()
+
+
+def test_covering_price_is_never_below_any_listed_price() -> None:
+    cheap = ModelPrice(Decimal("1"), Decimal("9"), Decimal("0.001"))
+    dear = ModelPrice(Decimal("5"), Decimal("2"))
+    cover = metering.covering_price([cheap, dear])
+    assert cover == ModelPrice(Decimal("5"), Decimal("9"), Decimal("0.001"))
+    for prompt, completion in [(1000, 0), (0, 1000), (123, 4567)]:
+        for price in (cheap, dear):
+            assert Pricing(cover).cost(prompt, completion) >= Pricing(price).cost(prompt, completion)
+    assert metering.costlier(dear, cheap) and metering.costlier(cheap, dear)
+    assert not metering.costlier(cheap, cover) and not metering.costlier(cheap, cheap)
 
 
 def test_markup_is_part_of_the_hold() -> None:
@@ -238,6 +282,11 @@ def test_parse_reads_what_metering_needs() -> None:
         ({"max_completion_tokens": True}, "max_completion_tokens"),
         ({"stream_options": "x"}, "stream_options"),
         ({"user": 5}, "user"),
+        ({"models": "demo/echo"}, "models"),
+        ({"models": []}, "models"),
+        ({"models": ["a", 3]}, "models"),
+        ({"models": ["m"] * 9}, "models"),
+        ({"route": "fallback"}, "route"),
     ],
 )
 def test_parse_refuses_bad_input(change: dict, param: str) -> None:
@@ -245,6 +294,27 @@ def test_parse_refuses_bad_input(change: dict, param: str) -> None:
     with pytest.raises(InvalidRequest) as raised:
         chat_request.parse(body)
     assert raised.value.param == param
+
+
+@pytest.mark.parametrize(
+    "part",
+    [
+        {"type": "file", "file": {"file_id": "file-abc"}},
+        {"type": "file", "file": {"filename": "a.pdf", "file_data": "data:application/pdf;base64,JVBERi0="}},
+    ],
+)
+def test_parse_refuses_file_parts(part: dict) -> None:
+    """A file's prompt tokens cannot be bounded before the call (a PDF's pages are also images)."""
+    body = {"model": "m", "messages": [{"role": "user", "content": [{"type": "text", "text": "read"}, part]}]}
+    with pytest.raises(InvalidRequest, match="file content parts are not supported") as raised:
+        chat_request.parse(body)
+    assert raised.value.param == "messages"
+
+
+def test_parse_reads_fallback_models() -> None:
+    body = {"model": "m", "messages": [{"role": "user", "content": "x"}], "models": ["a", "b"], "route": "fallback"}
+    assert chat_request.parse(body).fallback_models == ("a", "b")
+    assert chat_request.parse({**body, "models": None, "route": None}).fallback_models == ()
 
 
 def test_upstream_body_changes_only_the_limit_and_stream_options() -> None:
@@ -270,7 +340,7 @@ def test_upstream_body_changes_only_the_limit_and_stream_options() -> None:
         "max_completion_tokens": 9,
     }
     assert chat_request.upstream_body(plain, send_limit=9, provider_kind="openrouter")["max_tokens"] == 9
-    assert "stream_options" not in chat_request.upstream_body(plain, send_limit=None, provider_kind="openai")
+    assert "stream_options" not in chat_request.upstream_body(plain, send_limit=9, provider_kind="openai")
 
 
 # ---- paywall replies and framing ------------------------------------------------------------------

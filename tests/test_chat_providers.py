@@ -186,3 +186,21 @@ def test_missing_key_is_a_failure_that_names_no_secret(monkeypatch) -> None:
     with pytest.raises(providers.ProviderFailure) as failed:
         run(lambda r: httpx.Response(200, json=COMPLETION), lambda: providers.complete(UPSTREAM, BODY), monkeypatch)
     assert "sk-live" not in str(failed.value) and failed.value.__cause__ is None
+
+
+def test_a_completion_larger_than_the_cap_is_a_failure(keys, monkeypatch) -> None:
+    """The body is held in memory whole: beyond MAX_COMPLETION_BYTES it is a failure (502, hold released)."""
+    monkeypatch.setattr(providers, "MAX_COMPLETION_BYTES", 1_000)
+    big = {**COMPLETION, "choices": [{"message": {"content": "x" * 2_000}}]}
+    with pytest.raises(providers.ProviderFailure) as failed:
+        run(lambda r: httpx.Response(200, json=big), lambda: providers.complete(UPSTREAM, BODY), monkeypatch)
+    assert failed.value.status == 502
+    at_the_cap = {**COMPLETION, "choices": [{"message": {"content": ""}}]}
+    padding = 1_000 - len(json.dumps(at_the_cap).encode())
+    at_the_cap["choices"][0]["message"]["content"] = "x" * padding
+    raw = json.dumps(at_the_cap).encode()
+    assert len(raw) == 1_000
+    payload, got = run(
+        lambda r: httpx.Response(200, content=raw), lambda: providers.complete(UPSTREAM, BODY), monkeypatch
+    )
+    assert got == raw and payload == at_the_cap

@@ -6,14 +6,22 @@ the settlement credits the paywall's earnings (shared_mode.funding).
 Runs under uvicorn (Lambda Web Adapter in AWS, response streaming), so streams are real streams.
 The rules live in the domain package: chat_request (what the client asked), metering (hold sizing,
 usage, estimates), chat_billing (hold/settle/release), providers (the upstream call), chat_stream
-(the streamed reply) and chat_replies (the paywall message). This module only wires them to HTTP."""
+(the streamed reply) and chat_replies (the paywall message). This module only wires them to HTTP.
+
+Time limit: a request may last PAYWALLS_STREAM_MAX_S (default 870 s) from its arrival, Lambda's
+900 s timeout minus time to write the charge. A stream that reaches it is ended by the proxy with an
+error event and charged what was generated (chat_stream); without this Lambda would kill the stream
+and its hold would be swept uncharged. A request still waiting for its answer then gets a 504."""
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
+from collections.abc import Iterator
 from typing import Any
 
+import anyio
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response
 
@@ -23,12 +31,13 @@ from paywalls.chat_request import ChatRequest
 from paywalls.chat_stream import STREAM_HEADERS, MeteredStream
 from paywalls.identity import resolve_user
 from paywalls.metering import Pricing, StreamTally
-from paywalls.paywall import Paywall
+from paywalls.paywall import InvalidRequest, ModelPrice, Paywall
 
 log = logging.getLogger("paywalls.chat")
 
 MAX_BODY_BYTES = 6_000_000  # Lambda's request payload limit; vision requests carry base64 images
 DRAIN_TIMEOUT_S = float(os.environ.get("PAYWALLS_STREAM_DRAIN_TIMEOUT_S", "60"))
+MAX_DURATION_S = float(os.environ.get("PAYWALLS_STREAM_MAX_S", "870"))  # module doc: Lambda's 900 s - 30 s
 
 app = web.install(FastAPI(title="Paywalls chat proxy", docs_url=None, redoc_url=None, openapi_url=None))
 
@@ -50,6 +59,7 @@ async def user_chat_completions(user: str, request: Request) -> Response:
 
 async def _proxy(request: Request, *, path_user: str | None) -> Response:
     request_id = web.request_id_of(request)
+    deadline = anyio.current_time() + MAX_DURATION_S
     caller = await blocking(web.authenticate, request)
     body = await web.json_body(request, limit=MAX_BODY_BYTES)
     paywall = caller.paywall
@@ -64,6 +74,7 @@ async def _proxy(request: Request, *, path_user: str | None) -> Response:
             code="model_not_found",
             param="model",
         )
+    price = _covering_price(paywall, chat, price)
     if paywall.provider is None:
         raise web.ApiError(
             503,
@@ -100,8 +111,8 @@ async def _proxy(request: Request, *, path_user: str | None) -> Response:
     )
     try:
         if chat.stream:
-            return await _streamed(upstream, upstream_body, chat, reservation, paywall)
-        return await _buffered(upstream, upstream_body, reservation)
+            return await _streamed(upstream, upstream_body, chat, reservation, paywall, deadline)
+        return await _buffered(upstream, upstream_body, chat, reservation, paywall, deadline)
     except providers.ProviderFailure as failure:
         await reservation.release()
         log.warning("provider failure: %s", failure.reason, extra={"request_id": request_id})
@@ -119,8 +130,57 @@ async def _proxy(request: Request, *, path_user: str | None) -> Response:
         raise
 
 
-async def _buffered(upstream: providers.Upstream, body: dict[str, Any], reservation: Reservation) -> Response:
-    completion, raw = await providers.complete(upstream, body)
+def _covering_price(paywall: Paywall, chat: ChatRequest, price: ModelPrice) -> ModelPrice:
+    """With fallback models the provider picks which one serves: every one must be priced, and the
+    request is held and charged at the highest of their prices (metering.covering_price)."""
+    if not chat.fallback_models:
+        return price
+    prices = [price]
+    for model in chat.fallback_models:
+        listed = paywall.price_of(model)
+        if listed is None:
+            raise InvalidRequest(f"every model in models must be priced on this paywall; `{model}` is not", "models")
+        prices.append(listed)
+    return metering.covering_price(prices)
+
+
+def _check_served_model(paywall: Paywall, chat: ChatRequest, reservation: Reservation, payload: Any) -> None:
+    """The charge stays at the requested model's price; a costlier model served instead is logged so
+    the operator can see (and price) the provider's substitutions."""
+    served = payload.get("model") if isinstance(payload, dict) else None
+    if not isinstance(served, str) or served == chat.model or served in chat.fallback_models:
+        return
+    served_price = paywall.price_of(served)
+    if served_price is not None and metering.costlier(served_price, reservation.pricing.price):
+        log.warning(
+            "provider served %r, priced higher than %r which is charged",
+            served,
+            chat.model,
+            extra={"request_id": reservation.request_id},
+        )
+
+
+@contextlib.contextmanager
+def _answer_by(deadline: float) -> Iterator[None]:
+    """Wait for the provider's answer no later than the request's deadline (module doc)."""
+    try:
+        with anyio.fail_after(max(deadline - anyio.current_time(), 0)):
+            yield
+    except TimeoutError:
+        raise providers.ProviderFailure(504, "no answer before the request's time limit") from None
+
+
+async def _buffered(
+    upstream: providers.Upstream,
+    body: dict[str, Any],
+    chat: ChatRequest,
+    reservation: Reservation,
+    paywall: Paywall,
+    deadline: float,
+) -> Response:
+    with _answer_by(deadline):
+        completion, raw = await providers.complete(upstream, body)
+    _check_served_model(paywall, chat, reservation, completion)
     usage = metering.reported_usage(completion)
     if usage is None:
         log.warning("completion without usage; charging the estimate", extra={"request_id": reservation.request_id})
@@ -136,16 +196,20 @@ async def _streamed(
     chat: ChatRequest,
     reservation: Reservation,
     paywall: Paywall,
+    deadline: float,
 ) -> Response:
-    stream = await providers.open_stream(upstream, body)
+    with _answer_by(deadline):
+        stream = await providers.open_stream(upstream, body)
     chunks = stream.chunks()
     try:
         # The first chunk decides the status: until it came, a failure can still be a clean 502/504.
-        first = await anext(chunks, None)
+        with _answer_by(deadline):
+            first = await anext(chunks, None)
         if first is None:
             raise providers.ProviderFailure(502, "provider stream ended before its first chunk")
         if first.is_error:
             raise providers.ProviderFailure(502, "provider streamed an error event first")
+        _check_served_model(paywall, chat, reservation, first.payload)
     except BaseException:
         await chunks.aclose()
         await stream.aclose()
@@ -158,6 +222,8 @@ async def _streamed(
         tally=StreamTally(client_wants_usage=chat.client_wants_usage),
         failure_text=paywall.render("provider_error"),
         drain_timeout_s=DRAIN_TIMEOUT_S,
+        deadline=deadline,
+        time_limit_text=f"The answer was cut off: an answer may take at most {MAX_DURATION_S:.0f} seconds here.",
     )
 
 

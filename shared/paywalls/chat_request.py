@@ -1,7 +1,13 @@
 """A client's chat completion request: the few fields metering needs, checked, and the body we send
 upstream. Everything else (tools, response_format, vision parts, stop, temperature...) passes
 through untouched: the upstream body is the client's body with only the completion limit (when
-lowered) and `stream_options.include_usage` changed."""
+lowered, or set when the client set none) and `stream_options.include_usage` changed.
+
+Refused because they cannot be paid for safely (SPEC §4.1):
+- `file` content parts (PDFs, inline or by file_id): their token count is not bounded by anything we
+  can measure before the call (pages are also sent as images);
+- `route` without `models`. `models` (OpenRouter's fallbacks) is accepted; the caller must then
+  check that every listed model is priced and hold at the highest of their prices."""
 
 from __future__ import annotations
 
@@ -12,6 +18,7 @@ from paywalls.paywall import InvalidRequest
 
 LIMIT_FIELDS = ("max_completion_tokens", "max_tokens")
 MAX_N = 128  # OpenAI's own ceiling for `n`
+MAX_FALLBACK_MODELS = 8  # OpenRouter takes a few; more is a mistake, not a use
 
 
 @dataclass(frozen=True)
@@ -24,6 +31,7 @@ class ChatRequest:
     limit_fields: tuple[str, ...]  # which limit fields the client set
     client_wants_usage: bool  # stream_options.include_usage as the client sent it
     body_user: str | None
+    fallback_models: tuple[str, ...] = ()  # OpenRouter's `models`: the provider may serve any of them
 
 
 def _positive_int(body: dict[str, Any], name: str, maximum: int | None = None) -> int | None:
@@ -52,6 +60,8 @@ def parse(body: dict[str, Any]) -> ChatRequest:
     user = body.get("user")
     if user is not None and not isinstance(user, str):
         raise InvalidRequest("user must be a string", "user")
+    _refuse_file_parts(messages)
+    fallback_models = _fallback_models(body)
     n = _positive_int(body, "n", MAX_N) or 1
     limits = {name: _positive_int(body, name) for name in LIMIT_FIELDS}
     set_limits = tuple(name for name, value in limits.items() if value is not None)
@@ -64,7 +74,34 @@ def parse(body: dict[str, Any]) -> ChatRequest:
         limit_fields=set_limits,
         client_wants_usage=bool((stream_options or {}).get("include_usage")),
         body_user=user or None,
+        fallback_models=fallback_models,
     )
+
+
+def _refuse_file_parts(messages: list[dict[str, Any]]) -> None:
+    for message in messages:
+        content = message.get("content")
+        if isinstance(content, list) and any(isinstance(p, dict) and p.get("type") == "file" for p in content):
+            raise InvalidRequest(
+                "file content parts are not supported: the size of a file's prompt cannot be known before the "
+                "call, so it cannot be paid for in advance. Send the document's text as a text part instead.",
+                "messages",
+            )
+
+
+def _fallback_models(body: dict[str, Any]) -> tuple[str, ...]:
+    models = body.get("models")
+    if models is None:
+        if body.get("route") is not None:
+            raise InvalidRequest("route is only accepted together with models", "route")
+        return ()
+    if (
+        not isinstance(models, list)
+        or not 1 <= len(models) <= MAX_FALLBACK_MODELS
+        or not all(isinstance(m, str) and m.strip() and len(m) <= 256 for m in models)
+    ):
+        raise InvalidRequest(f"models must be an array of 1 to {MAX_FALLBACK_MODELS} model ids", "models")
+    return tuple(models)
 
 
 def default_limit_field(provider_kind: str) -> str:
@@ -74,6 +111,9 @@ def default_limit_field(provider_kind: str) -> str:
 
 
 def upstream_body(request: ChatRequest, *, send_limit: int | None, provider_kind: str) -> dict[str, Any]:
+    if send_limit is None and not request.limit_fields:
+        # A provider left without a limit may answer beyond the hold (SPEC §4.1): never send that.
+        raise ValueError("a request without a completion limit must be sent with the limit it was held for")
     body = dict(request.body)
     if send_limit is not None:
         for name in request.limit_fields or (default_limit_field(provider_kind),):

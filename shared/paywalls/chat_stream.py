@@ -9,6 +9,9 @@ and the request is charged however the stream ends.
 - Provider failure mid-stream (timeout, broken connection, invalid JSON, an error event): the
   client gets an OpenAI-style error event (the SDKs raise it) and no [DONE]; what was generated is
   charged as in Reservation.finish_stream (usage if reported, else the estimate, else nothing).
+- Time limit (`deadline`, on anyio's clock): a stream still running then is ended by us, with an
+  error event, and charged the same way. Lambda would otherwise kill the invocation mid-stream and
+  the hold would be swept: the whole answer served for free.
 """
 
 from __future__ import annotations
@@ -44,6 +47,8 @@ class MeteredStream(Response):
         tally: StreamTally,
         failure_text: str,
         drain_timeout_s: float,
+        deadline: float,
+        time_limit_text: str,
         headers: Mapping[str, str] | None = None,
     ):
         self.status_code = 200
@@ -56,8 +61,11 @@ class MeteredStream(Response):
         self._tally = tally
         self._failure_text = failure_text
         self._drain_timeout_s = drain_timeout_s
+        self._time_limit_text = time_limit_text
         self._client_gone = False
-        self._pump_scope = anyio.CancelScope()
+        self._ended = False  # the last event (or the charge before it) is under way
+        # Cancelled at the time limit, or earlier once the client left and the drain time is over.
+        self._pump_scope = anyio.CancelScope(deadline=deadline)
 
     def _client_left(self) -> None:
         if not self._client_gone:
@@ -93,6 +101,7 @@ class MeteredStream(Response):
     async def _end(self, send: Send, last_event: bytes) -> None:
         # Charge first, then tell the client the stream is over: a client that checks its balance
         # right after [DONE] already sees this request's charge.
+        self._ended = True
         await self._reservation.finish_stream(self._tally)
         await self._write(send, last_event)
 
@@ -115,6 +124,19 @@ class MeteredStream(Response):
         else:  # the provider hung up without finishing the answer
             await self._end(send, sse.json_event(chat_replies.stream_error(self._failure_text)))
 
+    async def _stopped(self, send: Send) -> None:
+        """The pump was cancelled: the drain time after a disconnect, or the stream's time limit."""
+        if self._client_gone:
+            log.warning(
+                "stopped reading the provider %.0f s after the client left; settling with what is known",
+                self._drain_timeout_s,
+                extra={"request_id": self._reservation.request_id},
+            )
+        elif not self._ended:
+            log.warning("stream reached its time limit; ending it", extra={"request_id": self._reservation.request_id})
+            error = chat_replies.stream_error(self._time_limit_text, code="stream_time_limit")
+            await self._end(send, sse.json_event(error))
+
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         try:
             async with anyio.create_task_group() as tasks:
@@ -126,11 +148,7 @@ class MeteredStream(Response):
                 with self._pump_scope:
                     await self._pump(send)
                 if self._pump_scope.cancelled_caught:
-                    log.warning(
-                        "stopped reading the provider %.0f s after the client left; settling with what is known",
-                        self._drain_timeout_s,
-                        extra={"request_id": self._reservation.request_id},
-                    )
+                    await self._stopped(send)
                 if not self._client_gone:
                     with contextlib.suppress(OSError):  # gone in the meantime: nothing left to tell it
                         await send({"type": "http.response.body", "body": b"", "more_body": False})

@@ -13,12 +13,14 @@ On top come allowances for what the provider adds or what bytes do not measure:
 - per image part IMAGE_TOKENS (IMAGE_TOKENS_LOW for `detail: "low"`) instead of the bytes of its
   URL / base64 data, which are not tokenized as text. IMAGE_TOKENS covers the largest per-image
   count in OpenAI's published vision tables (gpt-4o-mini, high detail, 2048x768: 48,169 tokens).
-  `file` parts (PDFs) are counted by their bytes plus one image allowance.
+  `file` parts (PDFs) never get here: no byte count bounds a PDF's tokens (its pages are also sent
+  as images), so chat_request refuses them.
 
 Completion tokens: the client's `max_completion_tokens` / `max_tokens` (the smaller if both) times
-`n`. A request without a limit is held for NO_LIMIT_TOKENS per choice. When the balance does not
-cover that, the limit sent upstream is lowered to the largest value the balance covers (and, if we
-invent a limit the client did not set, at most INVENTED_LIMIT_CEILING, which every chat model accepts).
+`n`. A request without a limit is held for NO_LIMIT_TOKENS per choice (env
+PAYWALLS_DEFAULT_MAX_COMPLETION_TOKENS, default 4096), and that limit is always sent upstream: a
+provider left without a limit may answer far beyond what was held (SPEC §4.1). When the balance does
+not cover the limit, the limit sent upstream is lowered to the largest value the balance covers.
 If not even one completion token is covered, the user gets the paywall reply instead.
 
 Charge: cost(reported prompt_tokens, reported completion_tokens). If the provider reports no usage,
@@ -26,12 +28,16 @@ the charge is the documented conservative estimate `estimated_usage`: the prompt
 one token per UTF-8 byte of generated text (content, refusal, reasoning, tool-call names and
 arguments), the completion part capped at the completion tokens held, so the estimate never
 exceeds the hold.
+
+Fallback models (OpenRouter's `models`): the provider may serve any listed model, so the request is
+held and charged at `covering_price` of all of them (each component the highest of any listed).
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+import os
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from decimal import ROUND_CEILING, ROUND_FLOOR, Decimal
 from typing import Any
@@ -44,8 +50,23 @@ REQUEST_TOKENS = 64
 TOOLS_TOKENS = 1024
 IMAGE_TOKENS = 50_000
 IMAGE_TOKENS_LOW = 3_000
-NO_LIMIT_TOKENS = 16_384  # gpt-4o's output ceiling; a longer answer is charged at most its hold
-INVENTED_LIMIT_CEILING = 4_096  # older chat models reject larger max_tokens values with a 400
+
+
+def _default_completion_limit() -> int:
+    raw = os.environ.get("PAYWALLS_DEFAULT_MAX_COMPLETION_TOKENS", "4096")
+    try:
+        value = int(raw)
+    except ValueError:
+        value = 0
+    if not 1 <= value <= 1_000_000:
+        # A wrong value here sizes every hold: fail at start-up rather than guess.
+        raise ValueError(f"PAYWALLS_DEFAULT_MAX_COMPLETION_TOKENS must be an integer from 1 to 1000000, not {raw!r}")
+    return value
+
+
+# The limit of a request that sets none; 4096 by default because older chat models reject larger
+# max_tokens values with a 400, and a longer answer needs a client that asks for it (and pays its hold).
+NO_LIMIT_TOKENS = _default_completion_limit()
 
 _GENERATED_TEXT_FIELDS = ("content", "refusal", "reasoning", "reasoning_content")
 
@@ -69,8 +90,6 @@ def prompt_token_bound(body: Mapping[str, Any]) -> int:
                 else:
                     images += 1
                 return {"type": "image_url"}
-            if kind == "file":
-                images += 1
             return {k: strip_media(v) for k, v in value.items()}
         if isinstance(value, list):
             return [strip_media(v) for v in value]
@@ -135,26 +154,48 @@ class Pricing:
 class HoldPlan:
     amount: int  # micro-units to reserve (0: the request is free, nothing to hold)
     tokens_per_choice: int  # completion tokens held per choice
-    send_limit: int | None  # completion limit to send upstream; None: leave the client's as it is
+    send_limit: int | None  # completion limit to send upstream; None: the client set one, keep it as it is
 
 
 def plan_hold(
-    pricing: Pricing, *, prompt_bound: int, requested_limit: int | None, n: int, available: int
+    pricing: Pricing,
+    *,
+    prompt_bound: int,
+    requested_limit: int | None,
+    n: int,
+    available: int,
+    default_limit: int = NO_LIMIT_TOKENS,
 ) -> HoldPlan | None:
-    """The hold for this request, or None when the balance cannot pay even one completion token."""
-    wanted = requested_limit if requested_limit is not None else NO_LIMIT_TOKENS
+    """The hold for this request, or None when the balance cannot pay even one completion token.
+    Limits are per choice and the hold covers all `n` choices."""
+    wanted = requested_limit if requested_limit is not None else default_limit
     worst = pricing.cost(prompt_bound, wanted * n)
     if worst <= max(available, 0):
-        return HoldPlan(worst, wanted, None)
+        # The client's own limit is sent as it is; without one, the held limit must be sent.
+        return HoldPlan(worst, wanted, wanted if requested_limit is None else None)
     covered = pricing.max_completion_tokens(prompt_bound, max(available, 0))
     if covered is None:  # free completions but the prompt alone is not covered: cannot happen here
         return None
     per_choice = covered // n if covered > 0 else 0
     if per_choice < 1:
         return None
-    if requested_limit is None:
-        per_choice = min(per_choice, INVENTED_LIMIT_CEILING)
     return HoldPlan(pricing.cost(prompt_bound, per_choice * n), per_choice, per_choice)
+
+
+def covering_price(prices: Iterable[ModelPrice]) -> ModelPrice:
+    """A price no lower than any of `prices` for every usage: each component the highest of any.
+    For a request the provider may serve with any of several models (fallbacks)."""
+    listed = list(prices)
+    return ModelPrice(
+        prompt=max(p.prompt for p in listed),
+        completion=max(p.completion for p in listed),
+        request=max(p.request for p in listed),
+    )
+
+
+def costlier(served: ModelPrice, charged: ModelPrice) -> bool:
+    """True if some usage costs more at `served` than at `charged` (a component is higher)."""
+    return served.prompt > charged.prompt or served.completion > charged.completion or served.request > charged.request
 
 
 # ---- usage ----------------------------------------------------------------------------------------

@@ -1,8 +1,9 @@
 """The upstream LLM provider (BYOK, SPEC §2): one pooled httpx client, the paywall's key from
 Secrets Manager, and provider answers sorted into what the proxy does with them:
 
-- `ProviderFailure` (connect error, timeout, 5xx, 401 after a key refetch, invalid JSON): the hold
-  is released and the client gets a 502 (504 for timeouts);
+- `ProviderFailure` (connect error, timeout, 5xx, 401 after a key refetch, invalid JSON, a
+  completion larger than MAX_COMPLETION_BYTES): the hold is released and the client gets a 502 (504
+  for timeouts);
 - `ProviderRejected` (other 4xx, e.g. 400 invalid request, 429): the provider's status and error
   pass through in OpenAI's shape.
 
@@ -31,6 +32,9 @@ log = logging.getLogger(__name__)
 
 KINDS = ("openai", "openrouter", "together", "anthropic", "openai-compatible")
 _ERROR_BODY_LIMIT = 64_000
+# A non-streamed completion is held in memory whole: bound it. Lambda's streamed responses are capped
+# at 20 MB too, and no real chat completion comes near it (a 128k-token answer is well under 1 MB).
+MAX_COMPLETION_BYTES = 20_000_000
 
 
 class ProviderFailure(Exception):
@@ -137,16 +141,15 @@ async def _send(upstream: Upstream, body: dict[str, Any], *, stream: bool) -> tu
     raise AssertionError("unreachable")
 
 
-async def _read(response: httpx.Response, limit: int | None = None) -> bytes:
+async def _read(response: httpx.Response, limit: int) -> bytes:
+    """At most `limit` bytes of the body; what lies beyond is never read into memory."""
     try:
-        if limit is None:
-            return await response.aread()
-        data = b""
+        data = bytearray()
         async for part in response.aiter_bytes():
             data += part
             if len(data) >= limit:
                 break
-        return data[:limit]
+        return bytes(data[:limit])
     except httpx.TimeoutException:
         raise ProviderFailure(504, "provider timeout while reading") from None
     except httpx.HTTPError as exc:
@@ -194,9 +197,12 @@ async def complete(upstream: Upstream, body: dict[str, Any]) -> tuple[dict[str, 
     response, key = await _send(upstream, body, stream=False)
     try:
         await _raise_for_status(response, key)
-        raw = await _read(response)
+        # One byte more than allowed tells a body at the limit from a larger one.
+        raw = await _read(response, MAX_COMPLETION_BYTES + 1)
     finally:
         await response.aclose()
+    if len(raw) > MAX_COMPLETION_BYTES:
+        raise ProviderFailure(502, f"provider answer larger than {MAX_COMPLETION_BYTES} bytes")
     try:
         payload = json.loads(raw)
     except ValueError:
