@@ -200,3 +200,214 @@ def test_admin_auth_iam_mode_requires_gateway_identity(aws_mock: None, monkeypat
         assert json.loads(unsigned["body"])["error"]["type"] == "permission_error"
     finally:
         settings.cache_clear()
+
+
+# ---- hostile input: every admin route answers 400, never 500 ------------------------------------
+
+# One valid body per admin route that takes JSON; each field in turn gets a value of the wrong type.
+# `{pid}` is a default-mode paywall, `{shared}` a shared-mode one (the routes that need that mode),
+# `{person}` a wallet owner.
+ADMIN_BODY_ROUTES: list[tuple[str, str, dict[str, object]]] = [
+    (
+        "POST",
+        "/admin/paywalls",
+        {
+            "name": "App",
+            "mode": "default",
+            "description": "d",
+            "icon_url": "https://x.example/i.png",
+            "markup_percent": "1",
+            "trial_credits": "0.5",
+            "platform_fee_percent": "1",
+        },
+    ),
+    (
+        "PATCH",
+        "/admin/paywalls/{pid}",
+        {
+            "name": "App",
+            "mode": "default",
+            "description": "d",
+            "icon_url": "https://x.example/i.png",
+            "markup_percent": "1",
+            "trial_credits": "0.5",
+            "platform_fee_percent": "1",
+        },
+    ),
+    ("POST", "/admin/paywalls/{pid}/keys", {"environment": "live"}),
+    (
+        "PUT",
+        "/admin/paywalls/{pid}/provider",
+        {"kind": "openai-compatible", "base_url": "https://llm.example/v1", "api_key": "k"},
+    ),
+    (
+        "PUT",
+        "/admin/paywalls/{pid}/pricing",
+        {"models": {"m": {"prompt": "1", "completion": "2"}}, "markup_percent": "1"},
+    ),
+    (
+        "PUT",
+        "/admin/paywalls/{pid}/templates",
+        {"topup": "Top up: {{url}}", "authorize": "{{url}}", "provider_error": "x"},
+    ),
+    ("PUT", "/admin/paywalls/{pid}/stripe", {"secret_key": "sk_test_123", "topup_amounts": ["5", "10"]}),
+    ("POST", "/admin/paywalls/{pid}/users/u1/adjustments", {"amount": "1", "environment": "live", "reason": "r"}),
+    ("POST", "/admin/paywalls/{shared}/withdrawals", {"amount": "1", "environment": "live"}),
+    ("PUT", "/admin/paywalls/{shared}/payout", {"stripe_account": "acct_123"}),
+    ("PUT", "/admin/operator/stripe", {"secret_key": "sk_test_123", "topup_amounts": ["5", "10"]}),
+    ("POST", "/admin/persons/{person}/adjustments", {"amount": "1", "reason": "r"}),
+]
+WRONG_TYPES: list[object] = [["x"], {"x": "y"}, True, 1.5, 12345, {"a": [{"b": None}]}]
+INTEGERS_ALLOWED = {"amount", "trial_credits"}  # decimal strings or whole numbers (money.parse_amount)
+# Values nested inside fields (a price object, a preset list), where the same confusion can hide.
+NESTED_WRONG: list[tuple[str, str, dict[str, object]]] = [
+    ("PUT", "/admin/paywalls/{pid}/pricing", {"models": ["m"]}),
+    ("PUT", "/admin/paywalls/{pid}/pricing", {"models": {"m": ["1", "2"]}}),
+    ("PUT", "/admin/paywalls/{pid}/pricing", {"models": {"m": {"prompt": ["1"], "completion": "2"}}}),
+    ("PUT", "/admin/paywalls/{pid}/pricing", {"models": {"m": {"prompt": {"a": 1}, "completion": "2"}}}),
+    ("PUT", "/admin/paywalls/{pid}/pricing", {"models": {"m": {"prompt": "1", "completion": "2", "request": [1]}}}),
+    ("PUT", "/admin/paywalls/{pid}/stripe", {"secret_key": "sk_test_123", "topup_amounts": [["5"]]}),
+    ("PUT", "/admin/paywalls/{pid}/stripe", {"secret_key": "sk_test_123", "topup_amounts": [{"a": "5"}]}),
+    ("PUT", "/admin/operator/stripe", {"secret_key": "sk_test_123", "topup_amounts": [True]}),
+    ("PUT", "/admin/paywalls/{pid}/templates", {"topup": ["{{url}}"]}),
+]
+
+
+def _wrong_type_cases() -> list[tuple[str, str, dict[str, object]]]:
+    cases = []
+    for method, path, valid in ADMIN_BODY_ROUTES:
+        for field in valid:
+            for wrong in WRONG_TYPES:
+                if isinstance(wrong, int) and not isinstance(wrong, bool) and field in INTEGERS_ALLOWED:
+                    continue
+                cases.append((method, path, {**valid, field: wrong}))
+    return cases + NESTED_WRONG
+
+
+@pytest.fixture
+def targets(admin: TestClient) -> dict[str, str]:
+    from paywalls import persons
+
+    return {
+        "pid": create(admin)["id"],
+        "shared": create(admin, mode="shared")["id"],
+        "person": persons.get_or_create("hostile@example.com").id,
+    }
+
+
+def test_every_admin_route_answers_wrong_json_types_with_400(admin: TestClient, targets: dict[str, str]) -> None:
+    """Lists, objects, numbers and booleans where strings (or decimal strings) belong: each is a 400
+    naming the problem, never a TypeError surfacing as a 500 (e.g. an unhashable list as `kind`)."""
+    client = TestClient(admin.app, headers=dict(admin.headers), raise_server_exceptions=False)
+    failures = []
+    for index, (method, path, body) in enumerate(_wrong_type_cases()):
+        response = client.request(
+            method, path.format(**targets), json=body, headers={"Idempotency-Key": f"wrong-type-{index}"}
+        )
+        if response.status_code != 400 or response.json()["error"]["type"] != "invalid_request_error":
+            failures.append((method, path, body, response.status_code, response.text[:200]))
+    assert not failures, "\n".join(map(repr, failures))
+
+
+def test_provider_kind_of_the_wrong_type_is_a_400(admin: TestClient) -> None:
+    pid = create(admin)["id"]
+    for kind in (["openai"], {"openai": 1}, 7, None):
+        response = admin.put(f"/admin/paywalls/{pid}/provider", json={"kind": kind, "api_key": "k"})
+        assert response.status_code == 400 and response.json()["error"]["param"] == "kind", response.text
+
+
+def test_patching_mode_with_a_non_mode_is_a_400_not_a_conflict(admin: TestClient) -> None:
+    pid = create(admin)["id"]
+    response = admin.patch(f"/admin/paywalls/{pid}", json={"mode": ["default"]})
+    assert response.status_code == 400 and response.json()["error"]["param"] == "mode"
+
+
+def _cursor(key: object) -> str:
+    import base64
+    import json
+
+    return base64.urlsafe_b64encode(json.dumps(key).encode()).decode()
+
+
+def test_users_cursor_must_be_one_this_listing_issued(admin: TestClient) -> None:
+    """A cursor is checked before it reaches DynamoDB: other key names, another paywall's partition or
+    values DynamoDB cannot take are a 400 (moto accepts what real DynamoDB rejects with a 500)."""
+    pid, other = create(admin)["id"], create(admin)["id"]
+    for user in ("ann", "bob", "cyd"):
+        admin.post(
+            f"/admin/paywalls/{pid}/users/{user}/adjustments", json={"amount": "1"}, headers={"Idempotency-Key": user}
+        )
+    first = admin.get(f"/admin/paywalls/{pid}/users", params={"limit": 2}).json()
+    assert first["has_more"] and first["next_cursor"]
+    second = admin.get(f"/admin/paywalls/{pid}/users", params={"limit": 2, "cursor": first["next_cursor"]})
+    assert [u["user"] for u in second.json()["data"]] == ["cyd"]
+
+    import base64
+    import json
+
+    issued = json.loads(base64.urlsafe_b64decode(first["next_cursor"]))
+    assert set(issued) == {"gsi1pk", "gsi1sk", "pk", "sk"}
+    for bad in (
+        _cursor({"foo": "bar"}),
+        _cursor({**issued, "extra": "x"}),
+        _cursor({k: v for k, v in issued.items() if k != "pk"}),
+        _cursor({**issued, "gsi1pk": f"USERS#{other}#live"}),  # another paywall's users
+        _cursor({**issued, "gsi1pk": f"USERS#{pid}#test"}),  # the other environment
+        _cursor({**issued, "gsi1sk": "not a user id!"}),
+        _cursor({**issued, "sk": ""}),
+        _cursor({**issued, "pk": 5}),
+        _cursor({**issued, "sk": "x" * 1025}),
+        base64.urlsafe_b64encode(b'{"gsi1pk": "\\ud800", "gsi1sk": "a", "pk": "p", "sk": "s"}').decode(),
+        _cursor(["gsi1pk"]),
+        "!!!",
+        base64.urlsafe_b64encode(b"[" * 5000).decode(),
+    ):
+        response = admin.get(f"/admin/paywalls/{pid}/users", params={"cursor": bad})
+        assert response.status_code == 400 and response.json()["error"]["param"] == "cursor", (bad, response.text)
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        b'{"name": "\\ud800"}',  # a lone surrogate escape in a value
+        b'{"\\udfff": "x", "name": "App"}',  # ... in a key
+        b'{"name": "App \xed\xa0\x80"}',  # the surrogate's raw UTF-8 bytes (json.loads accepts them)
+        b'{"name": "App", "description": ["\\ud83d"]}',  # half of an emoji's surrogate pair, nested
+    ],
+)
+def test_lone_surrogates_are_a_400_not_a_500(admin: TestClient, raw: bytes) -> None:
+    response = TestClient(admin.app, headers=dict(admin.headers), raise_server_exceptions=False).post(
+        "/admin/paywalls", content=raw, headers={"Content-Type": "application/json"}
+    )
+    assert response.status_code == 400, response.text
+    assert response.json()["error"]["code"] == "invalid_json"
+
+
+def test_a_surrogate_pair_escape_is_fine(admin: TestClient) -> None:
+    response = admin.post("/admin/paywalls", content=b'{"name": "App \\ud83d\\ude00"}')
+    assert response.status_code == 201 and response.json()["name"] == "App \U0001f600"
+
+
+@pytest.mark.parametrize(
+    "raw, message",
+    [
+        (b"[" * 5000 + b"]" * 5000, "nests more than 64"),  # json.loads would raise RecursionError
+        (b'{"a":' * 5000 + b"1" + b"}" * 5000, "nests more than 64"),
+        (b'{"name": "x", "d": ' + b"[" * 64 + b"]" * 64 + b"}", "nests more than 64"),  # 65 levels
+        (b'{"name": "App", "markup_percent": NaN}', "not valid JSON"),  # not JSON (RFC 8259)
+        (b'{"name": "App", "markup_percent": -Infinity}', "not valid JSON"),
+    ],
+)
+def test_deep_nesting_and_non_json_constants_are_a_400(admin: TestClient, raw: bytes, message: str) -> None:
+    response = TestClient(admin.app, headers=dict(admin.headers), raise_server_exceptions=False).post(
+        "/admin/paywalls", content=raw, headers={"Content-Type": "application/json"}
+    )
+    assert response.status_code == 400, response.text
+    assert response.json()["error"]["code"] == "invalid_json" and message in response.json()["error"]["message"]
+
+
+def test_nesting_up_to_the_limit_is_accepted(admin: TestClient) -> None:
+    # 64 levels: the body object and 63 arrays. It reaches validation (unknown field), not the parser.
+    raw = b'{"deep": ' + b"[" * 63 + b"]" * 63 + b"}"
+    response = admin.post("/admin/paywalls", content=raw)
+    assert response.status_code == 400 and response.json()["error"]["param"] == "deep", response.text

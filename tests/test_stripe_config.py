@@ -23,6 +23,7 @@ EVENTS = [
     "checkout.session.async_payment_succeeded",
     "checkout.session.async_payment_failed",
     "charge.refunded",
+    "refund.updated",
     "charge.dispute.closed",
 ]
 

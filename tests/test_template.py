@@ -25,6 +25,7 @@ from devserver.template import (
     table_definitions,
     ttl_attribute,
 )
+from tests.code_reach import CodeGraph
 
 ROOT = Path(__file__).resolve().parent.parent
 TEMPLATE = ROOT / "template.yaml"
@@ -58,8 +59,9 @@ EXPECTED_FUNCTIONS: dict[str, tuple[str, str, set[tuple[str, str]]]] = {
     "SweeperFunction": ("functions/sweeper/", "app.handler", set()),
 }
 STREAMING_FUNCTIONS = {"ChatFunction"}
+# Every secret grant is inside this stack's prefix, and none is the whole prefix.
 SECRET_PREFIX_ARN = (
-    "arn:${AWS::Partition}:secretsmanager:${AWS::Region}:${AWS::AccountId}:secret:paywalls/${AWS::StackName}/*"
+    "arn:${AWS::Partition}:secretsmanager:${AWS::Region}:${AWS::AccountId}:secret:paywalls/${AWS::StackName}/"
 )
 TABLE_RESOURCES = [{"Fn::GetAtt": ["PaywallsTable", "Arn"]}, {"Fn::Sub": "${PaywallsTable.Arn}/index/*"}]
 
@@ -338,7 +340,12 @@ def test_policies_reference_only_the_table_and_the_secret_prefix(template):
             if service == "dynamodb":
                 assert resources == TABLE_RESOURCES, (logical_id, resources)
             elif service == "secretsmanager":
-                assert resources == [{"Fn::Sub": SECRET_PREFIX_ARN}], (logical_id, resources)
+                for arn in resources:
+                    if arn == {"Ref": "AppSecret"}:
+                        continue
+                    pattern = arn["Fn::Sub"]
+                    assert pattern.startswith(SECRET_PREFIX_ARN), (logical_id, pattern)
+                    assert pattern != SECRET_PREFIX_ARN + "*", f"{logical_id}: every secret of the stack"
             elif service == "ses":
                 assert logical_id == "WalletFunction" and actions == ["ses:SendEmail"], logical_id
             else:
@@ -356,25 +363,18 @@ def _actions(template: dict[str, Any], logical_id: str, service: str) -> set[str
 
 
 def test_policy_actions_per_function(template):
-    read = {"dynamodb:GetItem", "dynamodb:Query"}
-    write = {"dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:ConditionCheckItem"}
+    """Fixed rules; the exact sets come from the code (test_policies_match_the_code_each_function_runs)."""
     for logical_id in EXPECTED_FUNCTIONS:
         ddb = _actions(template, logical_id, "dynamodb")
-        assert read | {"dynamodb:UpdateItem", "dynamodb:ConditionCheckItem"} <= ddb, logical_id
+        assert {"dynamodb:GetItem", "dynamodb:UpdateItem"} <= ddb, logical_id
         assert "dynamodb:Scan" not in ddb and not any("Table" in a for a in ddb), logical_id
-        if logical_id != "SweeperFunction":
-            assert write <= ddb, logical_id
+        assert "dynamodb:BatchWriteItem" not in ddb, logical_id
     assert "dynamodb:DeleteItem" not in _actions(template, "ChatFunction", "dynamodb")
-    assert _actions(template, "SweeperFunction", "dynamodb") == read | {
-        "dynamodb:UpdateItem",
-        "dynamodb:ConditionCheckItem",
-    }
     assert _actions(template, "SweeperFunction", "secretsmanager") == set()
     for logical_id in ("ChatFunction", "UserApiFunction", "StripeWebhookFunction", "WalletFunction"):
         assert _actions(template, logical_id, "secretsmanager") == {"secretsmanager:GetSecretValue"}, logical_id
     assert _actions(template, "AdminFunction", "secretsmanager") == {
         "secretsmanager:GetSecretValue",
-        "secretsmanager:DescribeSecret",
         "secretsmanager:CreateSecret",
         "secretsmanager:PutSecretValue",
     }
@@ -649,35 +649,143 @@ _DDB_CALLS = {
     r"[\"']ConditionCheck[\"']\s*:": "dynamodb:ConditionCheckItem",
 }
 _SECRET_CALLS = {
-    r"\.get_secret_value\(|get_secret\(|get_secret_json\(": "secretsmanager:GetSecretValue",
+    r"\.get_secret_value\(|_provider\(\)\.get\(": "secretsmanager:GetSecretValue",  # or Powertools' provider
     r"\.put_secret_value\(": "secretsmanager:PutSecretValue",
     r"\.create_secret\(": "secretsmanager:CreateSecret",
     r"\.describe_secret\(": "secretsmanager:DescribeSecret",
 }
 
+# The secrets the code names, by family: the pattern of the code that builds (or reads) such a name,
+# example names (under SECRET_PREFIX `paywalls/<stack>`), and whether the code reads them when they may
+# not exist yet (it relies on ResourceNotFoundException, which IAM reaches only if the bare name, without
+# the random suffix of a stored secret's ARN, is allowed too).
+SECRET_FAMILIES: dict[str, tuple[str, list[str], bool]] = {
+    "app": (r"secret_prefix\}/app[\"']", ["app"], False),
+    "provider": (
+        r"/provider[\"']|get_secret\b[^\n]*\bsecret_name\b",
+        ["paywall/pw_0123456789abcdef/provider"],
+        False,
+    ),
+    "stripe": (
+        r"/stripe/\{mode\}",
+        ["paywall/pw_0123456789abcdef/stripe/live", "paywall/operator/stripe/test"],
+        True,
+    ),
+}
+_ARN_VALUES = {"AWS::Partition": "aws", "AWS::Region": "us-east-1", "AWS::AccountId": "123456789012"}
+_STACK = "paywalls"
+_SUFFIX = "-AbC123"  # what Secrets Manager appends to a secret's name in its ARN
 
-def _actions_used(paths: list[Path], calls: dict[str, str]) -> dict[str, list[str]]:
-    used: dict[str, list[str]] = {}
-    for path in paths:
-        text = path.read_text()
-        for pattern, action in calls.items():
-            if re.search(pattern, text):
-                used.setdefault(action, []).append(path.relative_to(ROOT).as_posix())
-    return used
+
+def _secret_arn(name: str, *, stored: bool = True) -> str:
+    return f"arn:aws:secretsmanager:us-east-1:123456789012:secret:paywalls/{_STACK}/{name}{_SUFFIX if stored else ''}"
 
 
-def test_policies_cover_the_calls_the_code_makes(template):
-    """A static guard (moto does not enforce IAM): every DynamoDB / Secrets Manager call found in the
-    code is granted to the admin function (the broadest), and the money path (store + ledger) to every
-    function that moves money."""
-    code = sorted((ROOT / "shared" / "paywalls").glob("*.py")) + sorted(ROOT.glob("functions/*/*.py"))
-    for service, calls in (("dynamodb", _DDB_CALLS), ("secretsmanager", _SECRET_CALLS)):
-        used = _actions_used(code, calls)
-        missing = {a: where for a, where in used.items() if a not in _actions(template, "AdminFunction", service)}
-        assert not missing, f"AdminFunction lacks {missing}"
-    money_path = [ROOT / "shared" / "paywalls" / name for name in ("store.py", "ledger.py")]
-    money_path = [p for p in money_path if p.exists()]
-    used = _actions_used(money_path, _DDB_CALLS)
-    for logical_id in ("ChatFunction", "UserApiFunction", "StripeWebhookFunction", "WalletFunction"):
-        missing = {a: where for a, where in used.items() if a not in _actions(template, logical_id, "dynamodb")}
-        assert not missing, f"{logical_id} lacks {missing}"
+def _arn_pattern(resource: Any) -> re.Pattern[str]:
+    """A policy Resource (Fn::Sub or a Ref to the app secret) as a regex with IAM's wildcards."""
+    if resource == {"Ref": "AppSecret"}:
+        return re.compile(re.escape(_secret_arn("app")))
+    text = resource["Fn::Sub"]
+    for name, value in {**_ARN_VALUES, "AWS::StackName": _STACK}.items():
+        text = text.replace("${" + name + "}", value)
+    assert "${" not in text, text
+    return re.compile("".join(".*" if c == "*" else "." if c == "?" else re.escape(c) for c in text))
+
+
+def _allows(template: dict[str, Any], logical_id: str, action: str, arn: str) -> bool:
+    return any(
+        action in _as_list(statement["Action"])
+        and any(_arn_pattern(r).fullmatch(arn) for r in _as_list(statement["Resource"]))
+        for statement in _statements(functions(template)[logical_id])
+        if statement["Action"] and str(_as_list(statement["Action"])[0]).startswith("secretsmanager:")
+    )
+
+
+def _code_of(logical_id: str, template: dict[str, Any]) -> dict[tuple[str, str], str]:
+    code_uri = functions(template)[logical_id]["Properties"]["CodeUri"]
+    return CodeGraph().reachable_sources(ROOT / code_uri / "app.py")
+
+
+def _matching(code: dict[tuple[str, str], str], pattern: str) -> list[str]:
+    return sorted(f"{module}.{name}" for (module, name), text in code.items() if re.search(pattern, text))
+
+
+def policy_problems(template: dict[str, Any]) -> list[str]:
+    """Where a function's grants and the code it can run disagree: a DynamoDB action or a secret it
+    uses but may not, or one it may but never uses."""
+    problems = []
+    for logical_id in functions(template):
+        code = _code_of(logical_id, template)
+        used = {action for pattern, action in _DDB_CALLS.items() if _matching(code, pattern)}
+        granted = _actions(template, logical_id, "dynamodb")
+        problems += [
+            f"{logical_id} lacks {a} ({_matching(code, p)})" for p, a in _DDB_CALLS.items() if a in used - granted
+        ]
+        problems += [f"{logical_id} is granted {a} but never uses it" for a in sorted(granted - used)]
+
+        secret_actions = {action for pattern, action in _SECRET_CALLS.items() if _matching(code, pattern)}
+        granted = _actions(template, logical_id, "secretsmanager")
+        problems += [f"{logical_id} lacks {a}" for a in sorted(secret_actions - granted)]
+        problems += [f"{logical_id} is granted {a} but never uses it" for a in sorted(granted - secret_actions)]
+        for family, (pattern, names, may_be_missing) in SECRET_FAMILIES.items():
+            where = _matching(code, pattern)
+            for name in names:
+                arn = _secret_arn(name)
+                for action in sorted(secret_actions):
+                    allowed = _allows(template, logical_id, action, arn)
+                    if where and not allowed:
+                        problems.append(f"{logical_id} may not {action} {name} ({family}: {where})")
+                    if not where and allowed:
+                        problems.append(f"{logical_id} may {action} {name} but its code never names {family}")
+                bare = _secret_arn(name, stored=False)
+                if (
+                    where
+                    and may_be_missing
+                    and not _allows(template, logical_id, "secretsmanager:GetSecretValue", bare)
+                ):
+                    problems.append(f"{logical_id}: a missing {name} would be AccessDenied, not ResourceNotFound")
+    return problems
+
+
+def test_policies_match_the_code_each_function_runs(template):
+    """A static guard (moto does not enforce IAM): from each function's app.py, the code it can run
+    (tests/code_reach.py) decides exactly which DynamoDB actions and which secrets it is granted:
+    nothing it uses is missing, nothing it never uses is granted."""
+    problems = policy_problems(template)
+    assert not problems, "\n".join(problems)
+
+
+def _with_statement(template: dict[str, Any], logical_id: str, sid: str, **changes: Any) -> dict[str, Any]:
+    import copy
+
+    changed = copy.deepcopy(template)
+    [statement] = [s for s in _statements(functions(changed)[logical_id]) if s.get("Sid") == sid]
+    statement.update(changes)
+    return changed
+
+
+def test_policy_check_catches_grants_that_disagree_with_the_code(template):
+    """The check above is not vacuous: a grant of every secret of the stack, a secret pattern that
+    misses what the code reads, and DynamoDB actions granted or missing are all reported."""
+    everything = {"Fn::Sub": SECRET_PREFIX_ARN + "*"}
+    problems = policy_problems(_with_statement(template, "ChatFunction", "ReadSecrets", Resource=everything))
+    assert any(
+        p.startswith("ChatFunction may secretsmanager:GetSecretValue paywall/operator/stripe/") for p in problems
+    )
+
+    suffixed = [{"Fn::Sub": SECRET_PREFIX_ARN + "paywall/*/stripe/*-??????"}]
+    problems = policy_problems(_with_statement(template, "StripeWebhookFunction", "ReadSecrets", Resource=suffixed))
+    assert any(p.startswith("StripeWebhookFunction: a missing paywall/") for p in problems), problems
+
+    app_only = [{"Ref": "AppSecret"}]
+    problems = policy_problems(_with_statement(template, "StripeWebhookFunction", "ReadSecrets", Resource=app_only))
+    assert any(p.startswith("StripeWebhookFunction may not secretsmanager:GetSecretValue paywall/") for p in problems)
+
+    chat_actions = sorted(_actions(template, "ChatFunction", "dynamodb") | {"dynamodb:DeleteItem"})
+    problems = policy_problems(_with_statement(template, "ChatFunction", "PaywallsTable", Action=chat_actions))
+    assert "ChatFunction is granted dynamodb:DeleteItem but never uses it" in problems
+    webhook_actions = sorted(_actions(template, "StripeWebhookFunction", "dynamodb") - {"dynamodb:Query"})
+    problems = policy_problems(
+        _with_statement(template, "StripeWebhookFunction", "PaywallsTable", Action=webhook_actions)
+    )
+    assert any(p.startswith("StripeWebhookFunction lacks dynamodb:Query") for p in problems)

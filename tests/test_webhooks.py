@@ -296,6 +296,77 @@ def test_partial_refunds_debit_each_refund_once(hook: Setup) -> None:
     assert entry_types(wallet) == [("deposit", 20_000_000), ("refund", -5_000_000), ("refund", -3_000_000)]
 
 
+def test_a_pending_refund_is_debited_only_once_it_succeeds(hook: Setup) -> None:
+    """A refund listed as pending may still fail (the money never leaves): nothing is debited until
+    Stripe reports it succeeded, by `refund.updated` or a later `charge.refunded`; either way once."""
+    session = paid(hook, "lena", 2_000)
+    pi = session["payment_intent"]
+    pending = st.refund("re_pend", 800, payment_intent=pi, charge_id="ch_lena", status="pending")
+    charge = st.refunded_charge(payment_intent=pi, cents=2_000, refunds=[pending], charge_id="ch_lena")
+    assert hook.post(st.event("charge.refunded", charge)).json()["result"] == "ignored"
+    assert hook.post(st.event("refund.updated", pending)).json()["result"] == "ignored"
+    assert consistent(hook.wallet("lena")) == 20_000_000
+
+    succeeded = {**pending, "status": "succeeded"}
+    assert hook.post(st.event("refund.updated", succeeded)).json()["result"] == "debited"
+    assert hook.post(st.event("refund.updated", succeeded)).json()["result"] == "duplicate"
+    assert hook.post(st.event("charge.refund.updated", succeeded)).json()["result"] == "duplicate"
+    later = st.refunded_charge(payment_intent=pi, cents=2_000, refunds=[succeeded], charge_id="ch_lena")
+    assert hook.post(st.event("charge.refunded", later)).json()["result"] == "duplicate"
+    assert consistent(hook.wallet("lena")) == (2_000 - 800) * 10_000
+    assert entry_types(hook.wallet("lena")) == [("deposit", 20_000_000), ("refund", -8_000_000)]
+
+
+def test_a_pending_refund_that_fails_never_moves_money(hook: Setup) -> None:
+    session = paid(hook, "max", 1_000)
+    pi = session["payment_intent"]
+    pending = st.refund("re_fail", 1_000, payment_intent=pi, charge_id="ch_max", status="pending")
+    charge = st.refunded_charge(payment_intent=pi, cents=1_000, refunds=[pending], charge_id="ch_max")
+    assert hook.post(st.event("charge.refunded", charge)).json()["result"] == "ignored"
+    for status in ("requires_action", "failed", "canceled"):
+        reply = hook.post(st.event("refund.updated", {**pending, "status": status}))
+        assert reply.json() == {"received": True, "result": "ignored", "reason": f"refund is {status}"}
+    assert consistent(hook.wallet("max")) == 10_000_000
+    assert entry_types(hook.wallet("max")) == [("deposit", 10_000_000)]
+
+
+def test_a_succeeded_refund_first_reported_by_charge_refunded_is_not_debited_again(hook: Setup) -> None:
+    session = paid(hook, "nell", 1_000)
+    pi = session["payment_intent"]
+    refund = st.refund("re_nell", 400, payment_intent=pi, charge_id="ch_nell")
+    charge = st.refunded_charge(payment_intent=pi, cents=1_000, refunds=[refund], charge_id="ch_nell")
+    assert hook.post(st.event("charge.refunded", charge)).json()["result"] == "debited"
+    assert hook.post(st.event("refund.updated", refund)).json()["result"] == "duplicate"
+    assert consistent(hook.wallet("nell")) == 6_000_000
+
+
+def test_a_refund_update_before_its_payment_is_applied_when_the_payment_arrives(hook: Setup) -> None:
+    session = hook.session("otto", cents=1_500)
+    refund = st.refund("re_otto", 500, payment_intent=session["payment_intent"], charge_id="ch_otto")
+    assert hook.post(st.event("refund.updated", refund)).json()["result"] == "pending"
+    assert hook.post(st.event("checkout.session.completed", session)).json()["result"] == "credited"
+    assert consistent(hook.wallet("otto")) == 10_000_000
+
+
+@pytest.mark.parametrize(
+    "change, reason",
+    [
+        ({"object": "charge"}, "not a refund"),
+        ({"payment_intent": None}, "refund has no payment intent"),
+        ({"currency": "eur"}, "refund has no amount in the paywall's currency"),
+        ({"amount": 0}, "refund has no amount in the paywall's currency"),
+    ],
+)
+def test_refund_updates_that_cannot_be_ours_are_acknowledged_and_ignored(
+    hook: Setup, change: dict[str, Any], reason: str
+) -> None:
+    session = paid(hook, "pia", 1_000)
+    refund = {**st.refund("re_pia", 500, payment_intent=session["payment_intent"], charge_id="ch_pia"), **change}
+    reply = hook.post(st.event("refund.updated", refund))
+    assert reply.status_code == 200 and reply.json()["result"] == "ignored" and reply.json()["reason"] == reason
+    assert consistent(hook.wallet("pia")) == 10_000_000
+
+
 def test_refund_of_spent_credit_takes_the_wallet_negative(hook: Setup) -> None:
     session = paid(hook, "mia", 1_000)
     ledger.charge(hook.wallet("mia"), 8_000_000, idempotency_key="usage-1")

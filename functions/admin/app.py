@@ -1,5 +1,9 @@
 """Admin API (SPEC §7): the operator's control plane. IAM-authenticated behind API Gateway in AWS,
-bearer admin token locally."""
+bearer admin token locally.
+
+Every handler is a plain `def`: FastAPI runs it in its threadpool, so its DynamoDB, Secrets Manager and
+Stripe calls (all blocking) never hold the event loop, which locally also serves the chat streams. A
+JSON body arrives through the `web.JsonBody` dependency, read asynchronously before the handler runs."""
 
 from __future__ import annotations
 
@@ -9,7 +13,6 @@ from typing import Any
 from fastapi import Depends, FastAPI, Request
 from fastapi.responses import JSONResponse
 from mangum import Mangum
-from starlette.concurrency import run_in_threadpool
 
 from paywalls import (
     adjustments,
@@ -49,8 +52,8 @@ admin = [Depends(require_admin)]
 
 
 @app.post("/admin/paywalls", dependencies=admin, status_code=201)
-async def create_paywall(request: Request) -> dict[str, Any]:
-    return paywalls.create(await web.json_body(request)).as_api()
+def create_paywall(body: web.JsonBody) -> dict[str, Any]:
+    return paywalls.create(body).as_api()
 
 
 @app.get("/admin/paywalls/{paywall_id}", dependencies=admin)
@@ -59,13 +62,12 @@ def get_paywall(paywall_id: str) -> dict[str, Any]:
 
 
 @app.patch("/admin/paywalls/{paywall_id}", dependencies=admin)
-async def patch_paywall(paywall_id: str, request: Request) -> dict[str, Any]:
-    return paywalls.patch(paywall_id, await web.json_body(request)).as_api()
+def patch_paywall(paywall_id: str, body: web.JsonBody) -> dict[str, Any]:
+    return paywalls.patch(paywall_id, body).as_api()
 
 
 @app.post("/admin/paywalls/{paywall_id}/keys", dependencies=admin, status_code=201)
-async def issue_key(paywall_id: str, request: Request) -> dict[str, Any]:
-    body = await web.json_body(request)
+def issue_key(paywall_id: str, body: web.JsonBody) -> dict[str, Any]:
     key, raw = paywalls.issue_key(paywall_id, body.get("environment", "live"))
     return {
         "id": key.id,
@@ -100,9 +102,9 @@ def _key_view(key: paywalls.ApiKey) -> dict[str, Any]:
 
 
 @app.put("/admin/paywalls/{paywall_id}/provider", dependencies=admin)
-async def set_provider(paywall_id: str, request: Request) -> dict[str, Any]:
+def set_provider(paywall_id: str, body: web.JsonBody) -> dict[str, Any]:
     paywalls.get(paywall_id)
-    kind, base_url, api_key = paywalls.validated_provider(await web.json_body(request))
+    kind, base_url, api_key = paywalls.validated_provider(body)
     secret_name = paywalls.provider_secret_name(settings().secret_prefix, paywall_id)
     secrets_store.put_secret(secret_name, api_key)
     updated = paywalls.set_provider(paywall_id, kind, base_url, secret_name)
@@ -110,8 +112,8 @@ async def set_provider(paywall_id: str, request: Request) -> dict[str, Any]:
 
 
 @app.put("/admin/paywalls/{paywall_id}/pricing", dependencies=admin)
-async def set_pricing(paywall_id: str, request: Request) -> dict[str, Any]:
-    updated = paywalls.set_pricing(paywall_id, await web.json_body(request))
+def set_pricing(paywall_id: str, body: web.JsonBody) -> dict[str, Any]:
+    updated = paywalls.set_pricing(paywall_id, body)
     return {
         "object": "pricing",
         "markup_percent": updated.as_api()["markup_percent"],
@@ -120,18 +122,16 @@ async def set_pricing(paywall_id: str, request: Request) -> dict[str, Any]:
 
 
 @app.put("/admin/paywalls/{paywall_id}/templates", dependencies=admin)
-async def set_templates(paywall_id: str, request: Request) -> dict[str, Any]:
-    return paywalls.set_templates(paywall_id, await web.json_body(request)).as_api()["templates"]
+def set_templates(paywall_id: str, body: web.JsonBody) -> dict[str, Any]:
+    return paywalls.set_templates(paywall_id, body).as_api()["templates"]
 
 
 @app.put("/admin/paywalls/{paywall_id}/stripe", dependencies=admin)
-async def set_stripe(paywall_id: str, request: Request) -> dict[str, Any]:
+def set_stripe(paywall_id: str, request: Request, body: web.JsonBody) -> dict[str, Any]:
     """Store the paywall's Stripe key (its prefix says test or live), create the webhook endpoint and
     keep its signing secret in Secrets Manager. Answers a status without any secret."""
-    body = await web.json_body(request)
-    base = web.public_base_url(request)
     try:
-        return await run_in_threadpool(stripe_config.configure, paywall_id, body, base)
+        return stripe_config.configure(paywall_id, body, web.public_base_url(request))
     except stripe_gateway.StripeRejected as exc:
         raise web.ApiError(400, str(exc), code="stripe_rejected", param="secret_key") from None
     except stripe_gateway.StripeUnavailable as exc:
@@ -155,10 +155,9 @@ def usage(paywall_id: str, request: Request, environment: str = "live") -> dict[
 
 
 @app.post("/admin/paywalls/{paywall_id}/users/{user}/adjustments", dependencies=admin, status_code=201)
-async def adjust_balance(paywall_id: str, user: str, request: Request) -> dict[str, Any]:
+def adjust_balance(paywall_id: str, user: str, request: Request, body: web.JsonBody) -> dict[str, Any]:
     """Operator correction of a user's balance (`adjustment` entry): a signed decimal amount;
     a debit never takes the balance below zero. Idempotency-Key header required."""
-    body = await web.json_body(request)
     paywall = paywalls.get(paywall_id)
     posting = adjustments.adjust(
         paywall,
@@ -184,19 +183,15 @@ def paywall_earnings(paywall_id: str, environment: str = "live") -> dict[str, An
 
 
 @app.post("/admin/paywalls/{paywall_id}/withdrawals", dependencies=admin, status_code=201)
-async def withdraw(paywall_id: str, request: Request) -> JSONResponse:
+def withdraw(paywall_id: str, request: Request, body: web.JsonBody) -> JSONResponse:
     """Withdraw available earnings ({amount?, environment}; no amount: everything, in whole cents).
     Idempotency-Key required: a replay answers the first withdrawal (and retries its payout)."""
-    body = await web.json_body(request)
     unknown = sorted(set(body) - {"amount", "environment"})
     if unknown:
         raise paywalls.InvalidRequest(f"unknown field(s): {', '.join(unknown)}", unknown[0])
     key = web.idempotency_key(request)
-    paywall = await run_in_threadpool(paywalls.get, paywall_id)
-    withdrawal, duplicate = await run_in_threadpool(
-        lambda: withdrawals.withdraw(
-            paywall, body.get("environment", "live"), body.get("amount"), idempotency_key=key or ""
-        )
+    withdrawal, duplicate = withdrawals.withdraw(
+        paywalls.get(paywall_id), body.get("environment", "live"), body.get("amount"), idempotency_key=key or ""
     )
     headers = {"Idempotent-Replayed": "true"} if duplicate else {}
     return JSONResponse(withdrawal.as_api(), status_code=200 if duplicate else 201, headers=headers)
@@ -209,19 +204,16 @@ def list_withdrawals(paywall_id: str, environment: str = "live") -> dict[str, An
 
 
 @app.put("/admin/paywalls/{paywall_id}/payout", dependencies=admin)
-async def set_payout(paywall_id: str, request: Request) -> dict[str, Any]:
+def set_payout(paywall_id: str, body: web.JsonBody) -> dict[str, Any]:
     """Where withdrawals are paid: {stripe_account: "acct_..."} (Stripe Connect), null for manual."""
-    body = await web.json_body(request)
     return withdrawals.set_payout(paywalls.get(paywall_id), body)
 
 
 @app.put("/admin/operator/stripe", dependencies=admin)
-async def set_operator_stripe(request: Request) -> dict[str, Any]:
+def set_operator_stripe(request: Request, body: web.JsonBody) -> dict[str, Any]:
     """The operator's Stripe key: wallet top-ups (webhook created now) and payout transfers."""
-    body = await web.json_body(request)
-    base = web.public_base_url(request)
     try:
-        return await run_in_threadpool(operator_stripe.configure, body, base)
+        return operator_stripe.configure(body, web.public_base_url(request))
     except stripe_gateway.StripeRejected as exc:
         raise web.ApiError(400, str(exc), code="stripe_rejected", param="secret_key") from None
     except stripe_gateway.StripeUnavailable as exc:
@@ -250,13 +242,10 @@ def get_person(person_id: str) -> dict[str, Any]:
 
 
 @app.post("/admin/persons/{person_id}/adjustments", dependencies=admin, status_code=201)
-async def adjust_person(person_id: str, request: Request) -> dict[str, Any]:
+def adjust_person(person_id: str, request: Request, body: web.JsonBody) -> dict[str, Any]:
     """Operator correction of a person's wallet (`adjustment` entry), like the per-user one."""
-    body = await web.json_body(request)
     key = web.idempotency_key(request) or ""
-    posting = await run_in_threadpool(
-        lambda: persons.adjust(person_id, body.get("amount"), idempotency_key=key, reason=body.get("reason"))
-    )
+    posting = persons.adjust(person_id, body.get("amount"), idempotency_key=key, reason=body.get("reason"))
     return {"entry": posting.entry.as_api(), "duplicate": posting.duplicate}
 
 

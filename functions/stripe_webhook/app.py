@@ -2,7 +2,7 @@
 
 The signature is checked on the raw body exactly as Stripe sent it. API Gateway hands a body it
 considers binary to Lambda base64-encoded (`isBase64Encoded: true`); Mangum decodes it before the
-ASGI app sees it, so `await request.body()` is always the original bytes (tests run such an event
+ASGI app sees it, so the body read (web.read_body) is always the original bytes (tests run such an event
 through `handler`). Each event is tried against the paywall's test and live signing secrets; the one
 that verifies tells the mode, which must agree with the event's `livemode`.
 
@@ -40,9 +40,7 @@ def _bad_signature() -> web.ApiError:
 
 @app.post("/webhooks/stripe/{paywall_id}")
 async def stripe_webhook(paywall_id: str, request: Request) -> dict[str, Any]:
-    raw = await request.body()
-    if len(raw) > MAX_BODY:
-        raise web.ApiError(413, "body too large for a Stripe event", code="body_too_large")
+    raw = await web.read_body(request, limit=MAX_BODY, message="body too large for a Stripe event")
     signature = request.headers.get("stripe-signature")
     if not signature:
         raise web.ApiError(400, "missing Stripe-Signature header", code="invalid_signature")

@@ -90,8 +90,10 @@ def csrf_cookie(nonce: str, request: Request) -> str:
 
 
 async def read_form(request: Request) -> dict[str, str]:
-    raw = await request.body()
-    if len(raw) > MAX_FORM_BYTES:
+    """The form's fields; an oversized form reads as empty (its CSRF check then fails: a 403 page)."""
+    try:
+        raw = await web.read_body(request, limit=MAX_FORM_BYTES)
+    except web.BodyTooLarge:
         return {}
     try:
         parsed = parse_qs(raw.decode("utf-8"), max_num_fields=10)
@@ -216,8 +218,10 @@ def _client_key(request: Request) -> str:
     return str(identity.get("sourceIp") or (request.client.host if request.client else "unknown"))
 
 
-def _session(request: Request) -> sessions.Session | None:
-    return sessions.read(request.cookies.get(sessions.COOKIE_NAME))
+async def _session(request: Request) -> sessions.Session | None:
+    """The signed-in person's session. Checking its MAC reads the signing key from Secrets Manager
+    (blocking, on a cold cache), so it runs in the threadpool, never on the event loop."""
+    return await run_in_threadpool(sessions.read, request.cookies.get(sessions.COOKIE_NAME))
 
 
 def _nonce(request: Request) -> str:
@@ -351,7 +355,7 @@ async def wallet_verify_code(request: Request) -> Response:
 async def wallet_sign_out(request: Request) -> Response:
     form = await read_form(request)
     base = web.public_base_url(request)
-    session = _session(request)
+    session = await _session(request)
 
     def sign_out() -> Response:
         if session:
@@ -364,7 +368,7 @@ async def wallet_sign_out(request: Request) -> Response:
 @app.get("/wallet/home")
 async def wallet_home(request: Request) -> Response:
     base = web.public_base_url(request)
-    session = _session(request)
+    session = await _session(request)
     if session is None:
         return _sign_in_redirect(request, "/wallet/home")
     nonce = _nonce(request)
@@ -422,7 +426,7 @@ async def wallet_home(request: Request) -> Response:
 async def wallet_revoke(connection_id: str, request: Request) -> Response:
     form = await read_form(request)
     base = web.public_base_url(request)
-    session = _session(request)
+    session = await _session(request)
     if session is None:
         return _sign_in_redirect(request, "/wallet/home")
 
@@ -442,7 +446,7 @@ async def wallet_revoke(connection_id: str, request: Request) -> Response:
 async def wallet_consent(token: str, request: Request) -> Response:
     base = web.public_base_url(request)
     nonce = _nonce(request)
-    session = _session(request)
+    session = await _session(request)
 
     def build() -> Response:
         asked = shared_mode.open_authorization(token)  # a bad link fails before anything else
@@ -473,7 +477,7 @@ async def wallet_consent(token: str, request: Request) -> Response:
 async def wallet_authorize(token: str, request: Request) -> Response:
     form = await read_form(request)
     base = web.public_base_url(request)
-    session = _session(request)
+    session = await _session(request)
     if session is None:
         return _sign_in_redirect(request, f"/wallet/authorize/{token}")
 
@@ -502,7 +506,7 @@ async def wallet_authorize(token: str, request: Request) -> Response:
 @app.get("/wallet/topup")
 async def wallet_topup_page(request: Request) -> Response:
     base = web.public_base_url(request)
-    session = _session(request)
+    session = await _session(request)
     if session is None:
         return _sign_in_redirect(request, "/wallet/topup")
     nonce = _nonce(request)
@@ -536,7 +540,7 @@ async def wallet_topup_page(request: Request) -> Response:
 async def wallet_checkout(request: Request) -> Response:
     form = await read_form(request)
     base = web.public_base_url(request)
-    session = _session(request)
+    session = await _session(request)
     if session is None:
         return _sign_in_redirect(request, "/wallet/topup")
 

@@ -9,7 +9,7 @@ from collections import defaultdict
 from typing import Any
 
 from paywalls import ledger, store
-from paywalls.identity import app_wallet_id
+from paywalls.identity import USER_ID_RE, app_wallet_id
 from paywalls.money import format_micros
 from paywalls.paywall import ENVIRONMENTS, InvalidRequest
 
@@ -27,7 +27,7 @@ def users_page(paywall_id: str, environment: str, *, limit: int = 100, cursor: s
     _check_environment(environment)
     if not 1 <= limit <= 1000:
         raise InvalidRequest("limit must be between 1 and 1000", "limit")
-    start = _decode_cursor(cursor) if cursor else None
+    start = _decode_cursor(cursor, paywall_id, environment) if cursor else None
     items, last = store.query(_users_index_pk(paywall_id, environment), index="gsi1", limit=limit, start_key=start)
     users = [i["gsi1sk"] for i in items]
     wallets = ledger.get_wallets([app_wallet_id(paywall_id, environment, u) for u in users])
@@ -54,14 +54,36 @@ def _encode_cursor(key: dict[str, str]) -> str:
     return base64.urlsafe_b64encode(json.dumps(key).encode()).decode()
 
 
-def _decode_cursor(cursor: str) -> dict[str, str]:
+def _decode_cursor(cursor: str, paywall_id: str, environment: str) -> dict[str, str]:
+    """The start key of a users page, accepted only in the exact shape _encode_cursor wrote for this
+    listing: anything else would reach DynamoDB as an ExclusiveStartKey it rejects (a 500), or start a
+    listing of another paywall's partition."""
     try:
         key = json.loads(base64.urlsafe_b64decode(cursor.encode()))
-    except (binascii.Error, ValueError, UnicodeDecodeError):
+    except (binascii.Error, ValueError, UnicodeError, RecursionError):
         raise InvalidRequest("invalid cursor", "cursor") from None
-    if not isinstance(key, dict) or not all(isinstance(v, str) for v in key.values()):
+    if (
+        not isinstance(key, dict)
+        or set(key) != _CURSOR_KEYS
+        or not all(_valid_key_value(v) for v in key.values())
+        or key["gsi1pk"] != _users_index_pk(paywall_id, environment)
+        or not USER_ID_RE.match(key["gsi1sk"])
+    ):
         raise InvalidRequest("invalid cursor", "cursor")
     return key
+
+
+_CURSOR_KEYS = {"gsi1pk", "gsi1sk", "pk", "sk"}  # gsi1's keys plus the table's: what DynamoDB returns
+
+
+def _valid_key_value(value: object) -> bool:
+    """A string DynamoDB takes as a key: non-empty, valid UTF-8, within the 1024-byte sort key limit."""
+    if not isinstance(value, str) or not value:
+        return False
+    try:
+        return len(value.encode("utf-8")) <= 1024
+    except UnicodeEncodeError:  # a lone surrogate from a "\ud800" escape
+        return False
 
 
 def usage(paywall_id: str, environment: str, start: str | None, end: str | None) -> dict[str, Any]:

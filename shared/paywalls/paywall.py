@@ -261,6 +261,8 @@ def create(data: dict[str, Any]) -> Paywall:
 
 def patch(paywall_id: str, data: dict[str, Any]) -> Paywall:
     current = get(paywall_id)
+    if "mode" in data and data["mode"] not in MODES:
+        raise InvalidRequest("mode must be 'default' or 'shared'", "mode")  # bad input: 400, not a 409
     if "mode" in data and data["mode"] != current.mode:
         raise Conflict("a paywall's mode cannot be changed after creation")
     _reject_unknown(
@@ -355,7 +357,8 @@ def validated_provider(data: dict[str, Any]) -> tuple[str, str, str]:
     """(kind, base_url, api_key) from operator input."""
     _reject_unknown(data, {"kind", "base_url", "api_key"})
     kind = data.get("kind")
-    if kind not in PROVIDER_BASE_URLS:
+    # A str first: a list or an object is unhashable and the dict lookup would raise TypeError (a 500).
+    if not isinstance(kind, str) or kind not in PROVIDER_BASE_URLS:
         raise InvalidRequest(f"kind must be one of {', '.join(PROVIDER_BASE_URLS)}", "kind")
     base_url = _url(data, "base_url") or PROVIDER_BASE_URLS[kind]
     if not base_url:

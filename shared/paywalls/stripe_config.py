@@ -36,6 +36,8 @@ WEBHOOK_EVENTS = [
     "checkout.session.async_payment_succeeded",
     "checkout.session.async_payment_failed",
     "charge.refunded",
+    # A pending refund is debited only once it succeeds, which this event reports (webhooks.py).
+    "refund.updated",
     "charge.dispute.closed",
 ]
 DEFAULT_TOPUP_AMOUNTS = ["5", "10", "20"]

@@ -10,9 +10,9 @@ import os
 import secrets
 import time
 from dataclasses import dataclass
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import FastAPI, Request
+from fastapi import Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
@@ -65,12 +65,23 @@ class ApiError(Exception):
     def body(self) -> dict[str, Any]:
         return {
             "error": {
-                "message": self.message,
+                "message": encodable(self.message),
                 "type": _ERROR_TYPES.get(self.status, "api_error"),
-                "param": self.param,
+                "param": None if self.param is None else encodable(self.param),
                 "code": self.code,
             }
         }
+
+
+def encodable(text: object) -> str:
+    """`text` as a string that always encodes as UTF-8. Messages echo client input (a model name, a
+    field name); a lone surrogate in it would make the error response itself fail with a 500."""
+    value = str(text)
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        value = value.encode("utf-8", "replace").decode("utf-8")
+    return value
 
 
 def error_response(error: ApiError, request_id: str | None = None) -> JSONResponse:
@@ -194,19 +205,98 @@ def install(app: FastAPI) -> FastAPI:
     return app
 
 
-async def json_body(request: Request, *, limit: int = 1_000_000) -> dict[str, Any]:
-    raw = await request.body()
-    if len(raw) > limit:
-        raise ApiError(413, f"request body too large (limit {limit} bytes)", code="body_too_large")
+MAX_JSON_DEPTH = 64  # no request we accept nests deeper; json.loads itself would recurse ~1000 deep first
+
+
+class BodyTooLarge(ApiError):
+    """A body over its route's limit. Its own class so HTML pages can answer it their own way."""
+
+    def __init__(self, limit: int, message: str | None = None):
+        super().__init__(413, message or f"request body too large (limit {limit} bytes)", code="body_too_large")
+
+
+async def read_body(request: Request, *, limit: int, message: str | None = None) -> bytes:
+    """The raw body, never holding more than `limit` bytes in memory: a declared Content-Length over
+    the limit is refused before reading anything, and a chunked (or lying) body is cut off as soon as
+    it passes the limit. Locally one uvicorn process serves every function, so an unbounded read would
+    let one client exhaust the memory of all of them."""
+    declared = request.headers.get("content-length")
+    if declared is not None:
+        if not declared.isdigit():
+            raise ApiError(400, "invalid Content-Length header", code="invalid_request")
+        if int(declared) > limit:
+            raise BodyTooLarge(limit, message)
+    received = bytearray()
+    async for chunk in request.stream():
+        received += chunk
+        if len(received) > limit:
+            raise BodyTooLarge(limit, message)
+    body = bytes(received)
+    # Starlette's own cache: a later request.body() answers these bytes instead of "stream consumed".
+    request._body = body
+    return body
+
+
+def _reject_constant(name: str) -> Any:
+    # NaN and Infinity are not JSON (RFC 8259); accepted, they would fail later when a reply is rendered.
+    raise ValueError(f"{name} is not valid JSON")
+
+
+def _too_deep(max_depth: int) -> ApiError:
+    return ApiError(400, f"the request body nests more than {max_depth} levels of arrays/objects", code="invalid_json")
+
+
+def _check_structure(data: Any, max_depth: int) -> None:
+    """Iteratively (no recursion to exhaust): nesting within `max_depth`, and every string and key
+    encodable as UTF-8. json.loads turns escapes like "\\ud800" (or raw bytes ED A0 80) into lone
+    surrogates, which cannot be written to DynamoDB or echoed in a response: a 500 otherwise."""
+    pending: list[tuple[Any, int]] = [(data, 1)]
+    while pending:
+        value, depth = pending.pop()
+        if isinstance(value, str):
+            value.encode("utf-8")  # UnicodeEncodeError on a lone surrogate
+            continue
+        if isinstance(value, dict):
+            children = [*value.keys(), *value.values()]
+        elif isinstance(value, list):
+            children = value
+        else:
+            continue
+        if depth > max_depth:
+            raise _too_deep(max_depth)
+        pending.extend((child, depth + 1) for child in children)
+
+
+async def json_body(request: Request, *, limit: int = 1_000_000, max_depth: int = MAX_JSON_DEPTH) -> dict[str, Any]:
+    """The body as a JSON object, or a 400/413 ApiError: never an exception that would answer 500."""
+    raw = await read_body(request, limit=limit)
     if not raw:
         return {}
     try:
-        data = json.loads(raw)
+        data = json.loads(raw, parse_constant=_reject_constant)
     except (ValueError, UnicodeDecodeError):
         raise ApiError(400, "the request body is not valid JSON", code="invalid_json") from None
+    except RecursionError:  # thousands of levels: the parser's own recursion gave up first
+        raise _too_deep(max_depth) from None
+    try:
+        _check_structure(data, max_depth)
+    except UnicodeEncodeError:
+        raise ApiError(
+            400, "the request body contains an invalid Unicode escape (a lone surrogate)", code="invalid_json"
+        ) from None
     if not isinstance(data, dict):
         raise ApiError(400, "the request body must be a JSON object", code="invalid_json")
     return data
+
+
+async def json_object(request: Request) -> dict[str, Any]:
+    """json_body as a FastAPI dependency. The body is read on the event loop (it is async I/O), which
+    lets the handler itself be a plain `def`: FastAPI runs those in its threadpool, so their blocking
+    boto3 / Secrets Manager / Stripe calls never stall the loop that also serves the chat streams."""
+    return await json_body(request)
+
+
+JsonBody = Annotated[dict[str, Any], Depends(json_object)]
 
 
 def public_base_url(request: Request) -> str:

@@ -4,8 +4,11 @@ module decides what an event means for a default-mode paywall's wallets.
 - A paid Checkout Session credits its wallet once, whichever of `checkout.session.completed` (paid)
   and `checkout.session.async_payment_succeeded` arrives first, however often: the ledger key is the
   session id, kept forever.
-- Refunds (`charge.refunded`, per refund id) and lost disputes (`charge.dispute.closed`, per dispute
-  id) debit the wallet with a `refund` entry, even below zero. The wallet is found through the
+- Refunds (per refund id) and lost disputes (`charge.dispute.closed`, per dispute id) debit the
+  wallet with a `refund` entry, even below zero. Only a `succeeded` refund is debited: a `pending` one
+  may still fail (and then the money never left), so it waits for the `refund.updated` event that
+  reports its success (or a later `charge.refunded` that lists it as succeeded); whichever comes
+  first debits it, the others are duplicates of the same ledger key. The wallet is found through the
   PaymentIntent (mapping item `STRIPEPI#{pi}`/`MAP`, written when the session is credited). A refund
   that arrives before its payment is parked (`STRIPEPI#{pi}`/`PENDING#...`) and applied when the
   credit lands, so out-of-order delivery still nets right.
@@ -28,7 +31,10 @@ from paywalls.paywall import Paywall
 log = logging.getLogger(__name__)
 
 PARKED_TTL_S = 30 * 24 * 3600  # Stripe retries for 3 days; a payment that never comes is not ours
-DEBITED_REFUND_STATUSES = ("succeeded", "pending")
+# A pending refund is not debited yet: it can still fail, and a debit is never reversed here.
+DEBITED_REFUND_STATUSES = ("succeeded",)
+# A refund's own events (data.object is the refund): Stripe sends them when its status changes.
+REFUND_EVENTS = ("refund.updated", "charge.refund.updated")
 
 Result = Literal["credited", "debited", "duplicate", "ignored", "pending"]
 
@@ -86,6 +92,8 @@ def handle(paywall: Paywall, mode: str, event: dict[str, Any], *, list_refunds: 
         return Outcome("ignored", "payment failed")
     if event_type == "charge.refunded":
         return _charge_refunded(paywall, environment, obj, list_refunds, context)
+    if event_type in REFUND_EVENTS:
+        return _refund_updated(paywall, environment, obj, context)
     if event_type == "charge.dispute.closed":
         return _dispute_closed(paywall, environment, obj, context)
     return Outcome("ignored", "event type not handled")
@@ -201,25 +209,61 @@ def _charge_refunded(
         refunds = list_refunds(charge_id)
     else:
         return _ignored("the event does not list the refunds and no key can fetch them", **context)
-    debits = []
-    for refund in refunds:
-        refund_id = _id_of(refund)
-        if not refund_id or refund.get("status") not in DEBITED_REFUND_STATUSES:
-            continue
-        currency = str(refund.get("currency") or charge.get("currency") or "").lower()
-        if currency != paywall.currency:
-            _ignored("refund currency is not the paywall's currency", **context, refund=refund_id)
-            continue
-        try:
-            micros = minor_to_micros(refund.get("amount"), currency)  # type: ignore[arg-type]
-        except UnsupportedAmount:
-            continue
-        if micros > 0:
-            meta = {"source": "stripe", "refund": refund_id, "charge": charge_id, "payment_intent": payment_intent}
-            debits.append(_Debit("refund", refund_id, micros, meta))
+    debits = [
+        debit
+        for refund in refunds
+        if isinstance(refund, dict)
+        and (debit := _refund_debit(paywall, refund, charge_id, payment_intent, charge.get("currency"), context))
+    ]
     if not debits:
         return Outcome("ignored", "no completed refunds")
     return _debit_wallet(paywall.id, environment, payment_intent, debits, context)
+
+
+def _refund_updated(paywall: Paywall, environment: str, refund: dict[str, Any], context: dict[str, Any]) -> Outcome:
+    """A refund changed status. Succeeded: debit it (the same ledger key as through charge.refunded,
+    so whichever event arrives first debits and the other is a duplicate). Anything else: nothing."""
+    refund_id = _id_of(refund)
+    if not refund_id or refund.get("object") != "refund":
+        return _ignored("not a refund", **context)
+    context = {**context, "refund": refund_id}
+    if refund.get("status") not in DEBITED_REFUND_STATUSES:
+        return Outcome("ignored", f"refund is {refund.get('status')!s}"[:80])
+    payment_intent = _id_of(refund.get("payment_intent"))
+    if not payment_intent:
+        return _ignored("refund has no payment intent", **context)
+    debit = _refund_debit(paywall, refund, _id_of(refund.get("charge")), payment_intent, None, context)
+    if debit is None:
+        return Outcome("ignored", "refund has no amount in the paywall's currency")
+    return _debit_wallet(paywall.id, environment, payment_intent, [debit], context)
+
+
+def _refund_debit(
+    paywall: Paywall,
+    refund: dict[str, Any],
+    charge_id: str | None,
+    payment_intent: str,
+    charge_currency: object,
+    context: dict[str, Any],
+) -> _Debit | None:
+    """The debit of one succeeded refund, or None (not succeeded, other currency, no amount)."""
+    refund_id = _id_of(refund)
+    if not refund_id or refund.get("status") not in DEBITED_REFUND_STATUSES:
+        return None
+    currency = str(refund.get("currency") or charge_currency or "").lower()
+    if currency != paywall.currency:
+        _ignored("refund currency is not the paywall's currency", **{**context, "refund": refund_id})
+        return None
+    try:
+        micros = minor_to_micros(refund.get("amount"), currency)  # type: ignore[arg-type]
+    except UnsupportedAmount:
+        return None
+    if micros <= 0:
+        return None
+    meta = {"source": "stripe", "refund": refund_id, "payment_intent": payment_intent}
+    if charge_id:
+        meta["charge"] = charge_id
+    return _Debit("refund", refund_id, micros, meta)
 
 
 def _dispute_closed(paywall: Paywall, environment: str, dispute: dict[str, Any], context: dict[str, Any]) -> Outcome:
