@@ -15,6 +15,7 @@ import json
 import logging
 import secrets
 import time
+from collections.abc import Callable
 from typing import Any
 from urllib.parse import parse_qs
 
@@ -98,27 +99,19 @@ def _page(title: str, message: str, status: int) -> HTMLResponse:
     return HTMLResponse(pages.message_page(title, message), status_code=status, headers=pages.SECURITY_HEADERS)
 
 
-@app.post("/_dev/pay/{token}/simulate")
-async def simulate_payment(token: str, request: Request) -> Response:
+async def _simulate(
+    request: Request, prepare: Callable[[dict[str, str], str], tuple[str, bytes, str]], done_path: str, what: str
+) -> Response:
+    """Both simulated payments: `prepare(form, public_base)` checks the form and returns (webhook owner id,
+    signed event body, Stripe-Signature header); the event then goes over HTTP to that owner's webhook
+    endpoint, and a credited (or already credited) payment lands on `done_path`."""
     if not settings().local_dev:
         return _page("Not found", "This page does not exist.", 404)
     raw = await request.body()
     form = {k: v[0] for k, v in parse_qs(raw[:4096].decode("utf-8", "replace"), max_num_fields=10).items()}
     base = web.public_base_url(request)
-
-    def prepare() -> tuple[str, bytes, str]:
-        link = topup.open_link(token)
-        csrf.require(form.get("csrf"), request.cookies.get(csrf.COOKIE_NAME), token)
-        micros = topup.choose_amount(link, form.get("amount"))
-        if link.method != "simulate":
-            raise Conflict("Stripe is configured for this environment: use the real checkout")
-        secret = stripe_config.dev_webhook_secret(link.paywall.id, link.mode)
-        body = json.dumps(simulated_checkout_event(link, micros, base)).encode()
-        header = stripe.WebhookSignature.generate_signature_header(body.decode(), secret)
-        return link.paywall.id, body, header
-
     try:
-        paywall_id, body, header = await run_in_threadpool(prepare)
+        owner_id, body, header = await run_in_threadpool(prepare, form, base)
     except csrf.Rejected:
         return _page("Please reload the page", "This form expired. Reload the top-up page and try again.", 403)
     except Conflict as exc:
@@ -130,13 +123,13 @@ async def simulate_payment(token: str, request: Request) -> Response:
     except InvalidRequest as exc:
         return _page("Please try again", str(exc), 400)
     except Exception:
-        log.exception("simulated payment failed")
+        log.exception("simulated %s failed", what)
         return _page("Something went wrong", "The simulated payment could not be prepared.", 500)
 
     try:
         async with httpx.AsyncClient(timeout=15) as client:
             reply = await client.post(
-                f"{base}/webhooks/stripe/{paywall_id}",
+                f"{base}/webhooks/stripe/{owner_id}",
                 content=body,
                 headers={"Content-Type": "application/json; charset=utf-8", "Stripe-Signature": header},
             )
@@ -147,7 +140,23 @@ async def simulate_payment(token: str, request: Request) -> Response:
     if reply.status_code != 200 or result not in ("credited", "duplicate"):
         log.warning("simulated webhook not credited", extra={"status": reply.status_code, "result": result})
         return _page("Simulation failed", f"The webhook answered {reply.status_code} ({result or 'error'}).", 502)
-    return RedirectResponse(f"{base}/pay/success", status_code=303)
+    return RedirectResponse(f"{base}{done_path}", status_code=303)
+
+
+@app.post("/_dev/pay/{token}/simulate")
+async def simulate_payment(token: str, request: Request) -> Response:
+    def prepare(form: dict[str, str], base: str) -> tuple[str, bytes, str]:
+        link = topup.open_link(token)
+        csrf.require_form(form, request.cookies, token)
+        micros = topup.choose_amount(link, form.get("amount"))
+        if link.method != "simulate":
+            raise Conflict("Stripe is configured for this environment: use the real checkout")
+        secret = stripe_config.dev_webhook_secret(link.paywall.id, link.mode)
+        body = json.dumps(simulated_checkout_event(link, micros, base)).encode()
+        header = stripe.WebhookSignature.generate_signature_header(body.decode(), secret)
+        return link.paywall.id, body, header
+
+    return await _simulate(request, prepare, "/pay/success", "payment")
 
 
 # ---- shared mode: the local inbox and simulated wallet top-ups ------------------------------------
@@ -171,15 +180,10 @@ async def simulate_wallet_topup(token: str, request: Request) -> Response:
     """The wallet top-up page's "Simulate payment" (no operator Stripe key): a signed Stripe-shaped
     event through the operator's webhook endpoint, like any delivery. The token (from the page)
     names the signed-in person."""
-    if not settings().local_dev:
-        return _page("Not found", "This page does not exist.", 404)
-    raw = await request.body()
-    form = {k: v[0] for k, v in parse_qs(raw[:4096].decode("utf-8", "replace"), max_num_fields=10).items()}
-    base = web.public_base_url(request)
 
-    def prepare() -> tuple[bytes, str]:
+    def prepare(form: dict[str, str], base: str) -> tuple[str, bytes, str]:
         person = wallet_topup.open_simulation(token)
-        csrf.require(form.get("csrf"), request.cookies.get(csrf.COOKIE_NAME), f"wallet-topup:{token}")
+        csrf.require_form(form, request.cookies, f"wallet-topup:{token}")
         offer = wallet_topup.open_for(person)
         if offer.method != "simulate":
             raise Conflict("the operator's Stripe is configured: use the real checkout")
@@ -187,32 +191,7 @@ async def simulate_wallet_topup(token: str, request: Request) -> Response:
         secret = stripe_config.dev_webhook_secret(operator_stripe.OPERATOR_ID, offer.mode)
         params = wallet_topup.checkout_params(offer, micros, base)
         body = json.dumps(paid_session_event(params, offer.currency, offer.mode)).encode()
-        return body, stripe.WebhookSignature.generate_signature_header(body.decode(), secret)
+        header = stripe.WebhookSignature.generate_signature_header(body.decode(), secret)
+        return operator_stripe.OPERATOR_ID, body, header
 
-    try:
-        body, header = await run_in_threadpool(prepare)
-    except csrf.Rejected:
-        return _page("Please reload the page", "This form expired. Reload the top-up page and try again.", 403)
-    except Conflict as exc:
-        return _page("Not simulated", str(exc), 409)
-    except links.InvalidLink as exc:
-        return _page("Link not valid", str(exc), 400)
-    except InvalidRequest as exc:
-        return _page("Please try again", str(exc), 400)
-    except Exception:
-        log.exception("simulated wallet top-up failed")
-        return _page("Something went wrong", "The simulated payment could not be prepared.", 500)
-    try:
-        async with httpx.AsyncClient(timeout=15) as client:
-            reply = await client.post(
-                f"{base}/webhooks/stripe/{operator_stripe.OPERATOR_ID}",
-                content=body,
-                headers={"Content-Type": "application/json; charset=utf-8", "Stripe-Signature": header},
-            )
-    except httpx.HTTPError:
-        return _page("Simulation failed", "The local webhook endpoint did not answer.", 502)
-    is_json = reply.headers.get("content-type", "").startswith("application/json")
-    result = reply.json().get("result") if is_json else None
-    if reply.status_code != 200 or result not in ("credited", "duplicate"):
-        return _page("Simulation failed", f"The webhook answered {reply.status_code} ({result or 'error'}).", 502)
-    return RedirectResponse(f"{base}/wallet/topup/success", status_code=303)
+    return await _simulate(request, prepare, "/wallet/topup/success", "wallet top-up")

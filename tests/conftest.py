@@ -131,6 +131,21 @@ class LocalStack:
         return self.log_path.read_text(errors="replace")
 
 
+# ---- the user API of a running stack, as an app calls it ------------------------------------------
+
+
+def api(stack: LocalStack, key: str) -> httpx.Client:
+    return httpx.Client(base_url=f"{stack.url}/v1", headers={"Authorization": f"Bearer {key}"}, timeout=30)
+
+
+def balance(client: httpx.Client, user: str) -> int:
+    return int(client.get("/user/balance", params={"user": user}).json()["balance"])
+
+
+def entries(client: httpx.Client, user: str) -> list[dict[str, Any]]:
+    return client.get("/user/ledger", params={"user": user, "limit": 100}).json()["data"]
+
+
 @contextlib.contextmanager
 def run_local_stack(extra_env: dict[str, str] | None = None) -> Iterator[LocalStack]:
     port = free_port()

@@ -17,7 +17,7 @@ import httpx
 import pytest
 
 from tests import stripe_stub as st
-from tests.conftest import LocalStack, run_local_stack
+from tests.conftest import LocalStack, api, balance, entries, run_local_stack
 
 
 @pytest.fixture(scope="module")
@@ -48,18 +48,6 @@ def configure(stack: LocalStack, stub: st.StripeStub, pid: str, key: str = "sk_t
     assert "whsec_" not in reply.text and key not in reply.text
     mode = "test" if "_test_" in key else "live"
     return stub.webhook_secret(reply.json()[mode]["webhook_endpoint_id"])
-
-
-def api(stack: LocalStack, key: str) -> httpx.Client:
-    return httpx.Client(base_url=f"{stack.url}/v1", headers={"Authorization": f"Bearer {key}"}, timeout=30)
-
-
-def balance(client: httpx.Client, user: str) -> int:
-    return int(client.get("/user/balance", params={"user": user}).json()["balance"])
-
-
-def entries(client: httpx.Client, user: str) -> list[dict[str, Any]]:
-    return client.get("/user/ledger", params={"user": user, "limit": 100}).json()["data"]
 
 
 def deliver(stack: LocalStack, pid: str, ev: dict[str, Any], secret: str) -> httpx.Response:

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import re
-from html import unescape
 from pathlib import Path
 from typing import Any
 
@@ -17,31 +16,10 @@ import openai
 import pytest
 
 from tests import stripe_stub as st
-from tests.conftest import LocalStack
+from tests.conftest import LocalStack, api, balance, entries
+from tests.shared_support import forms
 
 ROOT = Path(__file__).resolve().parent.parent
-
-
-def forms(html: str) -> list[dict[str, str]]:
-    found = []
-    for form in re.findall(r"<form .*?</form>", html, re.S):
-        fields = {"action": unescape(re.search(r'action="([^"]+)"', form).group(1))}  # type: ignore[union-attr]
-        for name, value in re.findall(r'name="([^"]+)" value="([^"]*)"', form):
-            fields[name] = unescape(value)
-        found.append(fields)
-    return found
-
-
-def api(stack: LocalStack, key: str) -> httpx.Client:
-    return httpx.Client(base_url=f"{stack.url}/v1", headers={"Authorization": f"Bearer {key}"}, timeout=30)
-
-
-def balance(client: httpx.Client, user: str) -> int:
-    return int(client.get("/user/balance", params={"user": user}).json()["balance"])
-
-
-def entries(client: httpx.Client, user: str) -> list[dict[str, Any]]:
-    return client.get("/user/ledger", params={"user": user, "limit": 100}).json()["data"]
 
 
 def simulate(browser: httpx.Client, topup_url: str, amount: str) -> httpx.Response:

@@ -5,11 +5,9 @@ parameters, and nothing created when anything is off."""
 from __future__ import annotations
 
 import json
-import re
 import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
-from html import unescape
 
 import pytest
 from fastapi.testclient import TestClient
@@ -21,6 +19,7 @@ from paywalls.config import settings
 from paywalls.stripe_config import StripeSecrets
 from tests import stripe_stub as st
 from tests.apigw import apigw_event
+from tests.shared_support import forms
 
 BASE = "http://testserver"
 
@@ -54,16 +53,6 @@ def configure(paywall_id: str, mode: str, key: str, amounts: list[str] | None = 
     if amounts:
         status["topup_amounts"] = amounts
     paywalls.set_stripe(paywall_id, status)
-
-
-def forms(html: str) -> list[dict[str, str]]:
-    found = []
-    for form in re.findall(r"<form .*?</form>", html, re.S):
-        fields = {"action": unescape(re.search(r'action="([^"]+)"', form).group(1))}  # type: ignore[union-attr]
-        for name, value in re.findall(r'name="([^"]+)" value="([^"]*)"', form):
-            fields[name] = unescape(value)
-        found.append(fields)
-    return found
 
 
 def test_page_offers_the_presets_with_a_csrf_cookie_and_safe_headers(page: Page) -> None:

@@ -144,7 +144,7 @@ async def cancel(request: Request) -> HTMLResponse:
 @app.get("/pay/{token}")
 async def topup_page(token: str, request: Request) -> Response:
     base = web.public_base_url(request)
-    nonce = csrf.usable_nonce(request.cookies.get(csrf.COOKIE_NAME)) or csrf.new_nonce()
+    nonce = csrf.page_nonce(request.cookies)
 
     def build() -> str:
         link = topup.open_link(token)
@@ -178,7 +178,7 @@ async def checkout(token: str, request: Request) -> Response:
 
     def start() -> str:
         link = topup.open_link(token)
-        csrf.require(form.get("csrf"), request.cookies.get(csrf.COOKIE_NAME), token)
+        csrf.require_form(form, request.cookies, token)
         return topup.start_checkout(link, form.get("amount"), base)
 
     try:
@@ -222,10 +222,6 @@ async def _session(request: Request) -> sessions.Session | None:
     """The signed-in person's session. Checking its MAC reads the signing key from Secrets Manager
     (blocking, on a cold cache), so it runs in the threadpool, never on the event loop."""
     return await run_in_threadpool(sessions.read, request.cookies.get(sessions.COOKIE_NAME))
-
-
-def _nonce(request: Request) -> str:
-    return csrf.usable_nonce(request.cookies.get(csrf.COOKIE_NAME)) or csrf.new_nonce()
 
 
 def _wallet_html(body: str, request: Request, nonce: str, status: int = 200) -> Response:
@@ -273,10 +269,44 @@ async def _guarded_page(request: Request, work: Callable[[], Response]) -> Respo
         return wallet_error(exc)
 
 
+async def _person_page(request: Request, path: str, render: Callable[[persons.Person, str], str]) -> Response:
+    """A page of the signed-in person (`path` is where signing in returns to); `render` gets the person
+    and the CSRF nonce its forms are bound to."""
+    session = await _session(request)
+    if session is None:
+        return _sign_in_redirect(request, path)
+    nonce = csrf.page_nonce(request.cookies)
+
+    def build() -> Response:
+        person = persons.get(session.person_id)
+        if person is None:
+            return _sign_in_redirect(request, path)
+        return _wallet_html(render(person, nonce), request, nonce)
+
+    return await _guarded_page(request, build)
+
+
+async def _person_action(
+    request: Request, path: str, act: Callable[[sessions.Session, dict[str, str]], Response]
+) -> Response:
+    """A form the signed-in person posts from their wallet (CSRF-bound to them); `act` gets the session
+    and the form once the token checked out."""
+    form = await read_form(request)
+    session = await _session(request)
+    if session is None:
+        return _sign_in_redirect(request, path)
+
+    def run() -> Response:
+        csrf.require_form(form, request.cookies, f"wallet:{session.person_id}")
+        return act(session, form)
+
+    return await _guarded_page(request, run)
+
+
 @app.get("/wallet/signin")
 async def wallet_sign_in(request: Request) -> Response:
     base = web.public_base_url(request)
-    nonce = _nonce(request)
+    nonce = csrf.page_nonce(request.cookies)
     next_path = _next_path(request.query_params.get("next"))
 
     def build() -> Response:
@@ -292,11 +322,11 @@ async def wallet_sign_in(request: Request) -> Response:
 async def wallet_send_code(request: Request) -> Response:
     form = await read_form(request)
     base = web.public_base_url(request)
-    nonce = _nonce(request)
+    nonce = csrf.page_nonce(request.cookies)
     next_path = _next_path(form.get("next"))
 
     def send() -> Response:
-        csrf.require(form.get("csrf"), request.cookies.get(csrf.COOKIE_NAME), "wallet:signin")
+        csrf.require_form(form, request.cookies, "wallet:signin")
         try:
             challenge = otp.start(form.get("email") or "", _client_key(request))
         except persons.InvalidEmail as exc:
@@ -325,12 +355,12 @@ async def wallet_send_code(request: Request) -> Response:
 async def wallet_verify_code(request: Request) -> Response:
     form = await read_form(request)
     base = web.public_base_url(request)
-    nonce = _nonce(request)
+    nonce = csrf.page_nonce(request.cookies)
     next_path = _next_path(form.get("next"))
     challenge = form.get("challenge") or ""
 
     def verify() -> Response:
-        csrf.require(form.get("csrf"), request.cookies.get(csrf.COOKIE_NAME), f"wallet:verify:{challenge}")
+        csrf.require_form(form, request.cookies, f"wallet:verify:{challenge}")
         try:
             email = otp.verify(challenge, form.get("code") or "", _client_key(request))
         except otp.CodeRejected as exc:
@@ -359,7 +389,7 @@ async def wallet_sign_out(request: Request) -> Response:
 
     def sign_out() -> Response:
         if session:
-            csrf.require(form.get("csrf"), request.cookies.get(csrf.COOKIE_NAME), f"wallet:{session.person_id}")
+            csrf.require_form(form, request.cookies, f"wallet:{session.person_id}")
         return _redirect(f"{base}/wallet/signin", [sessions.clear_cookie(secure=sessions.secure_cookies(base))])
 
     return await _guarded_page(request, sign_out)
@@ -368,15 +398,8 @@ async def wallet_sign_out(request: Request) -> Response:
 @app.get("/wallet/home")
 async def wallet_home(request: Request) -> Response:
     base = web.public_base_url(request)
-    session = await _session(request)
-    if session is None:
-        return _sign_in_redirect(request, "/wallet/home")
-    nonce = _nonce(request)
 
-    def build() -> Response:
-        person = persons.get(session.person_id)
-        if person is None:
-            return _sign_in_redirect(request, "/wallet/home")
+    def render(person: persons.Person, nonce: str) -> str:
         names: dict[str, str] = {}
 
         def app_name(paywall_id: str | None) -> str:
@@ -417,21 +440,16 @@ async def wallet_home(request: Request) -> Response:
                 for e in entries
             ],
         )
-        return _wallet_html(wallet_pages.wallet_page(view), request, nonce)
+        return wallet_pages.wallet_page(view)
 
-    return await _guarded_page(request, build)
+    return await _person_page(request, "/wallet/home", render)
 
 
 @app.post("/wallet/connections/{connection_id}/revoke")
 async def wallet_revoke(connection_id: str, request: Request) -> Response:
-    form = await read_form(request)
     base = web.public_base_url(request)
-    session = await _session(request)
-    if session is None:
-        return _sign_in_redirect(request, "/wallet/home")
 
-    def revoke() -> Response:
-        csrf.require(form.get("csrf"), request.cookies.get(csrf.COOKIE_NAME), f"wallet:{session.person_id}")
+    def revoke(session: sessions.Session, form: dict[str, str]) -> Response:
         # Ownership is the lookup itself: only this person's connections are found.
         connection = connections.get_for_person(session.person_id, connection_id)
         if connection.active:
@@ -439,13 +457,13 @@ async def wallet_revoke(connection_id: str, request: Request) -> Response:
             log.info("connection revoked by its owner", extra={"connection_id": connection.id})
         return _redirect(f"{base}/wallet/home")
 
-    return await _guarded_page(request, revoke)
+    return await _person_action(request, "/wallet/home", revoke)
 
 
 @app.get("/wallet/authorize/{token}")
 async def wallet_consent(token: str, request: Request) -> Response:
     base = web.public_base_url(request)
-    nonce = _nonce(request)
+    nonce = csrf.page_nonce(request.cookies)
     session = await _session(request)
 
     def build() -> Response:
@@ -484,7 +502,7 @@ async def wallet_authorize(token: str, request: Request) -> Response:
     def decide() -> Response:
         asked = shared_mode.open_authorization(token)  # expired since the page was shown: refused
         bound = f"authorize:{session.person_id}:{token}"
-        csrf.require(form.get("csrf"), request.cookies.get(csrf.COOKIE_NAME), bound)
+        csrf.require_form(form, request.cookies, bound)
         if persons.get(session.person_id) is None:
             return _sign_in_redirect(request, f"/wallet/authorize/{token}")
         if form.get("decision") != "approve":
@@ -506,15 +524,8 @@ async def wallet_authorize(token: str, request: Request) -> Response:
 @app.get("/wallet/topup")
 async def wallet_topup_page(request: Request) -> Response:
     base = web.public_base_url(request)
-    session = await _session(request)
-    if session is None:
-        return _sign_in_redirect(request, "/wallet/topup")
-    nonce = _nonce(request)
 
-    def build() -> Response:
-        person = persons.get(session.person_id)
-        if person is None:
-            return _sign_in_redirect(request, "/wallet/topup")
+    def render(person: persons.Person, nonce: str) -> str:
         offer = wallet_topup.open_for(person)
         if offer.method == "simulate":
             token = wallet_topup.simulation_token(person)
@@ -531,28 +542,23 @@ async def wallet_topup_page(request: Request) -> Response:
             csrf_token=csrf.form_token(nonce, bound),
             back_url=f"{base}/wallet/home",
         )
-        return _wallet_html(wallet_pages.topup_page(view), request, nonce)
+        return wallet_pages.topup_page(view)
 
-    return await _guarded_page(request, build)
+    return await _person_page(request, "/wallet/topup", render)
 
 
 @app.post("/wallet/topup")
 async def wallet_checkout(request: Request) -> Response:
-    form = await read_form(request)
     base = web.public_base_url(request)
-    session = await _session(request)
-    if session is None:
-        return _sign_in_redirect(request, "/wallet/topup")
 
-    def start() -> Response:
-        csrf.require(form.get("csrf"), request.cookies.get(csrf.COOKIE_NAME), f"wallet:{session.person_id}")
+    def start(session: sessions.Session, form: dict[str, str]) -> Response:
         person = persons.get(session.person_id)
         if person is None:
             return _sign_in_redirect(request, "/wallet/topup")
         url = wallet_topup.start_checkout(wallet_topup.open_for(person), form.get("amount"), base)
         return _redirect(url)
 
-    return await _guarded_page(request, start)
+    return await _person_action(request, "/wallet/topup", start)
 
 
 @app.get("/wallet/topup/success")

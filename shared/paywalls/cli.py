@@ -105,6 +105,20 @@ PAYWALL_FIELDS = {
 }
 
 
+def _stripe_body(args: argparse.Namespace) -> dict[str, Any]:
+    """PUT body of a Stripe key, a paywall's or the operator's: the key and, when given, the presets."""
+    body: dict[str, Any] = {"secret_key": _secret(args, "PAYWALLS_STRIPE_SECRET_KEY", "Stripe secret key")}
+    if args.topup_amounts:
+        body["topup_amounts"] = [a.strip() for a in args.topup_amounts.split(",") if a.strip()]
+    return body
+
+
+def _idempotency(args: argparse.Namespace) -> dict[str, str]:
+    """Money-moving commands: a retry with the same --idempotency-key never applies twice; without one,
+    every run is a new operation."""
+    return {"Idempotency-Key": args.idempotency_key or f"cli-{uuid.uuid4()}"}
+
+
 def _parse_model(spec: str) -> tuple[str, dict[str, str]]:
     """ "gpt-4o-mini=0.15,0.60[,0.001]" -> ("gpt-4o-mini", {prompt, completion, request?})."""
     model, sep, prices = spec.rpartition("=")
@@ -162,10 +176,7 @@ def run(args: argparse.Namespace, client: AdminClient) -> Any:
             }
             return client.request("PUT", f"{p}/templates", body)
         case "stripe":
-            body = {"secret_key": _secret(args, "PAYWALLS_STRIPE_SECRET_KEY", "Stripe secret key")}
-            if args.topup_amounts:
-                body["topup_amounts"] = [a.strip() for a in args.topup_amounts.split(",") if a.strip()]
-            return client.request("PUT", f"{p}/stripe", body)
+            return client.request("PUT", f"{p}/stripe", _stripe_body(args))
         case "users":
             return client.request(
                 "GET", f"{p}/users?{httpx.QueryParams(environment=args.environment, limit=args.limit)}"
@@ -179,8 +190,7 @@ def run(args: argparse.Namespace, client: AdminClient) -> Any:
             body = {"amount": args.amount, "environment": args.environment}
             if args.reason:
                 body["reason"] = args.reason
-            key = args.idempotency_key or f"cli-{uuid.uuid4()}"
-            return client.request("POST", f"{p}/users/{args.user}/adjustments", body, {"Idempotency-Key": key})
+            return client.request("POST", f"{p}/users/{args.user}/adjustments", body, _idempotency(args))
         case "earnings":
             return client.request("GET", f"{p}/earnings?{httpx.QueryParams(environment=args.environment)}")
         case "withdraw":
@@ -188,26 +198,21 @@ def run(args: argparse.Namespace, client: AdminClient) -> Any:
             if args.amount:
                 body["amount"] = args.amount
             # Retrying with the same --idempotency-key never withdraws twice (and retries the payout).
-            key = args.idempotency_key or f"cli-{uuid.uuid4()}"
-            return client.request("POST", f"{p}/withdrawals", body, {"Idempotency-Key": key})
+            return client.request("POST", f"{p}/withdrawals", body, _idempotency(args))
         case "withdrawals":
             return client.request("GET", f"{p}/withdrawals?{httpx.QueryParams(environment=args.environment)}")
         case "payout":
             account = None if args.manual else args.stripe_account
             return client.request("PUT", f"{p}/payout", {"stripe_account": account})
         case "operator-stripe":
-            body = {"secret_key": _secret(args, "PAYWALLS_STRIPE_SECRET_KEY", "Stripe secret key")}
-            if args.topup_amounts:
-                body["topup_amounts"] = [a.strip() for a in args.topup_amounts.split(",") if a.strip()]
-            return client.request("PUT", "/operator/stripe", body)
+            return client.request("PUT", "/operator/stripe", _stripe_body(args))
         case "person":
             return client.request("GET", f"/persons?{httpx.QueryParams(email=args.email)}")
         case "person-adjust":
             body = {"amount": args.amount}
             if args.reason:
                 body["reason"] = args.reason
-            key = args.idempotency_key or f"cli-{uuid.uuid4()}"
-            return client.request("POST", f"/persons/{args.person_id}/adjustments", body, {"Idempotency-Key": key})
+            return client.request("POST", f"/persons/{args.person_id}/adjustments", body, _idempotency(args))
     raise CliError(f"unknown command {args.command}")
 
 

@@ -12,6 +12,7 @@ import hashlib
 import hmac
 import re
 import secrets
+from collections.abc import Mapping
 
 from paywalls import secrets_store
 from paywalls.config import settings
@@ -60,3 +61,14 @@ def check(form_value: str | None, cookie_nonce: str | None, bound_to: str) -> bo
 def require(form_value: str | None, cookie_nonce: str | None, bound_to: str) -> None:
     if not check(form_value, cookie_nonce, bound_to):
         raise Rejected("CSRF token missing or invalid")
+
+
+def page_nonce(cookies: Mapping[str, str]) -> str:
+    """The nonce a page's form tokens are bound to: the browser's own when usable, so tokens of pages
+    open in other tabs stay valid, else a fresh one (the page then sets it as the cookie)."""
+    return usable_nonce(cookies.get(COOKIE_NAME)) or new_nonce()
+
+
+def require_form(form: Mapping[str, str], cookies: Mapping[str, str], bound_to: str) -> None:
+    """Double submit: the posted form's `csrf` field must match the browser's nonce cookie and `bound_to`."""
+    require(form.get("csrf"), cookies.get(COOKIE_NAME), bound_to)

@@ -15,12 +15,10 @@ Which key does what:
 from __future__ import annotations
 
 import logging
-from datetime import UTC, datetime
 from typing import Any
 
-from paywalls import store, stripe_config, stripe_gateway
+from paywalls import store, stripe_config
 from paywalls.money import parse_amount
-from paywalls.paywall import InvalidRequest
 from paywalls.stripe_config import StripeSecrets
 
 log = logging.getLogger(__name__)
@@ -76,38 +74,17 @@ def public_status(current: dict[str, Any] | None = None) -> dict[str, Any]:
 def configure(data: dict[str, Any], public_base: str) -> dict[str, Any]:
     """Store the key, create the webhook endpoint for wallet top-ups (its signing secret is returned
     only now) and record a non-secret status."""
-    unknown = sorted(set(data) - {"secret_key", "topup_amounts"})
-    if unknown:
-        raise InvalidRequest(f"unknown field(s): {', '.join(unknown)}", unknown[0])
-    secret_key = data.get("secret_key")
-    if not isinstance(secret_key, str) or not secret_key.strip() or len(secret_key) > 512:
-        raise InvalidRequest("secret_key is required", "secret_key")
-    secret_key = secret_key.strip()
-    if not secret_key.isascii() or any(c.isspace() for c in secret_key):
-        raise InvalidRequest("secret_key must not contain spaces", "secret_key")
-    mode = stripe_config.key_mode(secret_key)
+    stripe_config.reject_unknown_fields(data)
+    secret_key, mode = stripe_config.parse_secret_key(data)
     current = status()
     current.pop("pk", None)
     current.pop("sk", None)
     if "topup_amounts" in data:
         current["topup_amounts"] = stripe_config.parse_topup_amounts(data["topup_amounts"], CURRENCY)
 
-    url = webhook_url(public_base)
-    previous = stripe_config.load_secrets(OPERATOR_ID, mode, force_fetch=True)
-    endpoint = stripe_gateway.create_webhook_endpoint(
-        secret_key, url, WEBHOOK_EVENTS, description="Paywalls wallet top-ups"
+    current[mode] = stripe_config.replace_webhook_endpoint(
+        OPERATOR_ID, mode, secret_key, webhook_url(public_base), WEBHOOK_EVENTS, "Paywalls wallet top-ups"
     )
-    stripe_config.save_secrets(OPERATOR_ID, mode, StripeSecrets(secret_key, endpoint.secret, endpoint.id))
-    if previous and previous.secret_key and previous.webhook_endpoint_id not in (None, endpoint.id):
-        stripe_gateway.delete_webhook_endpoint(previous.secret_key, previous.webhook_endpoint_id or "")
-    current[mode] = {
-        "configured": True,
-        "key_type": "restricted" if secret_key.startswith("rk_") else "secret",
-        "webhook_endpoint_id": endpoint.id,
-        "webhook_url": url,
-        "enabled_events": list(WEBHOOK_EVENTS),
-        "configured_at": datetime.now(UTC).isoformat(timespec="seconds").replace("+00:00", "Z"),
-    }
     store.put({"pk": "OPERATOR", "sk": "STRIPE", **current})
-    log.info("operator stripe configured", extra={"mode": mode, "endpoint": endpoint.id})
+    log.info("operator stripe configured", extra={"mode": mode, "endpoint": current[mode]["webhook_endpoint_id"]})
     return {**public_status(current), "mode": mode}

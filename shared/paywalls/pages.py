@@ -98,27 +98,30 @@ def topup_page(view: TopupView) -> str:
     if view.method == "unavailable":
         body += "<p>Card payments are not set up for this app yet. Please contact the app's support.</p>"
         return layout(f"Top up {view.app_name}", body)
-    buttons = ""
-    for micros in view.amounts:
-        label = display_amount(micros, view.currency)
-        verb = "Simulate payment of" if view.method == "simulate" else "Add"
-        buttons += (
-            f'<form method="post" action="{escape(view.action_url)}">'
-            f'<input type="hidden" name="csrf" value="{escape(view.csrf_token)}">'
-            f'<input type="hidden" name="amount" value="{escape(_plain(micros))}">'
-            f"<button type=submit>{escape(verb)} {escape(label)}</button></form>"
-        )
-    if view.method == "simulate":
-        body += (
-            '<div class="dev"><p><strong>Local development.</strong> No Stripe key is configured, so payments '
-            "are simulated: the button sends a signed Stripe-shaped webhook to this stack.</p>"
-            f'<div class="amounts">{buttons}</div></div>'
-        )
-    else:
-        body += f'<div class="amounts">{buttons}</div><p class="muted">Secure payment by Stripe.</p>'
+    body += payment_forms(view.amounts, view.currency, view.method, view.action_url, view.csrf_token, "Stripe key")
     return layout(f"Top up {view.app_name}", body)
 
 
-def _plain(micros: int) -> str:
+def payment_forms(amounts: list[int], currency: str, method: str, action_url: str, csrf_token: str, key: str) -> str:
+    """One form a preset (both top-up pages); `method` "simulate" says so (`key`: whose Stripe key is missing)."""
+    verb = "Simulate payment of" if method == "simulate" else "Add"
+    buttons = "".join(
+        f'<form method="post" action="{escape(action_url)}">'
+        f'<input type="hidden" name="csrf" value="{escape(csrf_token)}">'
+        f'<input type="hidden" name="amount" value="{escape(plain_amount(micros))}">'
+        f"<button type=submit>{escape(verb)} {escape(display_amount(micros, currency))}</button></form>"
+        for micros in amounts
+    )
+    if method == "simulate":
+        return (
+            f'<div class="dev"><p><strong>Local development.</strong> No {key} is configured, so payments '
+            "are simulated: the button sends a signed Stripe-shaped webhook to this stack.</p>"
+            f'<div class="amounts">{buttons}</div></div>'
+        )
+    return f'<div class="amounts">{buttons}</div><p class="muted">Secure payment by Stripe.</p>'
+
+
+def plain_amount(micros: int) -> str:
+    """An amount as a form value: "12.5", not "12.500000"."""
     whole, frac = divmod(micros, MICROS_PER_UNIT)
     return f"{whole}.{frac:06d}".rstrip("0").rstrip(".")

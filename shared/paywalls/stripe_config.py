@@ -170,34 +170,32 @@ def webhook_url(public_base: str, paywall_id: str) -> str:
     return f"{public_base.rstrip('/')}/webhooks/stripe/{paywall_id}"
 
 
-def configure(paywall_id: str, data: dict[str, Any], public_base: str) -> dict[str, Any]:
-    """Store the key, create the webhook endpoint (its signing secret is returned only now) and
-    record a non-secret status on the paywall. Returns that status."""
-    paywall = paywalls.get(paywall_id)
+def reject_unknown_fields(data: dict[str, Any]) -> None:
+    """PUT bodies of a Stripe configuration (a paywall's or the operator's) take these fields only."""
     unknown = sorted(set(data) - {"secret_key", "topup_amounts"})
     if unknown:
         raise InvalidRequest(f"unknown field(s): {', '.join(unknown)}", unknown[0])
-    if paywall.mode != "default":
-        raise Conflict("a paywall's own Stripe account is for default-mode paywalls (shared mode uses the operator's)")
+
+
+def parse_secret_key(data: dict[str, Any]) -> tuple[str, str]:
+    """The body's Stripe key, trimmed, and the mode it belongs to (from its prefix)."""
     secret_key = data.get("secret_key")
     if not isinstance(secret_key, str) or not secret_key.strip() or len(secret_key) > 512:
         raise InvalidRequest("secret_key is required", "secret_key")
     secret_key = secret_key.strip()
     if not secret_key.isascii() or any(c.isspace() for c in secret_key):
         raise InvalidRequest("secret_key must not contain spaces", "secret_key")
-    mode = key_mode(secret_key)
-    current = dict(paywall.stripe or {})
-    if "topup_amounts" in data:
-        amounts = parse_topup_amounts(data["topup_amounts"], paywall.currency)
-    else:
-        amounts = current.get("topup_amounts") or list(DEFAULT_TOPUP_AMOUNTS)
+    return secret_key, key_mode(secret_key)
 
-    url = webhook_url(public_base, paywall_id)
-    previous = load_secrets(paywall_id, mode, force_fetch=True)
-    endpoint = stripe_gateway.create_webhook_endpoint(
-        secret_key, url, WEBHOOK_EVENTS, description=f"Paywalls top-ups for {paywall.name}"[:500]
-    )
-    save_secrets(paywall_id, mode, StripeSecrets(secret_key, endpoint.secret, endpoint.id))
+
+def replace_webhook_endpoint(
+    owner_id: str, mode: str, secret_key: str, url: str, events: list[str], description: str
+) -> dict[str, Any]:
+    """Create the webhook endpoint for `secret_key`, store its signing secret with the key (the only
+    time Stripe reveals it), drop the endpoint it replaces, and return the non-secret status of `mode`."""
+    previous = load_secrets(owner_id, mode, force_fetch=True)
+    endpoint = stripe_gateway.create_webhook_endpoint(secret_key, url, events, description=description)
+    save_secrets(owner_id, mode, StripeSecrets(secret_key, endpoint.secret, endpoint.id))
     if (
         previous
         and previous.secret_key
@@ -206,18 +204,37 @@ def configure(paywall_id: str, data: dict[str, Any], public_base: str) -> dict[s
     ):
         # Events still queued for the replaced endpoint would fail verification forever.
         stripe_gateway.delete_webhook_endpoint(previous.secret_key, previous.webhook_endpoint_id)
-
-    current[mode] = {
+    return {
         "configured": True,
         "key_type": "restricted" if secret_key.startswith("rk_") else "secret",
         "webhook_endpoint_id": endpoint.id,
         "webhook_url": url,
-        "enabled_events": list(WEBHOOK_EVENTS),
+        "enabled_events": list(events),
         "configured_at": datetime.now(UTC).isoformat(timespec="seconds").replace("+00:00", "Z"),
     }
+
+
+def configure(paywall_id: str, data: dict[str, Any], public_base: str) -> dict[str, Any]:
+    """Store the key, create the webhook endpoint (its signing secret is returned only now) and
+    record a non-secret status on the paywall. Returns that status."""
+    paywall = paywalls.get(paywall_id)
+    reject_unknown_fields(data)
+    if paywall.mode != "default":
+        raise Conflict("a paywall's own Stripe account is for default-mode paywalls (shared mode uses the operator's)")
+    secret_key, mode = parse_secret_key(data)
+    current = dict(paywall.stripe or {})
+    if "topup_amounts" in data:
+        amounts = parse_topup_amounts(data["topup_amounts"], paywall.currency)
+    else:
+        amounts = current.get("topup_amounts") or list(DEFAULT_TOPUP_AMOUNTS)
+
+    url = webhook_url(public_base, paywall_id)
+    description = f"Paywalls top-ups for {paywall.name}"[:500]
+    current[mode] = replace_webhook_endpoint(paywall_id, mode, secret_key, url, WEBHOOK_EVENTS, description)
     current["topup_amounts"] = amounts
     paywalls.set_stripe(paywall_id, current)
-    log.info("stripe configured", extra={"paywall_id": paywall_id, "mode": mode, "endpoint": endpoint.id})
+    endpoint_id = current[mode]["webhook_endpoint_id"]
+    log.info("stripe configured", extra={"paywall_id": paywall_id, "mode": mode, "endpoint": endpoint_id})
     return {"object": "stripe_config", "paywall_id": paywall_id, "mode": mode, **public_status(current)}
 
 

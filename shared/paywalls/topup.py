@@ -4,15 +4,13 @@ and the Stripe Checkout Session it opens. No HTTP or HTML here: functions/wallet
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
-from paywalls import accounts, ledger, links, stripe_config, stripe_gateway
+from paywalls import accounts, checkout, ledger, links, stripe_config, stripe_gateway
 from paywalls import paywall as paywalls
 from paywalls.config import settings
-from paywalls.currency import micros_to_minor
 from paywalls.identity import USER_ID_RE
-from paywalls.money import InvalidAmount, parse_amount
-from paywalls.paywall import InvalidRequest, Paywall
+from paywalls.paywall import Paywall
 
 Method = Literal["stripe", "simulate", "unavailable"]
 
@@ -60,14 +58,7 @@ def open_link(token: str) -> TopupLink:
 
 
 def choose_amount(link: TopupLink, value: object) -> int:
-    """Only the page's presets can be bought: the amount is never free-form client input."""
-    try:
-        micros = parse_amount(value)
-    except InvalidAmount:
-        raise InvalidRequest("choose one of the amounts on the page", "amount") from None
-    if micros not in link.presets:
-        raise InvalidRequest("choose one of the amounts on the page", "amount")
-    return micros
+    return checkout.choose_preset(link.presets, value)
 
 
 def payment_metadata(link: TopupLink, micros: int) -> dict[str, str]:
@@ -80,28 +71,17 @@ def payment_metadata(link: TopupLink, micros: int) -> dict[str, str]:
     }
 
 
-def checkout_params(link: TopupLink, micros: int, public_base: str) -> dict[str, object]:
+def checkout_params(link: TopupLink, micros: int, public_base: str) -> dict[str, Any]:
     base = public_base.rstrip("/")
-    metadata = payment_metadata(link, micros)
-    return {
-        "mode": "payment",
-        "line_items": [
-            {
-                "quantity": 1,
-                "price_data": {
-                    "currency": link.paywall.currency,
-                    "unit_amount": micros_to_minor(micros, link.paywall.currency),
-                    "product_data": {"name": f"{link.paywall.name} credits"[:250]},
-                },
-            }
-        ],
-        "client_reference_id": link.wallet_id,
-        "metadata": metadata,
-        # Copied onto the PaymentIntent too, so refunds and disputes are traceable in Stripe's dashboard.
-        "payment_intent_data": {"metadata": metadata},
-        "success_url": f"{base}/pay/success",
-        "cancel_url": f"{base}/pay/cancel?link={link.token}",
-    }
+    return checkout.session_params(
+        currency=link.paywall.currency,
+        micros=micros,
+        product_name=f"{link.paywall.name} credits"[:250],
+        client_reference_id=link.wallet_id,
+        metadata=payment_metadata(link, micros),
+        success_url=f"{base}/pay/success",
+        cancel_url=f"{base}/pay/cancel?link={link.token}",
+    )
 
 
 def start_checkout(link: TopupLink, amount: object, public_base: str) -> str:

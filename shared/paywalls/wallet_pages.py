@@ -7,7 +7,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from html import escape
 
-from paywalls.pages import display_amount, layout
+from paywalls.pages import display_amount, layout, payment_forms, plain_amount
 
 _EXTRA_STYLE = (
     "<style>label{display:block;margin:12px 0 6px;font-weight:600}"
@@ -110,7 +110,7 @@ def consent_page(view: ConsentView) -> str:
     )
     if view.already_connected:
         body += "<p class=muted>This app is already connected to your wallet; approving again updates the cap.</p>"
-    cap_value = "" if view.current_cap is None else _plain(view.current_cap)
+    cap_value = "" if view.current_cap is None else plain_amount(view.current_cap)
     body += (
         f'<form method="post" action="{escape(view.action_url)}">'
         + _hidden("csrf", view.csrf_token)
@@ -226,26 +226,7 @@ def topup_page(view: WalletTopupView) -> str:
     if view.method == "unavailable":
         body += "<p>Card payments are not set up yet. Please try again later.</p>"
     else:
-        verb = "Simulate payment of" if view.method == "simulate" else "Add"
-        buttons = "".join(
-            f'<form method="post" action="{escape(view.action_url)}">'
-            + _hidden("csrf", view.csrf_token)
-            + _hidden("amount", _plain(micros))
-            + f"<button type=submit>{escape(verb)} {escape(display_amount(micros, view.currency))}</button></form>"
-            for micros in view.amounts
-        )
-        if view.method == "simulate":
-            body += (
-                '<div class="dev"><p><strong>Local development.</strong> No operator Stripe key is configured, so '
-                "payments are simulated: the button sends a signed Stripe-shaped webhook to this stack.</p>"
-                f'<div class="amounts">{buttons}</div></div>'
-            )
-        else:
-            body += f'<div class="amounts">{buttons}</div><p class="muted">Secure payment by Stripe.</p>'
+        key = "operator Stripe key"
+        body += payment_forms(view.amounts, view.currency, view.method, view.action_url, view.csrf_token, key)
     body += f'<p><a href="{escape(view.back_url)}">Back to your wallet</a></p>'
     return _page("Add money", body)
-
-
-def _plain(micros: int) -> str:
-    whole, frac = divmod(micros, 1_000_000)
-    return f"{whole}.{frac:06d}".rstrip("0").rstrip(".")

@@ -15,11 +15,9 @@ import time
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from paywalls import ledger, links, operator_stripe, persons, stripe_config, stripe_gateway
+from paywalls import checkout, ledger, links, operator_stripe, persons, stripe_config, stripe_gateway
 from paywalls.config import settings
-from paywalls.currency import UnsupportedAmount, micros_to_minor, minor_to_micros
-from paywalls.money import InvalidAmount, parse_amount
-from paywalls.paywall import InvalidRequest
+from paywalls.currency import UnsupportedAmount, minor_to_micros
 from paywalls.persons import Person
 from paywalls.webhooks import Outcome
 
@@ -48,14 +46,7 @@ def open_for(person: Person) -> WalletTopup:
 
 
 def choose_amount(topup: WalletTopup, value: object) -> int:
-    """Only the page's presets can be bought: the amount is never free-form client input."""
-    try:
-        micros = parse_amount(value)
-    except InvalidAmount:
-        raise InvalidRequest("choose one of the amounts on the page", "amount") from None
-    if micros not in topup.presets:
-        raise InvalidRequest("choose one of the amounts on the page", "amount")
-    return micros
+    return checkout.choose_preset(topup.presets, value)
 
 
 def metadata(person: Person, micros: int) -> dict[str, str]:
@@ -69,26 +60,16 @@ def metadata(person: Person, micros: int) -> dict[str, str]:
 
 def checkout_params(topup: WalletTopup, micros: int, public_base: str) -> dict[str, Any]:
     base = public_base.rstrip("/")
-    meta = metadata(topup.person, micros)
-    return {
-        "mode": "payment",
-        "line_items": [
-            {
-                "quantity": 1,
-                "price_data": {
-                    "currency": topup.currency,
-                    "unit_amount": micros_to_minor(micros, topup.currency),
-                    "product_data": {"name": "Wallet credits"},
-                },
-            }
-        ],
-        "client_reference_id": topup.person.wallet_id,
-        "customer_email": topup.person.email,
-        "metadata": meta,
-        "payment_intent_data": {"metadata": meta},
-        "success_url": f"{base}/wallet/topup/success",
-        "cancel_url": f"{base}/wallet/home",
-    }
+    return checkout.session_params(
+        currency=topup.currency,
+        micros=micros,
+        product_name="Wallet credits",
+        client_reference_id=topup.person.wallet_id,
+        customer_email=topup.person.email,
+        metadata=metadata(topup.person, micros),
+        success_url=f"{base}/wallet/topup/success",
+        cancel_url=f"{base}/wallet/home",
+    )
 
 
 def start_checkout(topup: WalletTopup, amount: object, public_base: str) -> str:
