@@ -160,3 +160,23 @@ def test_cli_signs_with_sigv4_when_no_token(monkeypatch: Any) -> None:
     assert "/eu-west-1/execute-api/aws4_request" in authorization and "Signature=" in authorization
     assert request["headers"]["X-Amz-Date"] and request["path"] == "/prod/admin/paywalls"
     assert json.loads(request["body"]) == {"mode": "default", "name": "Signed"}
+
+
+def test_withdrawal_paid_posts_the_reference_to_the_withdrawal() -> None:
+    class Recording:
+        def __init__(self) -> None:
+            self.calls: list[tuple[str, str, Any]] = []
+
+        def request(self, method: str, path: str, body: Any = None, headers: Any = None) -> Any:
+            self.calls.append((method, path, body))
+            return {"status": "paid"}
+
+    client = Recording()
+    parser = cli.build_parser()
+    with_ref = parser.parse_args(["withdrawal-paid", "pw_1", "wd_1", "--reference", "bank-tx-9"])
+    assert cli.run(with_ref, client) == {"status": "paid"}  # type: ignore[arg-type]
+    cli.run(parser.parse_args(["withdrawal-paid", "pw_1", "wd_2"]), client)  # type: ignore[arg-type]
+    assert client.calls == [
+        ("POST", "/paywalls/pw_1/withdrawals/wd_1/paid", {"reference": "bank-tx-9"}),
+        ("POST", "/paywalls/pw_1/withdrawals/wd_2/paid", {}),
+    ]

@@ -232,3 +232,17 @@ def test_withdrawals_never_exceed_earnings_and_are_idempotent_over_the_cli(
     assert (summary["available"], summary["withdrawn"], summary["earned"]) == ("0", "4000000", "4000000")
     listed = paywalls("withdrawals", app["id"])["data"]
     assert [w["id"] for w in listed] == [rest["id"], first["id"]]
+
+    # Paid by hand: the operator marks them paid, once; a retry answers the same; 404 for no such one.
+    marked = paywalls("withdrawal-paid", app["id"], first["id"], "--reference", "bank-tx-1")
+    assert (marked["id"], marked["status"], marked["reference"]) == (first["id"], "paid", "bank-tx-1")
+    assert paywalls("withdrawal-paid", app["id"], first["id"], "--reference", "bank-tx-1") == marked
+    assert paywalls("withdrawal-paid", app["id"], first["id"]) == marked
+    clash = paywalls("withdrawal-paid", app["id"], first["id"], "--reference", "bank-tx-2", check=False)
+    assert clash.returncode == 1 and "409" in clash.stderr
+    assert paywalls("withdrawal-paid", app["id"], rest["id"])["status"] == "paid"
+    missing = paywalls("withdrawal-paid", app["id"], "wd_missing", check=False)
+    assert missing.returncode == 1 and "404" in missing.stderr
+    listed = paywalls("withdrawals", app["id"])["data"]
+    assert [(w["id"], w["status"]) for w in listed] == [(rest["id"], "paid"), (first["id"], "paid")]
+    assert paywalls("earnings", app["id"])["withdrawn"] == "4000000"

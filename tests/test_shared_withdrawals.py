@@ -271,3 +271,259 @@ def _ledgers_consistent(paywall: Paywall) -> None:
     for shard in earnings.shards(paywall.id, "live"):
         entries = earnings.entries(paywall.id, "live", shard.index)
         assert sum(e["amount"] for e in entries) == shard.available == shard.earned - shard.withdrawn
+
+
+# ---- refunds and lost disputes of wallet top-ups (the operator's webhook) -------------------------
+
+
+@dataclass
+class OperatorHook:
+    client: TestClient
+    whsec: str
+
+    def deliver(self, event_type: str, obj: dict, secret: str | None = None, path: str = "operator") -> dict:
+        raw = json.dumps(st.event(event_type, obj)).encode()
+        reply = self.client.post(
+            f"/webhooks/stripe/{path}", content=raw, headers={"Stripe-Signature": st.sign(raw, secret or self.whsec)}
+        )
+        assert reply.status_code == 200, reply.text
+        return reply.json()
+
+
+@pytest.fixture
+def operator_hook(aws_mock: None) -> Iterator[OperatorHook]:
+    from paywalls import stripe_config
+    from paywalls.stripe_config import StripeSecrets
+
+    app_secret()
+    whsec = "whsec_" + uuid.uuid4().hex
+    stripe_config.save_secrets(operator_stripe.OPERATOR_ID, "test", StripeSecrets("sk_test_op", whsec, "we_op"))
+    with TestClient(load_function_app("functions/stripe_webhook", "StripeWebhookFunction")) as client:
+        yield OperatorHook(client, whsec)
+
+
+def wallet_session(person: persons.Person, cents: int) -> dict:
+    from paywalls import wallet_topup
+
+    session = st.fixture("checkout_session")
+    session.update(
+        id="cs_test_" + uuid.uuid4().hex,
+        amount_total=cents,
+        currency="usd",
+        client_reference_id=person.wallet_id,
+        metadata=wallet_topup.metadata(person, cents * 10_000),
+        payment_intent="pi_" + uuid.uuid4().hex[:24],
+        payment_status="paid",
+        livemode=False,
+    )
+    return session
+
+
+def entry_types(wallet_id: str) -> list[tuple[str, int]]:
+    return [(e.type, e.amount) for e in ledger.all_entries(wallet_id)]
+
+
+def test_refunds_of_a_spent_wallet_topup_debit_the_wallet_once_even_below_zero(operator_hook: OperatorHook) -> None:
+    """Top up 20, spend 15 at an app, get 20 refunded: the wallet owes 15 (negative), not a free 15."""
+    person = persons.get_or_create("refunded@example.com")
+    wallet = person.wallet_id
+    session = wallet_session(person, 2_000)
+    pi = session["payment_intent"]
+    assert operator_hook.deliver("checkout.session.completed", session)["result"] == "credited"
+    assert consistent(wallet) == 20_000_000
+    mapping = store.get(f"STRIPEPI#{pi}", "MAP")
+    assert mapping and (mapping["wallet_id"], mapping["paywall_id"]) == (wallet, operator_stripe.OPERATOR_ID)
+
+    paywall = shared_paywall(fee="0")
+    connections.connect(paywall.id, "live", "spender", person.id, cap=None)
+    assert shared_mode.charge(paywall, "live", "spender", "15", idempotency_key="spend-1").posting
+    assert consistent(wallet) == 5_000_000
+
+    # A pending refund may still fail: nothing moves until Stripe reports it succeeded.
+    pending = st.refund("re_w1", 2_000, payment_intent=pi, charge_id="ch_w1", status="pending")
+    charge = st.refunded_charge(payment_intent=pi, cents=2_000, refunds=[pending], charge_id="ch_w1")
+    assert operator_hook.deliver("charge.refunded", charge)["result"] == "ignored"
+    assert operator_hook.deliver("refund.updated", pending)["result"] == "ignored"
+    assert consistent(wallet) == 5_000_000
+
+    succeeded = {**pending, "status": "succeeded"}
+    results = [operator_hook.deliver("refund.updated", succeeded)["result"] for _ in range(2)]
+    assert results == ["debited", "duplicate"]
+    assert consistent(wallet) == -15_000_000
+    later = st.refunded_charge(payment_intent=pi, cents=2_000, refunds=[succeeded], charge_id="ch_w1")
+    assert operator_hook.deliver("charge.refunded", later)["result"] == "duplicate"
+    assert operator_hook.deliver("checkout.session.completed", session)["result"] == "duplicate"
+    assert consistent(wallet) == -15_000_000
+    assert entry_types(wallet) == [("deposit", 20_000_000), ("charge", -15_000_000), ("refund", -20_000_000)]
+    [refund_entry] = [e for e in ledger.all_entries(wallet) if e.type == "refund"]
+    assert refund_entry.idempotency_key == "stripe:refund:re_w1"
+    # A negative wallet pays for nothing more.
+    assert not shared_mode.charge(paywall, "live", "spender", "0.01", idempotency_key="spend-2").posting
+    assert consistent(wallet) == -15_000_000
+
+
+def test_partial_refunds_of_a_wallet_topup_debit_each_refund_once(operator_hook: OperatorHook) -> None:
+    person = persons.get_or_create("partial@example.com")
+    session = wallet_session(person, 1_000)
+    pi = session["payment_intent"]
+    assert operator_hook.deliver("checkout.session.completed", session)["result"] == "credited"
+    r1 = st.refund("re_p1", 300, payment_intent=pi, charge_id="ch_p")
+    first = st.refunded_charge(payment_intent=pi, cents=1_000, refunds=[r1], charge_id="ch_p")
+    assert [operator_hook.deliver("charge.refunded", first)["result"] for _ in range(2)] == ["debited", "duplicate"]
+    assert consistent(person.wallet_id) == 7_000_000
+    r2 = st.refund("re_p2", 200, payment_intent=pi, charge_id="ch_p")
+    both = st.refunded_charge(payment_intent=pi, cents=1_000, refunds=[r2, r1], charge_id="ch_p")
+    assert operator_hook.deliver("charge.refunded", both)["result"] == "debited"
+    assert consistent(person.wallet_id) == 5_000_000
+
+
+def test_a_wallet_topup_refund_before_its_credit_is_applied_when_the_credit_lands(operator_hook: OperatorHook) -> None:
+    person = persons.get_or_create("early@example.com")
+    session = wallet_session(person, 3_000)
+    pi = session["payment_intent"]
+    refund = st.refund("re_early_w", 1_000, payment_intent=pi, charge_id="ch_e")
+    charge = st.refunded_charge(payment_intent=pi, cents=3_000, refunds=[refund], charge_id="ch_e")
+    lost = st.dispute(payment_intent=pi, cents=500, status="lost", dispute_id="dp_early_w")
+    assert operator_hook.deliver("charge.refunded", charge)["result"] == "pending"
+    assert operator_hook.deliver("refund.updated", refund)["result"] == "pending"
+    assert operator_hook.deliver("charge.dispute.closed", lost)["result"] == "pending"
+    assert not ledger.get_wallet(person.wallet_id).exists
+    assert operator_hook.deliver("checkout.session.completed", session)["result"] == "credited"
+    assert consistent(person.wallet_id) == (3_000 - 1_000 - 500) * 10_000
+    # Redeliveries of all of them change nothing.
+    for event_type, obj in (
+        ("charge.refunded", charge),
+        ("refund.updated", refund),
+        ("charge.dispute.closed", lost),
+        ("checkout.session.async_payment_succeeded", session),
+    ):
+        assert operator_hook.deliver(event_type, obj)["result"] == "duplicate"
+        assert consistent(person.wallet_id) == 15_000_000
+    # Parked debits are applied in key order (the dispute's first): compare them as a set.
+    expected = [("deposit", 30_000_000), ("refund", -10_000_000), ("refund", -5_000_000)]
+    assert sorted(entry_types(person.wallet_id)) == sorted(expected)
+
+
+def test_a_lost_dispute_of_a_wallet_topup_debits_once_and_a_won_one_nothing(operator_hook: OperatorHook) -> None:
+    person = persons.get_or_create("disputed@example.com")
+    session = wallet_session(person, 1_000)
+    pi = session["payment_intent"]
+    assert operator_hook.deliver("checkout.session.completed", session)["result"] == "credited"
+    won = st.dispute(payment_intent=pi, cents=1_000, status="won", dispute_id="dp_won")
+    assert operator_hook.deliver("charge.dispute.closed", won)["result"] == "ignored"
+    assert consistent(person.wallet_id) == 10_000_000
+    lost = st.dispute(payment_intent=pi, cents=1_000, status="lost", dispute_id="dp_lost")
+    results = [operator_hook.deliver("charge.dispute.closed", lost)["result"] for _ in range(3)]
+    assert results == ["debited", "duplicate", "duplicate"]
+    assert consistent(person.wallet_id) == 0
+    assert entry_types(person.wallet_id) == [("deposit", 10_000_000), ("refund", -10_000_000)]
+
+
+def test_refunds_never_cross_between_the_operator_and_a_paywalls_account(operator_hook: OperatorHook) -> None:
+    """A payment intent is mapped to the account that credited it: a paywall's endpoint cannot debit a
+    person wallet, nor the operator's endpoint an app wallet."""
+    from paywalls import paywall as paywalls
+    from paywalls import stripe_config
+    from paywalls.stripe_config import StripeSecrets
+
+    person = persons.get_or_create("isolated@example.com")
+    session = wallet_session(person, 1_000)
+    assert operator_hook.deliver("checkout.session.completed", session)["result"] == "credited"
+    shop = paywalls.create({"name": "Shop", "mode": "default"})
+    shop_whsec = "whsec_" + uuid.uuid4().hex
+    stripe_config.save_secrets(shop.id, "test", StripeSecrets("sk_test_shop", shop_whsec, "we_shop"))
+    refund = st.refund("re_x", 1_000, payment_intent=session["payment_intent"], charge_id="ch_x")
+    reply = operator_hook.deliver("refund.updated", refund, secret=shop_whsec, path=shop.id)
+    assert reply["result"] == "ignored"
+    assert consistent(person.wallet_id) == 10_000_000
+
+    app_session = st.checkout_session(paywall_id=shop.id, environment="test", user="u", cents=1_000)
+    assert operator_hook.deliver("checkout.session.completed", app_session, shop_whsec, shop.id)["result"] == "credited"
+    app_refund = st.refund("re_y", 1_000, payment_intent=app_session["payment_intent"], charge_id="ch_y")
+    assert operator_hook.deliver("refund.updated", app_refund)["result"] == "ignored"
+    assert consistent(f"{shop.id}:test:u") == 10_000_000
+
+
+def test_the_operator_endpoint_subscribes_to_refunds_and_disputes(admin: Admin) -> None:
+    assert admin.client.put("/admin/operator/stripe", json={"secret_key": "sk_test_subs"}).status_code == 200
+    (call,) = admin.stub.calls("POST", "/v1/webhook_endpoints")
+    events = call.form_list("enabled_events")
+    for needed in ("checkout.session.completed", "charge.refunded", "refund.updated", "charge.dispute.closed"):
+        assert needed in events
+
+
+# ---- marking a manual payout paid ----------------------------------------------------------------
+
+
+def test_a_pending_withdrawal_is_marked_paid_once(admin: Admin) -> None:
+    paywall = shared_paywall(fee="0")
+    earn(paywall, "10")
+    status, pending = admin.withdraw(paywall.id, "m1", amount="4")
+    assert status == 201 and (pending["status"], pending["method"]) == ("pending", "manual")
+    path = f"/admin/paywalls/{paywall.id}/withdrawals/{pending['id']}/paid"
+
+    bad = admin.client.post(path, json={"reference": "x", "amount": "1"})
+    assert bad.status_code == 400 and bad.json()["error"]["param"] == "amount"
+    assert admin.client.post(path, json={"reference": 7}).status_code == 400
+    assert admin.client.post(path, json={"reference": "  "}).status_code == 400
+    assert withdrawals.get(paywall.id, "live", pending["id"]).status == "pending"
+
+    paid = admin.client.post(path, json={"reference": "bank-tx-42"})
+    assert paid.status_code == 200, paid.text
+    body = paid.json()
+    assert (body["id"], body["status"], body["reference"]) == (pending["id"], "paid", "bank-tx-42")
+    assert body["paid_at"] and body["transfer_id"] is None and "idempotent-replayed" not in paid.headers
+    for replay in ({"reference": "bank-tx-42"}, {}):
+        again = admin.client.post(path, json=replay)
+        assert again.status_code == 200 and again.headers["idempotent-replayed"] == "true"
+        assert again.json() == body
+    other = admin.client.post(path, json={"reference": "bank-tx-43"})
+    assert other.status_code == 409
+    assert withdrawals.get(paywall.id, "live", pending["id"]).reference == "bank-tx-42"
+    # The money moved once, when it was withdrawn: marking it paid changes no earnings.
+    summary = earnings.summary(paywall.id, "live")
+    assert (summary["available"], summary["withdrawn"]) == ("6000000", "4000000")
+    listed = admin.client.get(f"/admin/paywalls/{paywall.id}/withdrawals").json()["data"]
+    assert [(w["id"], w["status"]) for w in listed] == [(pending["id"], "paid")]
+
+    assert admin.client.post(f"/admin/paywalls/{paywall.id}/withdrawals/wd_missing/paid").status_code == 404
+    assert admin.client.post(f"/admin/paywalls/{paywall.id}/withdrawals/nope/paid").status_code == 404
+    other_paywall = shared_paywall()
+    assert admin.client.post(f"/admin/paywalls/{other_paywall.id}/withdrawals/{pending['id']}/paid").status_code == 404
+    assert admin.client.post(f"/admin/paywalls/pw_missing/withdrawals/{pending['id']}/paid").status_code == 404
+
+
+def test_a_failed_transfer_paid_by_hand_is_never_transferred_again_and_a_transfer_cannot_be_marked(
+    admin: Admin,
+) -> None:
+    paywall = shared_paywall(fee="0")
+    earn(paywall, "10")
+    admin.client.put(f"/admin/paywalls/{paywall.id}/payout", json={"stripe_account": "acct_1Pga"})
+    admin.client.put("/admin/operator/stripe", json={"secret_key": "sk_live_operator"})
+    admin.stub.failing_transfers = True
+    status, failed = admin.withdraw(paywall.id, "t1", amount="3")
+    assert status == 201 and failed["status"] == "pending" and failed["last_error"]
+    marked = admin.client.post(f"/admin/paywalls/{paywall.id}/withdrawals/{failed['id']}/paid", json={})
+    assert marked.status_code == 200
+    assert (marked.json()["status"], marked.json()["last_error"], marked.json()["reference"]) == ("paid", None, None)
+    admin.stub.failing_transfers = False
+    # Replaying the withdrawal request no longer transfers: it is paid.
+    assert admin.withdraw(paywall.id, "t1", amount="3")[1]["status"] == "paid"
+    assert admin.stub.transfers == {}
+
+    status, transferred = admin.withdraw(paywall.id, "t2", amount="2")
+    assert status == 201 and transferred["status"] == "paid" and transferred["transfer_id"]
+    refused = admin.client.post(f"/admin/paywalls/{paywall.id}/withdrawals/{transferred['id']}/paid", json={})
+    assert refused.status_code == 409 and "transfer" in refused.json()["error"]["message"]
+
+
+def test_a_test_environment_withdrawal_is_found_and_marked(admin: Admin) -> None:
+    paywall = shared_paywall(fee="0")
+    person = funded_person(micros=100_000_000)
+    connections.connect(paywall.id, "test", "t", person.id, cap=None)
+    assert shared_mode.charge(paywall, "test", "t", "5", idempotency_key="c").posting
+    status, pending = admin.withdraw(paywall.id, "e1", environment="test")
+    assert status == 201 and pending["environment"] == "test"
+    paid = admin.client.post(f"/admin/paywalls/{paywall.id}/withdrawals/{pending['id']}/paid", json={"reference": "r"})
+    assert paid.status_code == 200 and paid.json()["status"] == "paid"
+    assert withdrawals.get(paywall.id, "test", pending["id"]).status == "paid"

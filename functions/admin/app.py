@@ -203,6 +203,15 @@ def list_withdrawals(paywall_id: str, environment: str = "live") -> dict[str, An
     return {"object": "list", "data": [w.as_api() for w in withdrawals.list_withdrawals(paywall_id, environment)]}
 
 
+@app.post("/admin/paywalls/{paywall_id}/withdrawals/{withdrawal_id}/paid", dependencies=admin)
+def withdrawal_paid(paywall_id: str, withdrawal_id: str, body: web.JsonBody) -> JSONResponse:
+    """The operator paid a pending withdrawal by hand ({reference?}): pending -> paid. Marking it again
+    (same or no reference) answers it unchanged; anything else that is not pending is 409."""
+    withdrawal, duplicate = withdrawals.mark_paid(paywalls.get(paywall_id), withdrawal_id, body)
+    headers = {"Idempotent-Replayed": "true"} if duplicate else {}
+    return JSONResponse(withdrawal.as_api(), headers=headers)
+
+
 @app.put("/admin/paywalls/{paywall_id}/payout", dependencies=admin)
 def set_payout(paywall_id: str, body: web.JsonBody) -> dict[str, Any]:
     """Where withdrawals are paid: {stripe_account: "acct_..."} (Stripe Connect), null for manual."""

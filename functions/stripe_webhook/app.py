@@ -1,4 +1,5 @@
-"""Stripe webhooks (SPEC §5): POST /webhooks/stripe/{paywall_id}.
+"""Stripe webhooks (SPEC §5, §6): POST /webhooks/stripe/{paywall_id}; `operator` is the operator's own
+account (shared-mode wallet top-ups, wallet_topup), every other id a default-mode paywall's.
 
 The signature is checked on the raw body exactly as Stripe sent it. API Gateway hands a body it
 considers binary to Lambda base64-encoded (`isBase64Encoded: true`); Mangum decodes it before the
@@ -13,6 +14,8 @@ retries)."""
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
+from functools import partial
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -49,12 +52,10 @@ async def stripe_webhook(paywall_id: str, request: Request) -> dict[str, Any]:
 
 def _process(paywall_id: str, raw: bytes, signature: str) -> dict[str, Any]:
     if paywall_id == operator_stripe.OPERATOR_ID:
-        # The operator's account: shared-mode wallet top-ups, verified with the operator's secrets.
-        mode, event = _verify(paywall_id, raw, signature)
-        outcome = wallet_topup.handle(mode, event)
-        log.info("operator stripe event processed", extra={"event_id": event.get("id"), **outcome.as_api()})
-        return outcome.as_api()
-    paywall = paywalls.get(paywall_id)  # NotFound -> 404
+        # The operator's account: shared-mode wallet top-ups (and their refunds), with its own secrets.
+        handle: Callable[..., webhooks.Outcome] = wallet_topup.handle
+    else:
+        handle = partial(webhooks.handle, paywalls.get(paywall_id))  # NotFound -> 404
     mode, event = _verify(paywall_id, raw, signature)
     keys = stripe_config.load_secrets(paywall_id, mode)
     api_key = keys.secret_key if keys else None
@@ -63,7 +64,7 @@ def _process(paywall_id: str, raw: bytes, signature: str) -> dict[str, Any]:
         return stripe_gateway.list_refunds(api_key or "", charge_id)
 
     try:
-        outcome = webhooks.handle(paywall, mode, event, list_refunds=list_refunds if api_key else None)
+        outcome = handle(mode, event, list_refunds=list_refunds if api_key else None)
     except (stripe_gateway.StripeUnavailable, stripe_gateway.StripeRejected) as exc:
         # Only reached for a refund whose details we must fetch: let Stripe deliver it again later.
         raise web.ApiError(503, str(exc), code="stripe_unavailable", headers={"Retry-After": "60"}) from None

@@ -201,6 +201,9 @@ def run(args: argparse.Namespace, client: AdminClient) -> Any:
             return client.request("POST", f"{p}/withdrawals", body, _idempotency(args))
         case "withdrawals":
             return client.request("GET", f"{p}/withdrawals?{httpx.QueryParams(environment=args.environment)}")
+        case "withdrawal-paid":
+            body = {"reference": args.reference} if args.reference else {}
+            return client.request("POST", f"{p}/withdrawals/{args.withdrawal_id}/paid", body)
         case "payout":
             account = None if args.manual else args.stripe_account
             return client.request("PUT", f"{p}/payout", {"stripe_account": account})
@@ -302,6 +305,9 @@ def build_parser() -> argparse.ArgumentParser:
     withdraw.add_argument("--idempotency-key", dest="idempotency_key", help="reuse to retry without paying twice")
     listing = paywall_cmd("withdrawals", "list withdrawals")
     listing.add_argument("--environment", choices=["live", "test"], default="live")
+    paid = paywall_cmd("withdrawal-paid", "mark a pending withdrawal paid (after paying it by hand)")
+    paid.add_argument("withdrawal_id")
+    paid.add_argument("--reference", help="e.g. the bank transfer's id, kept with the withdrawal")
     payout = paywall_cmd("payout", "where withdrawals are paid")
     target = payout.add_mutually_exclusive_group(required=True)
     target.add_argument("--stripe-account", dest="stripe_account", help="Stripe Connect account id, acct_...")

@@ -25,11 +25,8 @@ log = logging.getLogger(__name__)
 
 OPERATOR_ID = "operator"
 CURRENCY = "usd"  # person wallets are kept in the deployment's currency
-WEBHOOK_EVENTS = [
-    "checkout.session.completed",
-    "checkout.session.async_payment_succeeded",
-    "checkout.session.async_payment_failed",
-]
+# The default-mode pipeline's events: top-ups, and their refunds and lost disputes (wallet_topup).
+WEBHOOK_EVENTS = stripe_config.WEBHOOK_EVENTS
 
 
 def status() -> dict[str, Any]:

@@ -5,8 +5,9 @@ The Checkout Session names the wallet in `client_reference_id` and in its metada
 (`purpose=wallet_topup`, person_id, wallet_id, amount_micros). The webhook endpoint
 `/webhooks/stripe/operator` verifies the event with the operator's signing secret (operator_stripe),
 then `handle` credits the wallet once per Checkout Session id (kept forever), whatever the number or
-order of deliveries. Without an operator key, the local stack offers a simulated payment (dev route)
-that sends a correctly signed event to that same endpoint."""
+order of deliveries, and debits it for the top-up's succeeded refunds and lost disputes, exactly as
+default mode does for app wallets (webhooks.process). Without an operator key, the local stack offers
+a simulated payment (dev route) that sends a correctly signed event to that same endpoint."""
 
 from __future__ import annotations
 
@@ -15,9 +16,8 @@ import time
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from paywalls import checkout, ledger, links, operator_stripe, persons, stripe_config, stripe_gateway
+from paywalls import checkout, links, operator_stripe, persons, stripe_config, stripe_gateway, webhooks
 from paywalls.config import settings
-from paywalls.currency import UnsupportedAmount, minor_to_micros
 from paywalls.persons import Person
 from paywalls.webhooks import Outcome
 
@@ -101,30 +101,11 @@ def open_simulation(token: str) -> Person:
 
 # ---- webhook ------------------------------------------------------------------------------------
 
-
-def _ignored(reason: str, **context: Any) -> Outcome:
-    log.warning("operator stripe event ignored: %s", reason, extra=context)
-    return Outcome("ignored", reason)
+ACCOUNT = webhooks.Account(operator_stripe.OPERATOR_ID, operator_stripe.CURRENCY)
 
 
-def handle(mode: str, event: dict[str, Any]) -> Outcome:
-    """A verified event of the operator's endpoint (`mode` = the secret that verified it)."""
-    event_type = event.get("type")
-    data = event.get("data")
-    session = data.get("object") if isinstance(data, dict) else None
-    context = {"event_id": event.get("id"), "event_type": event_type}
-    if not isinstance(session, dict):
-        return _ignored("malformed event", **context)
-    if ("live" if event.get("livemode") else "test") != mode:
-        return _ignored("livemode does not match the signing endpoint's mode", **context)
-    if event_type not in ("checkout.session.completed", "checkout.session.async_payment_succeeded"):
-        return Outcome("ignored", "event type not handled")
-    if event_type == "checkout.session.completed" and session.get("payment_status") != "paid":
-        return Outcome("ignored", "not paid yet")
-    session_id = session.get("id")
-    if not isinstance(session_id, str) or session.get("object") != "checkout.session":
-        return _ignored("not a checkout session", **context)
-    context["checkout_session"] = session_id
+def _person_wallet(environment: str, session: dict[str, Any], context: dict[str, Any]) -> webhooks.Payer | Outcome:
+    """The person wallet a wallet top-up names (one wallet per person, whatever the Stripe mode)."""
     meta = session.get("metadata") or {}
     if not isinstance(meta, dict) or meta.get("purpose") != PURPOSE:
         return _ignored("not a wallet top-up", **context)
@@ -133,27 +114,18 @@ def handle(mode: str, event: dict[str, Any]) -> Outcome:
         return _ignored("session names no known wallet", **context)
     if session.get("client_reference_id") not in (None, person.wallet_id):
         return _ignored("client_reference_id does not match the metadata", **context)
-    currency = str(session.get("currency") or "").lower()
-    if currency != operator_stripe.CURRENCY:
-        return _ignored("session currency is not the wallet currency", **context)
-    try:
-        micros = minor_to_micros(session.get("amount_total"), currency)  # type: ignore[arg-type]
-    except UnsupportedAmount:
-        return _ignored("session has no amount", **context)
-    if micros <= 0 or meta.get("amount_micros") != str(micros):
-        log.error("paid wallet top-up does not match its metadata; not credited", extra=context)
-        return Outcome("ignored", "amount does not match the top-up that was started")
-    entry_meta = {"source": "stripe", "checkout_session": session_id}
-    try:
-        posting = ledger.credit(
-            person.wallet_id,
-            micros,
-            idempotency_key=f"stripe:{session_id}",
-            keep_key_forever=True,
-            metadata=entry_meta,
-        )
-        duplicate = posting.duplicate
-    except ledger.IdempotencyMismatch:
-        duplicate = True
-    log.info("wallet top-up %s", "duplicate" if duplicate else "credited", extra={**context, "amount": micros})
-    return Outcome("duplicate" if duplicate else "credited")
+    return webhooks.Payer(person.wallet_id)
+
+
+def _ignored(reason: str, **context: Any) -> Outcome:
+    log.warning("operator stripe event ignored: %s", reason, extra=context)
+    return Outcome("ignored", reason)
+
+
+def handle(mode: str, event: dict[str, Any], *, list_refunds: webhooks.RefundLister | None = None) -> Outcome:
+    """A verified event of the operator's endpoint (`mode` = the secret that verified it): the
+    default-mode pipeline (webhooks.process) with person wallets. A paid top-up credits its wallet once
+    per Checkout Session and maps its payment intent to the wallet; a succeeded refund or a lost
+    dispute of it debits that wallet once per refund / dispute id (even below zero), also when it
+    arrives before the top-up's credit (parked until then)."""
+    return webhooks.process(ACCOUNT, mode, event, resolve_wallet=_person_wallet, list_refunds=list_refunds)

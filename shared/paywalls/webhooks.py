@@ -1,5 +1,8 @@
-"""Verified Stripe events -> ledger postings (SPEC §5). The caller has checked the signature; this
-module decides what an event means for a default-mode paywall's wallets.
+"""Verified Stripe events -> ledger postings (SPEC §5, §6). The caller has checked the signature; this
+module decides what an event means for the wallets of the Stripe account that sent it: a default-mode
+paywall's app wallets (`handle`), or, through the same `process`, the person wallets topped up with
+the operator's account (wallet_topup: only which wallet a Checkout Session pays into differs, given
+as `resolve_wallet`).
 
 - A paid Checkout Session credits its wallet once, whichever of `checkout.session.completed` (paid)
   and `checkout.session.async_payment_succeeded` arrives first, however often: the ledger key is the
@@ -12,6 +15,8 @@ module decides what an event means for a default-mode paywall's wallets.
   PaymentIntent (mapping item `STRIPEPI#{pi}`/`MAP`, written when the session is credited). A refund
   that arrives before its payment is parked (`STRIPEPI#{pi}`/`PENDING#...`) and applied when the
   credit lands, so out-of-order delivery still nets right.
+  The mapping and parked items name the account's owner (a paywall id, or `operator`), so one
+  account's events never debit another's wallets.
 - Anything that does not belong to this paywall, this environment or this currency is ignored (2xx:
   Stripe must not retry it) and logged."""
 
@@ -21,6 +26,7 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 from typing import Any, Literal
 
 from paywalls import ledger, store
@@ -35,6 +41,7 @@ PARKED_TTL_S = 30 * 24 * 3600  # Stripe retries for 3 days; a payment that never
 DEBITED_REFUND_STATUSES = ("succeeded",)
 # A refund's own events (data.object is the refund): Stripe sends them when its status changes.
 REFUND_EVENTS = ("refund.updated", "charge.refund.updated")
+CREDIT_EVENTS = ("checkout.session.completed", "checkout.session.async_payment_succeeded")
 
 Result = Literal["credited", "debited", "duplicate", "ignored", "pending"]
 
@@ -70,9 +77,46 @@ def _id_of(value: object) -> str | None:
 RefundLister = Callable[[str], list[dict[str, Any]]]
 
 
+@dataclass(frozen=True)
+class Account:
+    """The Stripe account whose endpoint received the event: `owner_id` is what its payments are
+    mapped and parked under (a paywall id, or `operator` for wallet top-ups), `currency` the one its
+    wallets are kept in."""
+
+    owner_id: str
+    currency: str
+
+
+@dataclass(frozen=True)
+class Payer:
+    """The wallet a paid Checkout Session credits."""
+
+    wallet_id: str
+    listing: ledger.Listing | None = None
+
+
+# (environment, checkout session, log context) -> the wallet it pays into, or why it credits nothing.
+WalletResolver = Callable[[str, dict[str, Any], dict[str, Any]], "Payer | Outcome"]
+
+
 def handle(paywall: Paywall, mode: str, event: dict[str, Any], *, list_refunds: RefundLister | None = None) -> Outcome:
-    """`mode` is the Stripe mode whose webhook secret verified the event; `list_refunds(charge_id)`
-    fetches a charge's refunds from Stripe when the event does not carry them (recent API versions)."""
+    """A default-mode paywall's event: `mode` is the Stripe mode whose webhook secret verified it;
+    `list_refunds(charge_id)` fetches a charge's refunds from Stripe when the event does not carry them
+    (recent API versions)."""
+    account = Account(paywall.id, paywall.currency)
+    return process(account, mode, event, resolve_wallet=partial(_app_wallet, paywall), list_refunds=list_refunds)
+
+
+def process(
+    account: Account,
+    mode: str,
+    event: dict[str, Any],
+    *,
+    resolve_wallet: WalletResolver,
+    list_refunds: RefundLister | None = None,
+) -> Outcome:
+    """Any account's event: credits go to the wallet `resolve_wallet` names (and the payment intent is
+    mapped to it); refunds and lost disputes debit whichever wallet that payment credited."""
     event_type = event.get("type")
     data = event.get("data")
     obj = data.get("object") if isinstance(data, dict) else None
@@ -82,31 +126,30 @@ def handle(paywall: Paywall, mode: str, event: dict[str, Any], *, list_refunds: 
     if environment_of(livemode) != mode:
         return _ignored("livemode does not match the signing endpoint's mode", event_id=event.get("id"))
     environment = mode
-    context = {"event_id": event.get("id"), "event_type": event_type, "paywall_id": paywall.id}
-    if event_type in ("checkout.session.completed", "checkout.session.async_payment_succeeded"):
+    context = {"event_id": event.get("id"), "event_type": event_type, "paywall_id": account.owner_id}
+    if event_type in CREDIT_EVENTS:
         if event_type == "checkout.session.completed" and obj.get("payment_status") != "paid":
             return Outcome("ignored", "not paid yet")
-        return _credit_session(paywall, environment, obj, context)
+        return _credit_session(account, environment, obj, resolve_wallet, context)
     if event_type == "checkout.session.async_payment_failed":
         log.info("async checkout payment failed; nothing to credit", extra=context)
         return Outcome("ignored", "payment failed")
     if event_type == "charge.refunded":
-        return _charge_refunded(paywall, environment, obj, list_refunds, context)
+        return _charge_refunded(account, environment, obj, list_refunds, context)
     if event_type in REFUND_EVENTS:
-        return _refund_updated(paywall, environment, obj, context)
+        return _refund_updated(account, environment, obj, context)
     if event_type == "charge.dispute.closed":
-        return _dispute_closed(paywall, environment, obj, context)
+        return _dispute_closed(account, environment, obj, context)
     return Outcome("ignored", "event type not handled")
 
 
 # ---- credits ------------------------------------------------------------------------------------
 
 
-def _credit_session(paywall: Paywall, environment: str, session: dict[str, Any], context: dict[str, Any]) -> Outcome:
-    session_id = _id_of(session)
-    if not session_id or session.get("object") != "checkout.session":
-        return _ignored("not a checkout session", **context)
-    context = {**context, "checkout_session": session_id}
+def _app_wallet(
+    paywall: Paywall, environment: str, session: dict[str, Any], context: dict[str, Any]
+) -> Payer | Outcome:
+    """Default mode: the app user the session's metadata names, in the event's environment."""
     meta = session.get("metadata") or {}
     if not isinstance(meta, dict) or meta.get("paywall_id") != paywall.id:
         return _ignored("session belongs to another paywall or app", **context)
@@ -115,43 +158,60 @@ def _credit_session(paywall: Paywall, environment: str, session: dict[str, Any],
     user = meta.get("user")
     if not isinstance(user, str) or not USER_ID_RE.match(user):
         return _ignored("session names no valid user", **context)
-    currency = str(session.get("currency") or "").lower()
-    if currency != paywall.currency:
-        return _ignored("session currency is not the paywall's currency", **context)
-    total = session.get("amount_total")
-    try:
-        micros = minor_to_micros(total, currency)  # type: ignore[arg-type]
-    except UnsupportedAmount:
-        return _ignored("session has no amount", **context)
-    if micros <= 0 or meta.get("amount_micros") != str(micros):
-        # Paid but not what our page asked for: never guess. The operator settles it by hand.
-        log.error("paid checkout amount does not match its metadata; not credited", extra=context)
-        return Outcome("ignored", "amount does not match the top-up that was started")
     wallet_id = app_wallet_id(paywall.id, environment, user)
     reference = session.get("client_reference_id")
     if reference is not None and reference != wallet_id:
         return _ignored("client_reference_id does not match the metadata", **context)
+    return Payer(wallet_id, app_wallet_listing(paywall.id, environment, user))
+
+
+def _credit_session(
+    account: Account,
+    environment: str,
+    session: dict[str, Any],
+    resolve_wallet: WalletResolver,
+    context: dict[str, Any],
+) -> Outcome:
+    session_id = _id_of(session)
+    if not session_id or session.get("object") != "checkout.session":
+        return _ignored("not a checkout session", **context)
+    context = {**context, "checkout_session": session_id}
+    payer = resolve_wallet(environment, session, context)
+    if isinstance(payer, Outcome):
+        return payer
+    currency = str(session.get("currency") or "").lower()
+    if currency != account.currency:
+        return _ignored("session currency is not the wallet's currency", **context)
+    try:
+        micros = minor_to_micros(session.get("amount_total"), currency)  # type: ignore[arg-type]
+    except UnsupportedAmount:
+        return _ignored("session has no amount", **context)
+    meta = session.get("metadata")
+    if micros <= 0 or not isinstance(meta, dict) or meta.get("amount_micros") != str(micros):
+        # Paid but not what our page asked for: never guess. The operator settles it by hand.
+        log.error("paid checkout amount does not match its metadata; not credited", extra=context)
+        return Outcome("ignored", "amount does not match the top-up that was started")
 
     payment_intent = _id_of(session.get("payment_intent"))
     if payment_intent:
-        _remember_payment_intent(payment_intent, paywall.id, environment, wallet_id, session_id)
+        _remember_payment_intent(payment_intent, account.owner_id, environment, payer.wallet_id, session_id)
     metadata = {"source": "stripe", "checkout_session": session_id}
     if payment_intent:
         metadata["payment_intent"] = payment_intent
     try:
         posting = ledger.credit(
-            wallet_id,
+            payer.wallet_id,
             micros,
             idempotency_key=f"stripe:{session_id}",
             keep_key_forever=True,
-            listing=app_wallet_listing(paywall.id, environment, user),
+            listing=payer.listing,
             metadata=metadata,
         )
         duplicate = posting.duplicate
     except ledger.IdempotencyMismatch:
         duplicate = True  # this session was credited already (by an event with other details)
     if payment_intent:
-        _apply_parked(payment_intent, paywall.id, environment, wallet_id)
+        _apply_parked(payment_intent, account.owner_id, environment, payer.wallet_id)
     log.info("stripe checkout %s", "duplicate" if duplicate else "credited", extra={**context, "amount": micros})
     return Outcome("duplicate" if duplicate else "credited")
 
@@ -191,7 +251,7 @@ class _Debit:
 
 
 def _charge_refunded(
-    paywall: Paywall,
+    account: Account,
     environment: str,
     charge: dict[str, Any],
     list_refunds: RefundLister | None,
@@ -213,14 +273,14 @@ def _charge_refunded(
         debit
         for refund in refunds
         if isinstance(refund, dict)
-        and (debit := _refund_debit(paywall, refund, charge_id, payment_intent, charge.get("currency"), context))
+        and (debit := _refund_debit(account, refund, charge_id, payment_intent, charge.get("currency"), context))
     ]
     if not debits:
         return Outcome("ignored", "no completed refunds")
-    return _debit_wallet(paywall.id, environment, payment_intent, debits, context)
+    return _debit_wallet(account.owner_id, environment, payment_intent, debits, context)
 
 
-def _refund_updated(paywall: Paywall, environment: str, refund: dict[str, Any], context: dict[str, Any]) -> Outcome:
+def _refund_updated(account: Account, environment: str, refund: dict[str, Any], context: dict[str, Any]) -> Outcome:
     """A refund changed status. Succeeded: debit it (the same ledger key as through charge.refunded,
     so whichever event arrives first debits and the other is a duplicate). Anything else: nothing."""
     refund_id = _id_of(refund)
@@ -232,14 +292,14 @@ def _refund_updated(paywall: Paywall, environment: str, refund: dict[str, Any], 
     payment_intent = _id_of(refund.get("payment_intent"))
     if not payment_intent:
         return _ignored("refund has no payment intent", **context)
-    debit = _refund_debit(paywall, refund, _id_of(refund.get("charge")), payment_intent, None, context)
+    debit = _refund_debit(account, refund, _id_of(refund.get("charge")), payment_intent, None, context)
     if debit is None:
         return Outcome("ignored", "refund has no amount in the paywall's currency")
-    return _debit_wallet(paywall.id, environment, payment_intent, [debit], context)
+    return _debit_wallet(account.owner_id, environment, payment_intent, [debit], context)
 
 
 def _refund_debit(
-    paywall: Paywall,
+    account: Account,
     refund: dict[str, Any],
     charge_id: str | None,
     payment_intent: str,
@@ -251,7 +311,7 @@ def _refund_debit(
     if not refund_id or refund.get("status") not in DEBITED_REFUND_STATUSES:
         return None
     currency = str(refund.get("currency") or charge_currency or "").lower()
-    if currency != paywall.currency:
+    if currency != account.currency:
         _ignored("refund currency is not the paywall's currency", **{**context, "refund": refund_id})
         return None
     try:
@@ -266,7 +326,7 @@ def _refund_debit(
     return _Debit("refund", refund_id, micros, meta)
 
 
-def _dispute_closed(paywall: Paywall, environment: str, dispute: dict[str, Any], context: dict[str, Any]) -> Outcome:
+def _dispute_closed(account: Account, environment: str, dispute: dict[str, Any], context: dict[str, Any]) -> Outcome:
     dispute_id = _id_of(dispute)
     if dispute.get("status") != "lost":
         return Outcome("ignored", f"dispute closed as {dispute.get('status')!s}"[:80])
@@ -274,7 +334,7 @@ def _dispute_closed(paywall: Paywall, environment: str, dispute: dict[str, Any],
     if not dispute_id or not payment_intent:
         return _ignored("lost dispute has no payment intent", **context)
     currency = str(dispute.get("currency") or "").lower()
-    if currency != paywall.currency:
+    if currency != account.currency:
         return _ignored("dispute currency is not the paywall's currency", **context)
     try:
         micros = minor_to_micros(dispute.get("amount"), currency)  # type: ignore[arg-type]
@@ -287,7 +347,7 @@ def _dispute_closed(paywall: Paywall, environment: str, dispute: dict[str, Any],
     if charge_id:
         meta["charge"] = charge_id
     debit = _Debit("dispute", dispute_id, micros, meta)
-    return _debit_wallet(paywall.id, environment, payment_intent, [debit], context)
+    return _debit_wallet(account.owner_id, environment, payment_intent, [debit], context)
 
 
 def _debit_wallet(

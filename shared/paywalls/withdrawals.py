@@ -15,8 +15,10 @@ withdrawal instead of moving money again.
 Payout, after the transaction: when the paywall has a Stripe Connect account (PUT .../payout) and the
 operator's Stripe key for that environment is configured, a Transfer is created (idempotency key = the
 withdrawal id) and the record becomes `paid`. Otherwise, or if Stripe fails, it stays `pending` (a
-manual payout, or retried by sending the same request again). Amounts are whole minor units of the
-currency (cents), because that is what a transfer can move; "everything" is rounded down to a cent."""
+manual payout, or retried by sending the same request again); once paid by hand, the operator marks
+it `paid` (`mark_paid`, POST .../withdrawals/{id}/paid {reference?}), once. Amounts are whole minor
+units of the currency (cents), because that is what a transfer can move; "everything" is rounded down
+to a cent."""
 
 from __future__ import annotations
 
@@ -32,13 +34,14 @@ from typing import Any
 from paywalls import earnings, operator_stripe, payouts, store
 from paywalls.currency import UnsupportedAmount, micros_to_minor, minor_unit_exponent
 from paywalls.money import MICROS_PER_UNIT, format_micros, parse_amount
-from paywalls.paywall import Conflict, InvalidRequest, NotFound, Paywall
+from paywalls.paywall import ENVIRONMENTS, Conflict, InvalidRequest, NotFound, Paywall
 from paywalls.store import N, S, TransactionCancelled
 
 log = logging.getLogger(__name__)
 
 ATTEMPTS = 10
 _ACCOUNT_RE = re.compile(r"^acct_[A-Za-z0-9]{1,64}$")
+_WITHDRAWAL_ID_RE = re.compile(r"^wd_[A-Za-z0-9]{1,64}$")
 CONDITION_FAILED = "ConditionalCheckFailed"
 
 
@@ -65,6 +68,7 @@ class Withdrawal:
     transfer_id: str | None = None
     paid_at: str | None = None
     last_error: str | None = None
+    reference: str | None = None  # the operator's note of a payout made by hand (bank transfer id, ...)
 
     def as_api(self) -> dict[str, Any]:
         return {
@@ -82,6 +86,7 @@ class Withdrawal:
             "created_at": self.created_at,
             "paid_at": self.paid_at,
             "last_error": self.last_error,
+            "reference": self.reference,
         }
 
 
@@ -107,6 +112,7 @@ def _from_item(item: dict[str, Any]) -> Withdrawal:
         transfer_id=item.get("transfer_id"),
         paid_at=item.get("paid_at"),
         last_error=item.get("last_error"),
+        reference=item.get("reference"),
     )
 
 
@@ -388,6 +394,74 @@ def _note(withdrawal: Withdrawal, error: str) -> Withdrawal:
         )
     )
     return Withdrawal(**{**withdrawal.__dict__, "last_error": error[:500]})
+
+
+MAX_REFERENCE = 200
+
+
+def mark_paid(paywall: Paywall, withdrawal_id: str, data: dict[str, Any]) -> tuple[Withdrawal, bool]:
+    """The operator paid a pending withdrawal by hand ({reference?}: e.g. the bank transfer's id):
+    pending -> paid, once. (the withdrawal, whether it is a replay): marking it again with the same or
+    no reference answers it as it is; a withdrawal paid otherwise (a Stripe transfer, another
+    reference) is a conflict. Nothing else moves: the earnings and the operator's payout entry were
+    written when it was withdrawn."""
+    unknown = sorted(set(data) - {"reference"})
+    if unknown:
+        raise InvalidRequest(f"unknown field(s): {', '.join(unknown)}", unknown[0])
+    reference = data.get("reference")
+    if reference is not None:
+        if not isinstance(reference, str) or not 0 < len(reference.strip()) <= MAX_REFERENCE:
+            raise InvalidRequest(
+                f"reference must be a non-empty string of at most {MAX_REFERENCE} characters", "reference"
+            )
+        reference = reference.strip()
+    withdrawal = _find(paywall.id, withdrawal_id)
+    if withdrawal.status == "pending":
+        values = {":paid": S("paid"), ":pending": S("pending"), ":at": S(_now())}
+        update = "SET #status = :paid, paid_at = :at"
+        names = {"#status": "status"}
+        if reference is not None:
+            update += ", #reference = :ref"
+            names["#reference"] = "reference"  # a DynamoDB reserved word
+            values[":ref"] = S(reference)
+        update += " REMOVE last_error"
+        try:
+            store.transact(
+                [
+                    {
+                        "Update": {
+                            "TableName": store.table_name(),
+                            "Key": store.key(_partition(paywall.id, withdrawal.environment), f"W#{withdrawal.id}"),
+                            "UpdateExpression": update,
+                            "ConditionExpression": "#status = :pending",
+                            "ExpressionAttributeNames": names,
+                            "ExpressionAttributeValues": values,
+                        }
+                    }
+                ]
+            )
+        except TransactionCancelled:
+            pass  # paid meanwhile (a concurrent mark or transfer): answered below from what was recorded
+        else:
+            log.info("withdrawal marked paid", extra={"paywall_id": paywall.id, "withdrawal_id": withdrawal.id})
+            return get(paywall.id, withdrawal.environment, withdrawal.id), False
+        withdrawal = get(paywall.id, withdrawal.environment, withdrawal.id)
+    if withdrawal.status == "paid" and withdrawal.transfer_id is None and reference in (None, withdrawal.reference):
+        return withdrawal, True
+    if withdrawal.transfer_id:
+        raise Conflict(f"withdrawal {withdrawal.id} was already paid by Stripe transfer {withdrawal.transfer_id}")
+    raise Conflict(f"withdrawal {withdrawal.id} was already marked paid (reference {withdrawal.reference!r})")
+
+
+def _find(paywall_id: str, withdrawal_id: str) -> Withdrawal:
+    """A withdrawal of either environment (its id is unique)."""
+    if not _WITHDRAWAL_ID_RE.match(withdrawal_id):
+        raise NotFound(f"withdrawal {withdrawal_id!r} not found")
+    for environment in ENVIRONMENTS:
+        item = store.get(_partition(paywall_id, environment), f"W#{withdrawal_id}")
+        if item:
+            return _from_item(item)
+    raise NotFound(f"withdrawal {withdrawal_id!r} not found")
 
 
 def get(paywall_id: str, environment: str, withdrawal_id: str) -> Withdrawal:
