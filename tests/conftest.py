@@ -224,3 +224,24 @@ def new_paywall(stack: LocalStack) -> Any:
         return {"id": pid, "key": key["key"], "test_key": test_key["key"], "paywall": paywall}
 
     return make
+
+
+# ---- chat tests: one paywall per module, a freshly funded user per test ---------------------------
+
+
+@pytest.fixture(scope="module")
+def paywall(stack: LocalStack) -> dict[str, Any]:
+    """Priced for the demo models; uses the module's own `stack` where a module overrides it."""
+    from tests.chat_support import make_paywall
+
+    return make_paywall(stack)
+
+
+@pytest.fixture
+def user(stack: LocalStack, paywall: dict[str, Any], request: pytest.FixtureRequest) -> str:
+    """A new user funded with the module's USER_FUNDS (default "1")."""
+    from tests.chat_support import fund, new_user
+
+    name = new_user()
+    fund(stack, paywall["id"], name, getattr(request.module, "USER_FUNDS", "1"))
+    return name

@@ -48,18 +48,6 @@ def stack() -> Iterator[LocalStack]:
         yield running
 
 
-@pytest.fixture(scope="module")
-def paywall(stack: LocalStack) -> dict:
-    return make_paywall(stack)
-
-
-@pytest.fixture
-def user(stack: LocalStack, paywall: dict) -> str:
-    name = new_user()
-    fund(stack, paywall["id"], name, "1")
-    return name
-
-
 def assert_untouched(stack: LocalStack, paywall: dict, user: str) -> None:
     assert charges(stack, paywall["key"], user) == []
     assert balance(stack, paywall["key"], user) == FUNDS

@@ -52,18 +52,6 @@ def stack() -> Iterator[LocalStack]:
         yield running
 
 
-@pytest.fixture(scope="module")
-def paywall(stack: LocalStack) -> dict:
-    return make_paywall(stack)
-
-
-@pytest.fixture
-def user(stack: LocalStack, paywall: dict) -> str:
-    name = new_user()
-    fund(stack, paywall["id"], name, "1")
-    return name
-
-
 def post(stack: LocalStack, paywall: dict, body: dict[str, Any]) -> httpx.Response:
     headers = {"Authorization": f"Bearer {paywall['key']}"}
     return httpx.post(f"{stack.url}/v1/chat/completions", json=body, headers=headers, timeout=60)

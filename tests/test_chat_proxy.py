@@ -34,17 +34,7 @@ from tests.chat_support import (
 )
 from tests.conftest import LocalStack
 
-
-@pytest.fixture(scope="module")
-def paywall(stack: LocalStack) -> dict:
-    return make_paywall(stack)
-
-
-@pytest.fixture
-def user(stack: LocalStack, paywall: dict) -> str:
-    name = new_user()
-    fund(stack, paywall["id"], name, "1.5")
-    return name
+USER_FUNDS = "1.5"  # read by the `user` fixture (tests/conftest.py)
 
 
 def test_non_streaming_completion_is_charged_exactly(stack: LocalStack, paywall: dict, user: str) -> None:

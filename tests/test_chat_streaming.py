@@ -8,7 +8,6 @@ import concurrent.futures
 import time
 
 import httpx
-import pytest
 from openai.types.chat import ChatCompletionChunk
 
 from devserver.demo_provider import usage_of
@@ -20,7 +19,6 @@ from tests.chat_support import (
     charges,
     expected_cost,
     fund,
-    make_paywall,
     new_user,
     sdk,
     wait_for_charges,
@@ -28,11 +26,6 @@ from tests.chat_support import (
 from tests.conftest import LocalStack
 
 SLOW_WORDS = "one two three four five six"  # six pauses of 0.5 s: about 3 s in all
-
-
-@pytest.fixture(scope="module")
-def paywall(stack: LocalStack) -> dict:
-    return make_paywall(stack)
 
 
 def test_first_chunk_arrives_before_the_pauses_end(stack: LocalStack, paywall: dict) -> None:
