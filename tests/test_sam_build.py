@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 
+from devserver import artifact
 from devserver.template import functions, load_template
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -71,8 +72,40 @@ def test_shared_layer_holds_the_paywalls_package(build_dir):
     }
     built = {p.relative_to(build_dir / "SharedLayer").as_posix().removeprefix("python/") for p in package.rglob("*.py")}
     assert built == expected
-    assert not list(package.rglob("__pycache__")) and not list(package.rglob("*.pyc"))
+    assert not list(package.rglob("*.cpython-311.pyc")), "pyc files of the build machine's Python"
+    assert_compiled_for_python313(package)
     assert not (build_dir / "SharedLayer" / "Makefile").exists()
+
+
+def assert_compiled_for_python313(site: Path) -> None:
+    """Every module has a python3.13 .pyc that the runtime uses without looking at the source:
+    /opt is read-only in Lambda, so a missing or stale .pyc is recompiled on every cold start."""
+    magic = python313_magic()
+    missing = []
+    for source in site.rglob("*.py"):
+        compiled = source.parent / "__pycache__" / f"{source.stem}.cpython-313.pyc"
+        if not compiled.is_file():
+            missing.append(source.relative_to(site).as_posix())
+            continue
+        header = compiled.read_bytes()[:8]
+        assert header[:4] == magic, f"{compiled}: not python3.13 bytecode"
+        # PEP 552 flags: bit 0 = hash-based, bit 1 = check_source. Unchecked hash = 0b01.
+        assert int.from_bytes(header[4:8], "little") == 0b01, f"{compiled}: not an unchecked-hash pyc"
+    assert not missing, f"{len(missing)} modules without a python3.13 .pyc, e.g. {missing[:5]}"
+
+
+def python313_magic() -> bytes:
+    try:
+        python = artifact.python313()
+    except RuntimeError as missing:
+        pytest.fail(f"{missing}: needed to check the layers' bytecode", pytrace=False)
+    proc = subprocess.run(
+        [python, "-c", "import importlib.util, sys; sys.stdout.write(importlib.util.MAGIC_NUMBER.hex())"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    return bytes.fromhex(proc.stdout)
 
 
 def test_dependencies_layer_is_built_for_python313_arm64(build_dir):
@@ -97,6 +130,7 @@ def test_dependencies_layer_is_built_for_python313_arm64(build_dir):
         assert header[:4] == b"\x7fELF" and int.from_bytes(header[18:20], "little") == EM_AARCH64, ext
     assert (site / "pydantic_core").is_dir()
     assert not list(site.rglob("*.cpython-311.pyc")), "pyc files of the build machine's Python"
+    assert_compiled_for_python313(site)
 
 
 def test_chat_function_artifact(build_dir):
@@ -109,11 +143,11 @@ def test_chat_function_artifact(build_dir):
 def test_function_artifacts_hold_only_their_own_files(build_dir):
     for logical_id, resource in functions(load_template(ROOT / "template.yaml")).items():
         source = ROOT / resource["Properties"]["CodeUri"]
-        artifact = build_dir / logical_id
-        names = {p.name for p in artifact.iterdir()}
+        built = build_dir / logical_id
+        names = {p.name for p in built.iterdir()}
         wanted = {p.name for p in source.glob("*.py") if not p.name.startswith("test_") and p.name != "conftest.py"}
         if logical_id == "ChatFunction":
             wanted.add("run.sh")
         assert names == wanted, logical_id
         if (source / "app.py").exists():
-            assert (artifact / "app.py").is_file(), logical_id
+            assert (built / "app.py").is_file(), logical_id
