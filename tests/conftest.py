@@ -51,11 +51,14 @@ def create_tables() -> None:
 
 @pytest.fixture
 def aws_mock() -> Iterator[None]:
-    """A fresh in-process moto account with the template's tables."""
+    """A fresh in-process moto account with the template's tables, on the same patched engine as
+    the local stack (devserver.moto_patches)."""
     from moto import mock_aws
 
+    from devserver import moto_patches
     from paywalls import aws, secrets_store
 
+    moto_patches.install()
     with mock_aws():
         aws.reset_clients()
         secrets_store.reset()

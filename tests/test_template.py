@@ -213,8 +213,9 @@ def test_layers(template):
         makefile = ROOT / content_uri / "Makefile"
         assert re.search(rf"^build-{logical_id}:", makefile.read_text(), re.M), makefile
     deps_makefile = (ROOT / "layers" / "dependencies" / "Makefile").read_text()
+    assert re.search(r"^PLATFORM \?= manylinux2014_aarch64$", deps_makefile, re.M), "arm64 wheels by default"
     for flag in (
-        "--platform manylinux2014_aarch64",
+        "--platform $(PLATFORM)",
         "--implementation cp",
         "--python-version 3.13",
         "--only-binary=:all:",
