@@ -99,19 +99,20 @@ def _page(title: str, message: str, status: int) -> HTMLResponse:
     return HTMLResponse(pages.message_page(title, message), status_code=status, headers=pages.SECURITY_HEADERS)
 
 
-async def _simulate(
-    request: Request, prepare: Callable[[dict[str, str], str], tuple[str, bytes, str]], done_path: str, what: str
-) -> Response:
+Prepared = tuple[str, bytes, str, str]
+
+
+async def _simulate(request: Request, prepare: Callable[[dict[str, str], str], Prepared], what: str) -> Response:
     """Both simulated payments: `prepare(form, public_base)` checks the form and returns (webhook owner id,
-    signed event body, Stripe-Signature header); the event then goes over HTTP to that owner's webhook
-    endpoint, and a credited (or already credited) payment lands on `done_path`."""
+    signed event body, Stripe-Signature header, done path); the event then goes over HTTP to that
+    owner's webhook endpoint, and a credited (or already credited) payment lands on the done path."""
     if not settings().local_dev:
         return _page("Not found", "This page does not exist.", 404)
     raw = await request.body()
     form = {k: v[0] for k, v in parse_qs(raw[:4096].decode("utf-8", "replace"), max_num_fields=10).items()}
     base = web.public_base_url(request)
     try:
-        owner_id, body, header = await run_in_threadpool(prepare, form, base)
+        owner_id, body, header, done_path = await run_in_threadpool(prepare, form, base)
     except csrf.Rejected:
         return _page("Please reload the page", "This form expired. Reload the top-up page and try again.", 403)
     except Conflict as exc:
@@ -145,7 +146,7 @@ async def _simulate(
 
 @app.post("/_dev/pay/{token}/simulate")
 async def simulate_payment(token: str, request: Request) -> Response:
-    def prepare(form: dict[str, str], base: str) -> tuple[str, bytes, str]:
+    def prepare(form: dict[str, str], base: str) -> Prepared:
         link = topup.open_link(token)
         csrf.require_form(form, request.cookies, token)
         micros = topup.choose_amount(link, form.get("amount"))
@@ -154,9 +155,9 @@ async def simulate_payment(token: str, request: Request) -> Response:
         secret = stripe_config.dev_webhook_secret(link.paywall.id, link.mode)
         body = json.dumps(simulated_checkout_event(link, micros, base)).encode()
         header = stripe.WebhookSignature.generate_signature_header(body.decode(), secret)
-        return link.paywall.id, body, header
+        return link.paywall.id, body, header, "/pay/success"
 
-    return await _simulate(request, prepare, "/pay/success", "payment")
+    return await _simulate(request, prepare, "payment")
 
 
 # ---- shared mode: the local inbox and simulated wallet top-ups ------------------------------------
@@ -177,21 +178,22 @@ def mail(to: str | None = None) -> dict[str, Any]:
 
 @app.post("/_dev/wallet/topup/simulate/{token}")
 async def simulate_wallet_topup(token: str, request: Request) -> Response:
-    """The wallet top-up page's "Simulate payment" (no operator Stripe key): a signed Stripe-shaped
-    event through the operator's webhook endpoint, like any delivery. The token (from the page)
-    names the signed-in person."""
+    """The wallet top-up page's "Simulate payment" (no operator Stripe key for that environment): a
+    signed Stripe-shaped event through the operator's webhook endpoint, like any delivery, in the Stripe
+    mode of the page's environment (livemode true for the live wallet), so it credits the wallet the
+    page is for. The token (from the page) names the signed-in person and that environment."""
 
-    def prepare(form: dict[str, str], base: str) -> tuple[str, bytes, str]:
-        person = wallet_topup.open_simulation(token)
+    def prepare(form: dict[str, str], base: str) -> Prepared:
+        person, environment = wallet_topup.open_simulation(token)
         csrf.require_form(form, request.cookies, f"wallet-topup:{token}")
-        offer = wallet_topup.open_for(person)
+        offer = wallet_topup.open_for(person, environment)
         if offer.method != "simulate":
-            raise Conflict("the operator's Stripe is configured: use the real checkout")
+            raise Conflict("the operator's Stripe is configured for this environment: use the real checkout")
         micros = wallet_topup.choose_amount(offer, form.get("amount"))
         secret = stripe_config.dev_webhook_secret(operator_stripe.OPERATOR_ID, offer.mode)
         params = wallet_topup.checkout_params(offer, micros, base)
         body = json.dumps(paid_session_event(params, offer.currency, offer.mode)).encode()
         header = stripe.WebhookSignature.generate_signature_header(body.decode(), secret)
-        return operator_stripe.OPERATOR_ID, body, header
+        return operator_stripe.OPERATOR_ID, body, header, links.wallet_path(environment, "topup/success")
 
-    return await _simulate(request, prepare, "/wallet/topup/success", "wallet top-up")
+    return await _simulate(request, prepare, "wallet top-up")

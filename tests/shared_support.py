@@ -27,10 +27,11 @@ def shared_paywall(name: str = "Shared app", fee: str = "10", **fields: Any) -> 
     return paywalls.set_pricing(paywall.id, {"models": {"demo/echo": {"prompt": "1", "completion": "2"}}})
 
 
-def funded_person(email: str | None = None, micros: int = 10_000_000) -> persons.Person:
+def funded_person(email: str | None = None, micros: int = 10_000_000, environment: str = "live") -> persons.Person:
+    """A person whose wallet of `environment` holds `micros` (the other wallet stays empty)."""
     person = persons.get_or_create(email or f"p{secrets.token_hex(4)}@example.com")
     if micros:
-        ledger.credit(person.wallet_id, micros, idempotency_key=f"fund-{secrets.token_hex(4)}")
+        ledger.credit(person.wallet_for(environment), micros, idempotency_key=f"fund-{secrets.token_hex(4)}")
     return person
 
 
@@ -80,12 +81,15 @@ class ConnectStripeStub(st.StripeStub):
 
 
 def forms(html: str) -> list[dict[str, str]]:
-    """Each form's action and named values (hidden inputs and prefilled fields)."""
+    """Each form's action and the values a browser would submit as is: hidden inputs, prefilled fields
+    and the checked radio button of each group."""
     found = []
     for form in re.findall(r"<form .*?</form>", html, re.S):
         fields = {"action": unescape(re.search(r'action="([^"]+)"', form).group(1))}  # type: ignore[union-attr]
-        for name, value in re.findall(r'name="([^"]+)" value="([^"]*)"', form):
-            fields[name] = unescape(value)
+        for tag in re.findall(r"<input [^>]*>", form):
+            named = re.search(r'name="([^"]+)" value="([^"]*)"', tag)
+            if named and ('type="radio"' not in tag or re.search(r"\schecked\b", tag)):
+                fields[named.group(1)] = unescape(named.group(2))
         found.append(fields)
     return found
 
@@ -128,13 +132,17 @@ class WalletBrowser:
         assert done.status_code == 303, done.text
         return done
 
-    def approve(self, authorize_url: str, cap: str = "") -> httpx.Response:
+    def approve(self, authorize_url: str, cap: str | None = None) -> httpx.Response:
+        """Approve with a spending limit of `cap`, or with the explicit "no limit" choice (None)."""
         page = self.get(authorize_url)
         assert page.status_code == 200, page.text
-        return self.submit(form_with(page.text, decision="approve"), cap=cap)
+        form = form_with(page.text, decision="approve")
+        if cap is None:
+            return self.submit(form, limit="none")
+        return self.submit(form, limit="cap", cap=cap)
 
-    def simulate_topup(self, amount: str = "10") -> httpx.Response:
-        page = self.get(f"{self.base}/wallet/topup")
+    def simulate_topup(self, amount: str = "10", environment: str = "live") -> httpx.Response:
+        page = self.get(self.base + ("/wallet/topup" if environment == "live" else "/wallet/test/topup"))
         assert page.status_code == 200, page.text
         return self.submit(form_with(page.text, amount=amount))
 

@@ -209,7 +209,7 @@ def test_admin_handlers_never_block_the_event_loop(
             ("GET", "/admin/operator/stripe", None, {}),
             ("GET", "/admin/persons?email=loop@example.com", None, {}),
             ("GET", f"/admin/persons/{person}", None, {}),
-            ("POST", f"/admin/persons/{person}/adjustments", {"amount": "1"}, once),
+            ("POST", f"/admin/persons/{person}/adjustments", {"amount": "1", "environment": "test"}, once),
         ]:
             _ok(admin.request(method, path, json=body, headers=headers))
     assert not loop_guard, f"blocking calls on the event loop: {sorted(set(loop_guard))}"
@@ -244,9 +244,9 @@ def test_hosted_pages_never_block_the_event_loop(loop_guard: list[str], monkeypa
     _ok(pages.get("/wallet/signin"))
     _ok(pages.post("/wallet/signin", data={"email": "a@example.com"}))
     pages.cookies.set(sessions.COOKIE_NAME, sessions.issue(persons.get_or_create("a@example.com").id))
-    for path in ("/wallet/home", "/wallet/topup"):
+    for path in ("/wallet/home", "/wallet/topup", "/wallet/test/home", "/wallet/test/topup"):
         _ok(pages.get(path))
-    for path in ("/wallet/topup", "/wallet/signout", "/wallet/connections/cn_x/revoke"):
+    for path in ("/wallet/topup", "/wallet/test/topup", "/wallet/signout", "/wallet/connections/cn_x/revoke"):
         _ok(pages.post(path, data={"csrf": "x"}))
     settings.cache_clear()
     assert not loop_guard, f"blocking calls on the event loop: {sorted(set(loop_guard))}"

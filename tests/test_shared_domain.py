@@ -23,6 +23,7 @@ from paywalls import (
     shared_mode,
     store,
 )
+from paywalls.paywall import InvalidRequest
 from tests.shared_support import app_secret, consistent, funded_person, shared_paywall
 
 
@@ -39,7 +40,10 @@ def test_email_is_normalized_and_one_person_per_address(env: None) -> None:
     first = persons.get_or_create("  Ann.Lee+x@Example.COM ")
     again = persons.get_or_create("ann.lee+x@example.com")
     assert first == again and first.email == "ann.lee+x@example.com"
-    assert first.wallet_id == f"person:{first.id}"
+    assert first.wallet_for("live") == f"person:{first.id}:live"
+    assert first.wallet_for("test") == f"person:{first.id}:test"
+    with pytest.raises(InvalidRequest):
+        first.wallet_for("prod")
     assert persons.find_by_email("ANN.LEE+X@example.com") == first
 
 
@@ -162,8 +166,8 @@ def test_connect_charge_cap_and_earnings(env: None) -> None:
         "2250000",
         "2250000",
     )
-    assert persons.balance(person.id).balance == 7_500_000
-    consistent(person.wallet_id)
+    assert persons.balance(person.id, "live").balance == 7_500_000
+    consistent(person.wallet_for("live"))
     _earnings_consistent(paywall.id, "live")
 
 
@@ -173,7 +177,7 @@ def test_too_little_balance_is_a_topup_refusal_and_nothing_moves(env: None) -> N
     connections.connect(paywall.id, "live", "u", person.id, cap=None)
     result = shared_mode.charge(paywall, "live", "u", "2", idempotency_key="k")
     assert result.posting is None and result.refusal == "topup"
-    assert persons.balance(person.id).balance == 1_000_000
+    assert persons.balance(person.id, "live").balance == 1_000_000
     assert earnings.summary(paywall.id, "live")["gross"] == "0"
 
 
@@ -189,7 +193,7 @@ def test_revocation_blocks_even_a_hold_that_read_the_connection_before(env: None
     with pytest.raises(ledger.BudgetExceeded):
         ledger.charge(stale.wallet_id, 1000, idempotency_key="after", budget=stale.budget)
     assert shared_mode.charge(paywall, "live", "u", "1", idempotency_key="k").refusal == "authorize"
-    assert persons.balance(person.id).available == 10_000_000
+    assert persons.balance(person.id, "live").available == 10_000_000
     # Re-authorizing creates a new connection: a fresh cap, the old spending stays with the old one.
     again = connections.connect(paywall.id, "live", "u", person.id, cap=1_000_000)
     assert again.id != connection.id and again.remaining == 1_000_000
@@ -215,7 +219,7 @@ def test_hold_settle_release_move_the_budget_and_earnings_exactly_once(env: None
     summary = earnings.summary(paywall.id, "live")
     fee = 777_777 * 125 // 1000
     assert (summary["gross"], summary["fees"], summary["earned"]) == ("777777", str(fee), str(777_777 - fee))
-    consistent(person.wallet_id)
+    consistent(person.wallet_for("live"))
     _earnings_consistent(paywall.id, "live")
 
 
@@ -352,7 +356,7 @@ def test_the_sweeper_returns_a_crashed_requests_hold_to_the_cap_and_a_late_settl
     assert connections.active(paywall.id, "live", "u").remaining == 500_000  # type: ignore[union-attr]
     assert ledger.sweep_expired_holds(now=int(time.time()) + 60) >= 1
     assert connections.active(paywall.id, "live", "u").remaining == 2_000_000  # type: ignore[union-attr]
-    assert persons.balance(person.id).available == 5_000_000
+    assert persons.balance(person.id, "live").available == 5_000_000
     # The invocation was only slow: its settlement arrives after the sweep and is charged directly,
     # still within the cap, still crediting the earnings, once.
     posting = ledger.settle("req_crash", 1_000_000, request_id="req_crash", also=payer.also())
@@ -361,5 +365,5 @@ def test_the_sweeper_returns_a_crashed_requests_hold_to_the_cap_and_a_late_settl
     conn = connections.active(paywall.id, "live", "u")
     assert conn and (conn.remaining, conn.spent) == (1_000_000, 1_000_000)
     assert earnings.summary(paywall.id, "live")["earned"] == "500000"
-    consistent(person.wallet_id)
+    consistent(person.wallet_for("live"))
     _earnings_consistent(paywall.id, "live")

@@ -52,8 +52,10 @@ def link_in(text: str) -> str:
 
 
 def person(stack: LocalStack, email: str) -> dict[str, Any]:
+    """The operator's view, with the live wallet's figures (the apps here use live keys) on top."""
     with stack.admin() as admin:
-        return admin.get("/admin/persons", params={"email": email}).raise_for_status().json()
+        found = admin.get("/admin/persons", params={"email": email}).raise_for_status().json()
+    return {**found, **found["wallets"]["live"]}
 
 
 def earnings(stack: LocalStack, paywall_id: str) -> dict[str, Any]:
@@ -65,7 +67,7 @@ def fund_person(stack: LocalStack, person_id: str, amount: str) -> None:
     with stack.admin() as admin:
         admin.post(
             f"/admin/persons/{person_id}/adjustments",
-            json={"amount": amount},
+            json={"amount": amount, "environment": "live"},
             headers={"Idempotency-Key": uuid.uuid4().hex},
         ).raise_for_status()
 

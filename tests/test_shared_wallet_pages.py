@@ -153,7 +153,7 @@ def test_every_form_refuses_posts_without_its_csrf_token_and_nothing_changes(sit
     stranger = TestClient(site.wallet.app, base_url=BASE)
     stranger.cookies.set(sessions.COOKIE_NAME, browser.client.cookies[sessions.COOKIE_NAME])
     assert stranger.post(url, data={k: v for k, v in approve.items() if k != "action"}).status_code == 403
-    assert ledger.get_wallet(person.wallet_id).balance == 0
+    assert ledger.get_wallet(person.wallet_for("live")).balance == 0
 
 
 # ---- authorization links ------------------------------------------------------------------------
@@ -243,12 +243,12 @@ def test_connect_disconnect_charge_and_isolation_over_the_user_api(site: Site) -
     assert browser.approve(status["url"], cap="5").status_code == 200
     person = persons.get(connections.active(a.id, "live", "alice").person_id)  # type: ignore[union-attr]
     assert person
-    ledger.credit(person.wallet_id, 3_000_000, idempotency_key="fund")
+    ledger.credit(person.wallet_for("live"), 3_000_000, idempotency_key="fund")
 
     connected = api(key_a, "connect", user="alice")
     assert connected["connected"] is True and connected["connectedUser"]["id"] == "alice"
     assert connected["connectedUser"]["spendingCap"] == "5000000" and person.email not in str(connected)
-    assert api(key_a, "balance", user="alice")["balance"] == "3000000"
+    assert api(key_a, "balance", user="alice")["balance"] == "5000000"  # the cap remaining, not the wallet
 
     body, action = charge(key_a, "alice", "1", "c1")
     assert body["success"] is True and action is None
@@ -273,7 +273,7 @@ def test_connect_disconnect_charge_and_isolation_over_the_user_api(site: Site) -
     assert api(key_a, "disconnect", user="alice")["success"] is True
     body, action = charge(key_a, "alice", "1", "c3")
     assert body["success"] is False and action == "authorize"
-    assert ledger.get_wallet(person.wallet_id).balance == 2_000_000
+    assert ledger.get_wallet(person.wallet_for("live")).balance == 2_000_000
     assert earnings.summary(a.id, "live")["earned"] == "900000"
     assert earnings.summary(b.id, "live")["gross"] == "0"
 
@@ -294,7 +294,7 @@ def test_wallet_page_lists_apps_with_their_spending(site: Site) -> None:
     browser.approve(authorize_url(pw.id, "u1"), cap="1")
     person = persons.find_by_email(address)
     assert person
-    ledger.credit(person.wallet_id, 2_000_000, idempotency_key="fund")
+    ledger.credit(person.wallet_for("live"), 2_000_000, idempotency_key="fund")
     assert shared_mode.charge(pw, "live", "u1", "0.25", idempotency_key="k").posting
     home = browser.get(f"{BASE}/wallet/home").text
     assert "Spender &lt;i&gt;" in home and "spent $0.25" in home and "limit $1.00" in home

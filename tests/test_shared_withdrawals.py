@@ -150,27 +150,57 @@ def test_withdrawals_are_for_shared_mode_paywalls(admin: Admin) -> None:
 def test_person_lookup_and_adjustments(admin: Admin) -> None:
     person = persons.get_or_create("ops@example.com")
     found = admin.client.get("/admin/persons", params={"email": "OPS@example.com"}).json()
-    assert found["id"] == person.id and found["balance"] == "0"
+    assert found["id"] == person.id and found["wallets"]["live"]["balance"] == "0"
     credit = admin.client.post(
         f"/admin/persons/{person.id}/adjustments",
-        json={"amount": "3", "reason": "goodwill"},
+        json={"amount": "3", "environment": "live", "reason": "goodwill"},
         headers={"Idempotency-Key": "a1"},
     )
     assert credit.status_code == 201 and credit.json()["entry"]["type"] == "adjustment"
     again = admin.client.post(
         f"/admin/persons/{person.id}/adjustments",
-        json={"amount": "3", "reason": "goodwill"},
+        json={"amount": "3", "environment": "live", "reason": "goodwill"},
         headers={"Idempotency-Key": "a1"},
     )
     assert again.json()["duplicate"] is True
     debit = admin.client.post(
-        f"/admin/persons/{person.id}/adjustments", json={"amount": "-5"}, headers={"Idempotency-Key": "a2"}
+        f"/admin/persons/{person.id}/adjustments",
+        json={"amount": "-5", "environment": "live"},
+        headers={"Idempotency-Key": "a2"},
     )
     assert debit.status_code == 402  # never below zero
-    assert admin.client.get(f"/admin/persons/{person.id}").json()["balance"] == "3000000"
+    assert admin.client.get(f"/admin/persons/{person.id}").json()["wallets"]["live"]["balance"] == "3000000"
     assert admin.client.get("/admin/persons", params={"email": "nobody@example.com"}).status_code == 404
     assert admin.client.get("/admin/persons/ps_nope").status_code == 404
-    consistent(person.wallet_id)
+    consistent(person.wallet_for("live"))
+
+
+def test_person_adjustments_name_their_environment_and_touch_only_that_wallet(admin: Admin) -> None:
+    person = persons.get_or_create("env-ops@example.com")
+    path = f"/admin/persons/{person.id}/adjustments"
+    for body in ({"amount": "3"}, {"amount": "3", "environment": "prod"}, {"amount": "3", "environment": 1}):
+        refused = admin.client.post(path, json=body, headers={"Idempotency-Key": uuid.uuid4().hex})
+        assert refused.status_code == 400 and refused.json()["error"]["param"] == "environment", refused.text
+    unknown = admin.client.post(
+        path, json={"amount": "3", "environment": "test", "wallet": "live"}, headers={"Idempotency-Key": "u"}
+    )
+    assert unknown.status_code == 400 and unknown.json()["error"]["param"] == "wallet"
+    assert not ledger.get_wallet(person.wallet_for("live")).exists
+    assert not ledger.get_wallet(person.wallet_for("test")).exists
+
+    test_credit = admin.client.post(
+        path, json={"amount": "7", "environment": "test"}, headers={"Idempotency-Key": "t1"}
+    )
+    assert test_credit.status_code == 201, test_credit.text
+    # A debit of the live wallet cannot use test money.
+    live_debit = admin.client.post(
+        path, json={"amount": "-1", "environment": "live"}, headers={"Idempotency-Key": "l1"}
+    )
+    assert live_debit.status_code == 402
+    wallets = admin.client.get(f"/admin/persons/{person.id}").json()["wallets"]
+    assert (wallets["live"]["balance"], wallets["test"]["balance"]) == ("0", "7000000")
+    assert wallets["test"]["wallet_id"] == f"person:{person.id}:test"
+    assert consistent(person.wallet_for("test")) == 7_000_000
 
 
 # ---- wallet top-ups through the operator's webhook ----------------------------------------------
@@ -183,12 +213,14 @@ def test_wallet_topup_checkout_and_webhook_credit_once(admin: Admin, monkeypatch
     endpoint_id = operator_stripe.status()["test"]["webhook_endpoint_id"]
     secret = admin.stub.webhook_secret(endpoint_id)
     person = persons.get_or_create("payer@example.com")
-    offer = wallet_topup.open_for(person)
+    offer = wallet_topup.open_for(person, "test")
     assert offer.method == "stripe" and offer.presets == [5_000_000, 20_000_000]
     url = wallet_topup.start_checkout(offer, "20", "https://pay.example.com")
     assert url.startswith("https://checkout.stripe.com/")
     (call,) = admin.stub.calls("POST", "/v1/checkout/sessions")
-    assert call.api_key == "sk_test_op" and call.form["client_reference_id"] == person.wallet_id
+    assert call.api_key == "sk_test_op" and call.form["client_reference_id"] == person.wallet_for("test")
+    assert call.form["metadata[environment]"] == "test"
+    assert call.form["success_url"] == "https://pay.example.com/wallet/test/topup/success"
     assert (
         call.form["metadata[purpose]"] == "wallet_topup"
         and call.form["line_items[0][price_data][unit_amount]"] == "2000"
@@ -201,8 +233,8 @@ def test_wallet_topup_checkout_and_webhook_credit_once(admin: Admin, monkeypatch
         id="cs_test_wallet1",
         amount_total=2000,
         currency="usd",
-        client_reference_id=person.wallet_id,
-        metadata=wallet_topup.metadata(person, 20_000_000),
+        client_reference_id=person.wallet_for("test"),
+        metadata=wallet_topup.metadata(person, "test", 20_000_000),
         payment_status="paid",
         livemode=False,
     )
@@ -223,8 +255,9 @@ def test_wallet_topup_checkout_and_webhook_credit_once(admin: Admin, monkeypatch
     assert deliver(st.event("checkout.session.completed", tampered))[1]["result"] == "ignored"
     default_topup = {**session, "id": "cs_test_x", "metadata": {"paywall_id": "pw_x", "user": "u"}}
     assert deliver(st.event("checkout.session.completed", default_topup))[1]["result"] == "ignored"
-    assert ledger.get_wallet(person.wallet_id).balance == 20_000_000
-    consistent(person.wallet_id)
+    assert ledger.get_wallet(person.wallet_for("test")).balance == 20_000_000
+    assert not ledger.get_wallet(person.wallet_for("live")).exists  # test money never reaches the live wallet
+    consistent(person.wallet_for("test"))
 
 
 # ---- concurrency on the local engine --------------------------------------------------------------
@@ -262,8 +295,8 @@ def test_concurrent_withdrawals_and_capped_charges_never_overdraw(capsys: pytest
     assert outcome == Counter({"withdrawn": 6, "refused": 10})
     summary = earnings.summary(paywall.id, "live")
     assert (summary["available"], summary["withdrawn"]) == ("0", "300000")
-    assert ledger.get_wallet(person.wallet_id).balance == 700_000
-    consistent(person.wallet_id)
+    assert ledger.get_wallet(person.wallet_for("live")).balance == 700_000
+    consistent(person.wallet_for("live"))
     _ledgers_consistent(paywall)
 
 
@@ -310,8 +343,8 @@ def wallet_session(person: persons.Person, cents: int) -> dict:
         id="cs_test_" + uuid.uuid4().hex,
         amount_total=cents,
         currency="usd",
-        client_reference_id=person.wallet_id,
-        metadata=wallet_topup.metadata(person, cents * 10_000),
+        client_reference_id=person.wallet_for("test"),
+        metadata=wallet_topup.metadata(person, "test", cents * 10_000),
         payment_intent="pi_" + uuid.uuid4().hex[:24],
         payment_status="paid",
         livemode=False,
@@ -326,7 +359,7 @@ def entry_types(wallet_id: str) -> list[tuple[str, int]]:
 def test_refunds_of_a_spent_wallet_topup_debit_the_wallet_once_even_below_zero(operator_hook: OperatorHook) -> None:
     """Top up 20, spend 15 at an app, get 20 refunded: the wallet owes 15 (negative), not a free 15."""
     person = persons.get_or_create("refunded@example.com")
-    wallet = person.wallet_id
+    wallet = person.wallet_for("test")
     session = wallet_session(person, 2_000)
     pi = session["payment_intent"]
     assert operator_hook.deliver("checkout.session.completed", session)["result"] == "credited"
@@ -335,8 +368,8 @@ def test_refunds_of_a_spent_wallet_topup_debit_the_wallet_once_even_below_zero(o
     assert mapping and (mapping["wallet_id"], mapping["paywall_id"]) == (wallet, operator_stripe.OPERATOR_ID)
 
     paywall = shared_paywall(fee="0")
-    connections.connect(paywall.id, "live", "spender", person.id, cap=None)
-    assert shared_mode.charge(paywall, "live", "spender", "15", idempotency_key="spend-1").posting
+    connections.connect(paywall.id, "test", "spender", person.id, cap=None)
+    assert shared_mode.charge(paywall, "test", "spender", "15", idempotency_key="spend-1").posting
     assert consistent(wallet) == 5_000_000
 
     # A pending refund may still fail: nothing moves until Stripe reports it succeeded.
@@ -358,7 +391,7 @@ def test_refunds_of_a_spent_wallet_topup_debit_the_wallet_once_even_below_zero(o
     [refund_entry] = [e for e in ledger.all_entries(wallet) if e.type == "refund"]
     assert refund_entry.idempotency_key == "stripe:refund:re_w1"
     # A negative wallet pays for nothing more.
-    assert not shared_mode.charge(paywall, "live", "spender", "0.01", idempotency_key="spend-2").posting
+    assert not shared_mode.charge(paywall, "test", "spender", "0.01", idempotency_key="spend-2").posting
     assert consistent(wallet) == -15_000_000
 
 
@@ -370,11 +403,11 @@ def test_partial_refunds_of_a_wallet_topup_debit_each_refund_once(operator_hook:
     r1 = st.refund("re_p1", 300, payment_intent=pi, charge_id="ch_p")
     first = st.refunded_charge(payment_intent=pi, cents=1_000, refunds=[r1], charge_id="ch_p")
     assert [operator_hook.deliver("charge.refunded", first)["result"] for _ in range(2)] == ["debited", "duplicate"]
-    assert consistent(person.wallet_id) == 7_000_000
+    assert consistent(person.wallet_for("test")) == 7_000_000
     r2 = st.refund("re_p2", 200, payment_intent=pi, charge_id="ch_p")
     both = st.refunded_charge(payment_intent=pi, cents=1_000, refunds=[r2, r1], charge_id="ch_p")
     assert operator_hook.deliver("charge.refunded", both)["result"] == "debited"
-    assert consistent(person.wallet_id) == 5_000_000
+    assert consistent(person.wallet_for("test")) == 5_000_000
 
 
 def test_a_wallet_topup_refund_before_its_credit_is_applied_when_the_credit_lands(operator_hook: OperatorHook) -> None:
@@ -387,9 +420,9 @@ def test_a_wallet_topup_refund_before_its_credit_is_applied_when_the_credit_land
     assert operator_hook.deliver("charge.refunded", charge)["result"] == "pending"
     assert operator_hook.deliver("refund.updated", refund)["result"] == "pending"
     assert operator_hook.deliver("charge.dispute.closed", lost)["result"] == "pending"
-    assert not ledger.get_wallet(person.wallet_id).exists
+    assert not ledger.get_wallet(person.wallet_for("test")).exists
     assert operator_hook.deliver("checkout.session.completed", session)["result"] == "credited"
-    assert consistent(person.wallet_id) == (3_000 - 1_000 - 500) * 10_000
+    assert consistent(person.wallet_for("test")) == (3_000 - 1_000 - 500) * 10_000
     # Redeliveries of all of them change nothing.
     for event_type, obj in (
         ("charge.refunded", charge),
@@ -398,10 +431,10 @@ def test_a_wallet_topup_refund_before_its_credit_is_applied_when_the_credit_land
         ("checkout.session.async_payment_succeeded", session),
     ):
         assert operator_hook.deliver(event_type, obj)["result"] == "duplicate"
-        assert consistent(person.wallet_id) == 15_000_000
+        assert consistent(person.wallet_for("test")) == 15_000_000
     # Parked debits are applied in key order (the dispute's first): compare them as a set.
     expected = [("deposit", 30_000_000), ("refund", -10_000_000), ("refund", -5_000_000)]
-    assert sorted(entry_types(person.wallet_id)) == sorted(expected)
+    assert sorted(entry_types(person.wallet_for("test"))) == sorted(expected)
 
 
 def test_a_lost_dispute_of_a_wallet_topup_debits_once_and_a_won_one_nothing(operator_hook: OperatorHook) -> None:
@@ -411,12 +444,12 @@ def test_a_lost_dispute_of_a_wallet_topup_debits_once_and_a_won_one_nothing(oper
     assert operator_hook.deliver("checkout.session.completed", session)["result"] == "credited"
     won = st.dispute(payment_intent=pi, cents=1_000, status="won", dispute_id="dp_won")
     assert operator_hook.deliver("charge.dispute.closed", won)["result"] == "ignored"
-    assert consistent(person.wallet_id) == 10_000_000
+    assert consistent(person.wallet_for("test")) == 10_000_000
     lost = st.dispute(payment_intent=pi, cents=1_000, status="lost", dispute_id="dp_lost")
     results = [operator_hook.deliver("charge.dispute.closed", lost)["result"] for _ in range(3)]
     assert results == ["debited", "duplicate", "duplicate"]
-    assert consistent(person.wallet_id) == 0
-    assert entry_types(person.wallet_id) == [("deposit", 10_000_000), ("refund", -10_000_000)]
+    assert consistent(person.wallet_for("test")) == 0
+    assert entry_types(person.wallet_for("test")) == [("deposit", 10_000_000), ("refund", -10_000_000)]
 
 
 def test_refunds_never_cross_between_the_operator_and_a_paywalls_account(operator_hook: OperatorHook) -> None:
@@ -435,7 +468,7 @@ def test_refunds_never_cross_between_the_operator_and_a_paywalls_account(operato
     refund = st.refund("re_x", 1_000, payment_intent=session["payment_intent"], charge_id="ch_x")
     reply = operator_hook.deliver("refund.updated", refund, secret=shop_whsec, path=shop.id)
     assert reply["result"] == "ignored"
-    assert consistent(person.wallet_id) == 10_000_000
+    assert consistent(person.wallet_for("test")) == 10_000_000
 
     app_session = st.checkout_session(paywall_id=shop.id, environment="test", user="u", cents=1_000)
     assert operator_hook.deliver("checkout.session.completed", app_session, shop_whsec, shop.id)["result"] == "credited"
@@ -519,7 +552,7 @@ def test_a_failed_transfer_paid_by_hand_is_never_transferred_again_and_a_transfe
 
 def test_a_test_environment_withdrawal_is_found_and_marked(admin: Admin) -> None:
     paywall = shared_paywall(fee="0")
-    person = funded_person(micros=100_000_000)
+    person = funded_person(micros=100_000_000, environment="test")
     connections.connect(paywall.id, "test", "t", person.id, cap=None)
     assert shared_mode.charge(paywall, "test", "t", "5", idempotency_key="c").posting
     status, pending = admin.withdraw(paywall.id, "e1", environment="test")

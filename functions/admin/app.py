@@ -252,9 +252,15 @@ def get_person(person_id: str) -> dict[str, Any]:
 
 @app.post("/admin/persons/{person_id}/adjustments", dependencies=admin, status_code=201)
 def adjust_person(person_id: str, request: Request, body: web.JsonBody) -> dict[str, Any]:
-    """Operator correction of a person's wallet (`adjustment` entry), like the per-user one."""
+    """Operator correction of a person's wallet (`adjustment` entry), like the per-user one:
+    {amount, environment, reason?}. The environment (`live` or `test` wallet) is required."""
+    unknown = sorted(set(body) - {"amount", "environment", "reason"})
+    if unknown:
+        raise paywalls.InvalidRequest(f"unknown field(s): {', '.join(unknown)}", unknown[0])
     key = web.idempotency_key(request) or ""
-    posting = persons.adjust(person_id, body.get("amount"), idempotency_key=key, reason=body.get("reason"))
+    posting = persons.adjust(
+        person_id, body.get("environment"), body.get("amount"), idempotency_key=key, reason=body.get("reason")
+    )
     return {"entry": posting.entry.as_api(), "duplicate": posting.duplicate}
 
 

@@ -59,9 +59,8 @@ def balance(request: Request) -> dict[str, Any]:
     caller = web.authenticate(request)
     user = _user(request)
     if caller.paywall.mode == "shared":
-        # What this app user may spend now: the person's wallet within the cap (0 when not connected).
-        spendable = shared_mode.spendable_balance(caller.paywall, caller.environment, user)
-        return _balance_fields(spendable, caller.paywall.currency)
+        # The app's own allowance, never the person's wallet balance (shared_mode.Allowance).
+        return shared_mode.allowance(caller.paywall, caller.environment, user).as_api(caller.paywall.currency)
     accounts.ensure_trial(caller.paywall, caller.environment, user)
     wallet = ledger.get_wallet(app_wallet_id(caller.paywall.id, caller.environment, user))
     return _balance_fields(wallet.balance, caller.paywall.currency)
@@ -77,8 +76,8 @@ def topup(request: Request) -> dict[str, Any]:
     caller = web.authenticate(request)
     user = _user(request)
     if caller.paywall.mode == "shared":
-        # The person tops up their own wallet (after signing in), whichever app sent them.
-        return {"url": shared_mode.wallet_topup_url(web.public_base_url(request))}
+        # The person tops up their own wallet (after signing in), in the environment of this key.
+        return {"url": shared_mode.wallet_topup_url(web.public_base_url(request), caller.environment)}
     accounts.ensure_trial(caller.paywall, caller.environment, user)
     return {"url": _topup_url(request, caller, user)}
 
@@ -152,18 +151,19 @@ def _shared_charge(request: Request, caller: web.Caller, body: dict[str, Any], u
     result = shared_mode.charge(
         paywall, caller.environment, user, body["amount"], idempotency_key=key, metadata=body.get("metadata")
     )
+    # Both answers carry the app's allowance after the attempt, never the wallet balance (no entry
+    # either: its balance_after is the person's).
+    allowance = shared_mode.allowance(paywall, caller.environment, user).as_api(paywall.currency)
     if result.posting is None:
         refusal = result.refusal or "topup"
         message = shared_mode.refusal_text(paywall, refusal, web.public_base_url(request), caller.environment, user)
-        spendable = shared_mode.spendable_balance(paywall, caller.environment, user)
-        content = {"success": False, "message": message, **_balance_fields(spendable, paywall.currency)}
+        content = {"success": False, "message": message, **allowance}
         return JSONResponse(content, headers={"X-Paywall-Action": refusal})
     entry = result.posting.entry
-    spendable = shared_mode.spendable_balance(paywall, caller.environment, user)
     content = {
         "success": True,
         "message": f"charged {format_micros(-entry.amount)} {paywall.currency.upper()}",
-        **_balance_fields(spendable, paywall.currency),
+        **allowance,
     }
     return JSONResponse(content, headers=_replayed(result.posting))
 

@@ -395,8 +395,21 @@ async def wallet_sign_out(request: Request) -> Response:
     return await _guarded_page(request, sign_out)
 
 
+# A person's two wallets have their own pages: the live wallet at /wallet/{home,topup}, the test wallet
+# at /wallet/test/{home,topup} (shared_mode.wallet_path). Links from apps carry their key's environment.
+
+
 @app.get("/wallet/home")
 async def wallet_home(request: Request) -> Response:
+    return await _wallet_home(request, "live")
+
+
+@app.get("/wallet/test/home")
+async def wallet_test_home(request: Request) -> Response:
+    return await _wallet_home(request, "test")
+
+
+async def _wallet_home(request: Request, environment: str) -> Response:
     base = web.public_base_url(request)
 
     def render(person: persons.Person, nonce: str) -> str:
@@ -412,14 +425,23 @@ async def wallet_home(request: Request) -> Response:
                     names[paywall_id] = "(deleted app)"
             return names[paywall_id]
 
-        wallet = ledger.get_wallet(person.wallet_id)
-        entries, _ = ledger.list_entries(person.wallet_id, limit=20)
+        wallet = ledger.get_wallet(person.wallet_for(environment))
+        entries, _ = ledger.list_entries(wallet.wallet_id, limit=20)
+        every = connections.list_for_person(person.id)
+        test_section = None
+        if environment == "live":
+            # The test wallet appears once the person has used it (money or a test-mode app), so a
+            # wallet that never saw test mode shows one balance only.
+            test_wallet = ledger.get_wallet(person.wallet_for("test"))
+            if test_wallet.exists or any(c.environment == "test" for c in every):
+                test_section = wallet_pages.TestSection(test_wallet.balance, shared_mode.wallet_url(base, "test"))
         view = wallet_pages.WalletView(
             email=person.email,
+            environment=environment,
             balance=wallet.balance,
             available=wallet.available,
             currency=operator_stripe.CURRENCY,
-            topup_url=f"{base}/wallet/topup",
+            topup_url=shared_mode.wallet_topup_url(base, environment),
             signout_url=f"{base}/wallet/signout",
             csrf_token=csrf.form_token(nonce, f"wallet:{person.id}"),
             connections=[
@@ -433,16 +455,19 @@ async def wallet_home(request: Request) -> Response:
                     cap=c.cap,
                     revoke_url=f"{base}/wallet/connections/{c.id}/revoke",
                 )
-                for c in connections.list_for_person(person.id)
+                for c in every
+                if c.environment == environment
             ],
             entries=[
                 wallet_pages.EntryRow(e.created_at, e.type, e.amount, app_name(e.metadata.get("paywall_id")))
                 for e in entries
             ],
+            test_section=test_section,
+            live_url=shared_mode.wallet_url(base, "live") if environment == "test" else None,
         )
         return wallet_pages.wallet_page(view)
 
-    return await _person_page(request, "/wallet/home", render)
+    return await _person_page(request, links.wallet_path(environment, "home"), render)
 
 
 @app.post("/wallet/connections/{connection_id}/revoke")
@@ -455,7 +480,7 @@ async def wallet_revoke(connection_id: str, request: Request) -> Response:
         if connection.active:
             connections.revoke(connection)
             log.info("connection revoked by its owner", extra={"connection_id": connection.id})
-        return _redirect(f"{base}/wallet/home")
+        return _redirect(shared_mode.wallet_url(base, connection.environment))
 
     return await _person_action(request, "/wallet/home", revoke)
 
@@ -479,10 +504,11 @@ async def wallet_consent(token: str, request: Request) -> Response:
             user=asked.user,
             environment=asked.environment,
             email=person.email,
-            balance=ledger.get_wallet(person.wallet_id).balance,
+            balance=ledger.get_wallet(person.wallet_for(asked.environment)).balance,
             currency=operator_stripe.CURRENCY,
             action_url=f"{base}/wallet/authorize/{token}",
             csrf_token=csrf.form_token(nonce, f"authorize:{person.id}:{token}"),
+            default_cap=connections.default_cap(),
             current_cap=mine.cap if mine else None,
             already_connected=mine is not None,
         )
@@ -507,14 +533,15 @@ async def wallet_authorize(token: str, request: Request) -> Response:
             return _sign_in_redirect(request, f"/wallet/authorize/{token}")
         if form.get("decision") != "approve":
             return html(pages.message_page("Not connected", f"{asked.paywall.name} was not given access."))
-        cap = connections.parse_cap(form.get("cap"))
+        cap = connections.parse_cap_choice(form.get("limit"), form.get("cap"))
         connections.connect(asked.paywall.id, asked.environment, asked.user, session.person_id, cap)
         log.info("app authorized", extra={"paywall_id": asked.paywall.id, "environment": asked.environment})
+        which = "your test wallet (test money only)" if asked.environment == "test" else "your wallet"
         return html(
             pages.message_page(
                 "Connected",
-                f"{asked.paywall.name} can now charge your wallet. You can return to the app.",
-                ("Manage your wallet", f"{base}/wallet/home"),
+                f"{asked.paywall.name} can now charge {which}. You can return to the app.",
+                ("Manage your wallet", shared_mode.wallet_url(base, asked.environment)),
             )
         )
 
@@ -523,51 +550,83 @@ async def wallet_authorize(token: str, request: Request) -> Response:
 
 @app.get("/wallet/topup")
 async def wallet_topup_page(request: Request) -> Response:
+    return await _wallet_topup_page(request, "live")
+
+
+@app.get("/wallet/test/topup")
+async def wallet_test_topup_page(request: Request) -> Response:
+    return await _wallet_topup_page(request, "test")
+
+
+async def _wallet_topup_page(request: Request, environment: str) -> Response:
     base = web.public_base_url(request)
 
     def render(person: persons.Person, nonce: str) -> str:
-        offer = wallet_topup.open_for(person)
+        offer = wallet_topup.open_for(person, environment)
         if offer.method == "simulate":
-            token = wallet_topup.simulation_token(person)
+            token = wallet_topup.simulation_token(person, environment)
             action, bound = f"{base}/_dev/wallet/topup/simulate/{token}", f"wallet-topup:{token}"
         else:
-            action, bound = f"{base}/wallet/topup", f"wallet:{person.id}"
+            action, bound = shared_mode.wallet_topup_url(base, environment), f"wallet:{person.id}"
         view = wallet_pages.WalletTopupView(
             email=person.email,
-            balance=ledger.get_wallet(person.wallet_id).balance,
+            environment=environment,
+            balance=ledger.get_wallet(offer.wallet_id).balance,
             currency=offer.currency,
             amounts=offer.presets,
             method=offer.method,
             action_url=action,
             csrf_token=csrf.form_token(nonce, bound),
-            back_url=f"{base}/wallet/home",
+            back_url=shared_mode.wallet_url(base, environment),
+            unavailable_reason=offer.unavailable_reason(),
         )
         return wallet_pages.topup_page(view)
 
-    return await _person_page(request, "/wallet/topup", render)
+    return await _person_page(request, links.wallet_path(environment, "topup"), render)
 
 
 @app.post("/wallet/topup")
 async def wallet_checkout(request: Request) -> Response:
+    return await _wallet_checkout(request, "live")
+
+
+@app.post("/wallet/test/topup")
+async def wallet_test_checkout(request: Request) -> Response:
+    return await _wallet_checkout(request, "test")
+
+
+async def _wallet_checkout(request: Request, environment: str) -> Response:
     base = web.public_base_url(request)
+    path = links.wallet_path(environment, "topup")
 
     def start(session: sessions.Session, form: dict[str, str]) -> Response:
         person = persons.get(session.person_id)
         if person is None:
-            return _sign_in_redirect(request, "/wallet/topup")
-        url = wallet_topup.start_checkout(wallet_topup.open_for(person), form.get("amount"), base)
+            return _sign_in_redirect(request, path)
+        # The page's environment decides the Stripe key: live only with the live key, never the test one.
+        url = wallet_topup.start_checkout(wallet_topup.open_for(person, environment), form.get("amount"), base)
         return _redirect(url)
 
-    return await _person_action(request, "/wallet/topup", start)
+    return await _person_action(request, path, start)
 
 
 @app.get("/wallet/topup/success")
 def wallet_topup_success(request: Request) -> HTMLResponse:
+    return _topup_success(request, "live")
+
+
+@app.get("/wallet/test/topup/success")
+def wallet_test_topup_success(request: Request) -> HTMLResponse:
+    return _topup_success(request, "test")
+
+
+def _topup_success(request: Request, environment: str) -> HTMLResponse:
+    which = "Your test wallet" if environment == "test" else "Your wallet"
     return html(
         pages.message_page(
             "Payment received",
-            "Thank you! Your wallet is credited as soon as the payment is confirmed, usually within seconds.",
-            ("Back to your wallet", f"{web.public_base_url(request)}/wallet/home"),
+            f"Thank you! {which} is credited as soon as the payment is confirmed, usually within seconds.",
+            ("Back to your wallet", shared_mode.wallet_url(web.public_base_url(request), environment)),
         )
     )
 

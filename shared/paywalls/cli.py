@@ -212,7 +212,7 @@ def run(args: argparse.Namespace, client: AdminClient) -> Any:
         case "person":
             return client.request("GET", f"/persons?{httpx.QueryParams(email=args.email)}")
         case "person-adjust":
-            body = {"amount": args.amount}
+            body = {"amount": args.amount, "environment": args.environment}
             if args.reason:
                 body["reason"] = args.reason
             return client.request("POST", f"/persons/{args.person_id}/adjustments", body, _idempotency(args))
@@ -315,11 +315,13 @@ def build_parser() -> argparse.ArgumentParser:
     operator = sub.add_parser("operator-stripe", help="the operator's Stripe key (wallet top-ups, payouts)")
     operator.add_argument("--stdin", action="store_true", help="read the secret key from stdin")
     operator.add_argument("--topup-amounts", dest="topup_amounts", help="wallet top-up presets, e.g. 5,10,20")
-    person = sub.add_parser("person", help="a wallet owner by email: balance and authorized apps")
+    person = sub.add_parser("person", help="a wallet owner by email: live and test balances, authorized apps")
     person.add_argument("email")
     person_adjust = sub.add_parser("person-adjust", help="credit (positive) or debit (negative) a person's wallet")
     person_adjust.add_argument("person_id")
     person_adjust.add_argument("amount", help='decimal, e.g. "5" or "-0.25"')
+    # Required: a person's live wallet is real money, the test wallet test money; never guessed.
+    person_adjust.add_argument("--environment", choices=["live", "test"], required=True)
     person_adjust.add_argument("--reason")
     person_adjust.add_argument("--idempotency-key", dest="idempotency_key")
     return parser

@@ -1,6 +1,7 @@
 """Authorizations of shared-mode paywalls to a person's wallet ("connections", SPEC §6).
 
-A connection ties (paywall, environment, app user id) to one person's wallet. It is also the ledger
+A connection ties (paywall, environment, app user id) to one person's wallet of that environment
+(`person:{person}:{environment}`: a test key's user pays from test money only). It is also the ledger
 `Budget` of everything that app user spends: `remaining` (cap - spent - held) is reserved by holds
 and charges under the ledger's own condition, `spent` grows with each charge.
 
@@ -24,15 +25,19 @@ Rules:
 
 from __future__ import annotations
 
+import logging
+import os
 import secrets
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from paywalls import ledger, store
-from paywalls.money import format_micros, parse_amount
+from paywalls import ledger, persons, store
+from paywalls.money import InvalidAmount, format_micros, parse_amount
 from paywalls.paywall import InvalidRequest
 from paywalls.store import N, S, TransactionCancelled
+
+log = logging.getLogger(__name__)
 
 UNCAPPED_REMAINING = 10**18  # a million million currency units: more than any wallet holds
 REVOKED_OFFSET = 10**24  # pushes a revoked connection's `remaining` far below any amount
@@ -63,7 +68,8 @@ class Connection:
 
     @property
     def wallet_id(self) -> str:
-        return f"person:{self.person_id}"
+        """The person's wallet of this connection's environment: the only money it can ever move."""
+        return persons.wallet_id(self.person_id, self.environment)
 
     @property
     def budget(self) -> ledger.Budget:
@@ -103,14 +109,39 @@ def _now() -> str:
     return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
-def parse_cap(value: object) -> int | None:
-    """Empty / None: no cap. Otherwise a positive decimal amount (e.g. "5" or "12.50")."""
+# The consent form's prefilled spending limit. Per deployment: template parameter DefaultSpendingCap
+# -> DEFAULT_SPENDING_CAP on the wallet function (a decimal amount; "no limit" cannot be the default).
+DEFAULT_CAP = "10"
+
+
+def default_cap() -> int:
+    configured = os.environ.get("DEFAULT_SPENDING_CAP", "").strip() or DEFAULT_CAP
+    try:
+        return parse_amount(configured)
+    except InvalidAmount:
+        log.error("DEFAULT_SPENDING_CAP is not a positive amount; using the built-in default")
+        return parse_amount(DEFAULT_CAP)
+
+
+def parse_cap(value: object) -> int:
+    """A positive decimal amount (e.g. "5" or "12.50")."""
     if value is None or (isinstance(value, str) and not value.strip()):
-        return None
+        raise InvalidRequest("enter a spending limit, or choose no limit", "cap")
     try:
         return parse_amount(value)
     except ValueError as exc:
         raise InvalidRequest(f"spending cap: {exc}", "cap") from None
+
+
+def parse_cap_choice(limit: object, cap: object) -> int | None:
+    """The consent form's choice: `limit=cap` with an amount, or `limit=none` for no limit. "No limit" is
+    only ever an explicit choice: an empty amount, a missing or unknown choice are refused, never read
+    as uncapped."""
+    if limit == "none":
+        return None
+    if limit == "cap":
+        return parse_cap(cap)
+    raise InvalidRequest("choose a spending limit or no limit", "limit")
 
 
 def _from_item(item: dict[str, Any]) -> Connection:

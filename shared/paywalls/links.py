@@ -78,3 +78,13 @@ def public_base_url(request_base_url: str | None = None) -> str:
 def topup_url(base_url: str, paywall_id: str, environment: str, user: str) -> str:
     """Stable top-up link (no expiry): apps may show it in old messages."""
     return f"{base_url.rstrip('/')}/pay/{sign(LinkClaims('topup', paywall_id, environment, user))}"
+
+
+def wallet_path(environment: str, page: str) -> str:
+    """A shared-mode wallet page of one of a person's wallets: the live wallet at `/wallet/{page}`, the
+    test wallet at `/wallet/test/{page}` (clearly apart, and a path survives the sign-in redirect)."""
+    if environment == "live":
+        return f"/wallet/{page}"
+    if environment == "test":
+        return f"/wallet/test/{page}"
+    raise ValueError(f"unknown environment {environment!r}")

@@ -9,8 +9,9 @@ the item `OPERATOR` / `STRIPE`.
 
 Which key does what:
 - payouts (Stripe Connect transfers) of a paywall's `live` earnings use the live key, `test` the test key;
-- wallet top-ups use the live key when one is configured, else the test key (a test-only deployment
-  works end to end). Person wallets are not split by environment (one wallet per person)."""
+- wallet top-ups of a person's live wallet use the live key only, of their test wallet the test key
+  only. There is no fallback: with only a test key configured, live top-ups are unavailable (a test
+  payment must never become spendable live money)."""
 
 from __future__ import annotations
 
@@ -42,11 +43,11 @@ def secrets_for(mode: str) -> StripeSecrets | None:
     return stripe_config.load_secrets(OPERATOR_ID, mode)
 
 
-def topup_mode() -> str | None:
-    for mode in ("live", "test"):
-        if mode_configured(mode):
-            return mode
-    return None
+def topup_mode(environment: str) -> str | None:
+    """The Stripe mode that tops up a person's wallet of `environment`, if its key is configured: the
+    environment's own mode, never the other one."""
+    mode = stripe_config.mode_of_environment(environment)
+    return mode if mode_configured(mode) else None
 
 
 def topup_amounts() -> list[int]:

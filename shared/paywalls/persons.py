@@ -1,4 +1,4 @@
-"""People who own a shared-mode wallet (SPEC §6): one person per email address, one wallet per person.
+"""People who own a shared-mode wallet (SPEC §6): one person per email address, two wallets per person.
 
 Items:
 - `PERSON#{person_id}` / `PERSON`: email, created_at.
@@ -6,8 +6,12 @@ Items:
   address characters out of key space. Created together with the person (one transaction), so two
   concurrent first sign-ins of one address agree on a single person.
 
-The wallet of a person is the ledger wallet `person:{person_id}`, shared by every shared-mode paywall
-the person authorizes."""
+A person has one wallet per environment: the ledger wallets `person:{person_id}:live` (real money,
+topped up with the operator's live Stripe key) and `person:{person_id}:test` (test money, topped up in
+Stripe test mode). Each is shared by every shared-mode paywall the person authorizes in that
+environment: a paywall's live keys spend only the live wallet, its test keys only the test wallet
+(connections.Connection.wallet_id), so test money can never pay a live app nor end up in withdrawable
+live earnings, and a test key never spends real money."""
 
 from __future__ import annotations
 
@@ -19,7 +23,7 @@ from datetime import UTC, datetime
 
 from paywalls import ledger, store
 from paywalls.money import parse_amount
-from paywalls.paywall import InvalidRequest, NotFound
+from paywalls.paywall import ENVIRONMENTS, InvalidRequest, NotFound
 from paywalls.store import TransactionCancelled
 
 # Deliberately plain: RFC 5321 limits, the characters real providers accept in the local part, and a
@@ -39,13 +43,17 @@ class Person:
     email: str
     created_at: str
 
-    @property
-    def wallet_id(self) -> str:
-        return wallet_id(self.id)
+    # Deliberately no environment-less `wallet_id`: every caller must say which money it means.
+    def wallet_for(self, environment: str) -> str:
+        return wallet_id(self.id, environment)
 
 
-def wallet_id(person_id: str) -> str:
-    return f"person:{person_id}"
+def wallet_id(person_id: str, environment: str) -> str:
+    """The person's wallet of one environment (`live` or `test`); anything else is refused rather than
+    mapped to some default wallet."""
+    if environment not in ENVIRONMENTS:
+        raise InvalidRequest("environment must be 'live' or 'test'", "environment")
+    return f"person:{person_id}:{environment}"
 
 
 def valid_person_id(value: object) -> bool:
@@ -120,13 +128,20 @@ def get_or_create(email: str) -> Person:
     raise store.StoreUnavailable("could not create the wallet, please retry")
 
 
-def balance(person_id: str) -> ledger.Wallet:
-    return ledger.get_wallet(wallet_id(person_id))
+def balance(person_id: str, environment: str) -> ledger.Wallet:
+    return ledger.get_wallet(wallet_id(person_id, environment))
 
 
-def adjust(person_id: str, amount: object, *, idempotency_key: str, reason: object = None) -> ledger.Posting:
-    """Operator correction of a person's wallet (`adjustment` entry): a signed decimal amount; a debit
-    never takes the wallet below what is available (holds included)."""
+def adjust(
+    person_id: str, environment: object, amount: object, *, idempotency_key: str, reason: object = None
+) -> ledger.Posting:
+    """Operator correction of a person's wallet of one environment (`adjustment` entry): a signed decimal
+    amount; a debit never takes the wallet below what is available (holds included). The environment
+    is required, never defaulted: crediting real money by mistake is not a correction."""
+    if environment is None:
+        raise InvalidRequest("environment is required: 'live' or 'test'", "environment")
+    if not isinstance(environment, str) or environment not in ENVIRONMENTS:
+        raise InvalidRequest("environment must be 'live' or 'test'", "environment")
     if get(person_id) is None:
         raise NotFound(f"person {person_id!r} not found")
     if reason is not None and (not isinstance(reason, str) or len(reason) > 500):
@@ -136,8 +151,7 @@ def adjust(person_id: str, amount: object, *, idempotency_key: str, reason: obje
     micros = parse_amount(text[1:] if negative else text)  # type: ignore[index]
     metadata = {"reason": reason} if reason else {}
     key = f"adjust:{idempotency_key}"
+    wallet = wallet_id(person_id, environment)
     if negative:
-        return ledger.charge(
-            wallet_id(person_id), micros, idempotency_key=key, entry_type="adjustment", metadata=metadata
-        )
-    return ledger.credit(wallet_id(person_id), micros, idempotency_key=key, entry_type="adjustment", metadata=metadata)
+        return ledger.charge(wallet, micros, idempotency_key=key, entry_type="adjustment", metadata=metadata)
+    return ledger.credit(wallet, micros, idempotency_key=key, entry_type="adjustment", metadata=metadata)

@@ -11,7 +11,15 @@ Refusals are not errors: the app gets its paywall message (HTTP 200) with a link
 - `authorize`: not connected (never, revoked, or replaced) -> the authorization link;
 - `topup`: the wallet's available balance does not cover it -> the person's wallet top-up page;
 - `cap`: the spending cap the person set for this app is reached -> the wallet page, where the cap
-  can be raised or removed. Documented value of X-Paywall-Action beyond `topup|authorize`."""
+  can be raised or removed. Documented value of X-Paywall-Action beyond `topup|authorize`.
+Links carry the environment of the key that produced them: a test key's users land on the person's
+test wallet pages (`/wallet/test/...`), a live key's on the live ones.
+
+What an app sees of its user (Allowance): never the person's wallet balance, which would reveal their
+top-ups and their spending in other apps. `balance` is the app's own allowance: the cap remaining
+(cap - spent - held) when the person set a cap, else 0 (an uncapped connection has no figure that is
+not the wallet's); `canCharge` says whether a charge can currently succeed at all (connected, cap
+not exhausted, wallet not empty): one bit, which any refused request reveals anyway."""
 
 from __future__ import annotations
 
@@ -44,20 +52,20 @@ def authorize_url(base_url: str, paywall_id: str, environment: str, user: str, *
     return f"{base_url.rstrip('/')}/wallet/authorize/{token}"
 
 
-def wallet_url(base_url: str) -> str:
-    return f"{base_url.rstrip('/')}/wallet/home"
+def wallet_url(base_url: str, environment: str) -> str:
+    return base_url.rstrip("/") + links.wallet_path(environment, "home")
 
 
-def wallet_topup_url(base_url: str) -> str:
-    return f"{base_url.rstrip('/')}/wallet/topup"
+def wallet_topup_url(base_url: str, environment: str) -> str:
+    return base_url.rstrip("/") + links.wallet_path(environment, "topup")
 
 
 def refusal_text(paywall: Paywall, refusal: Refusal, base_url: str, environment: str, user: str) -> str:
     if refusal == "authorize":
         return paywall.render("authorize", authorize_url(base_url, paywall.id, environment, user))
     if refusal == "topup":
-        return paywall.render("topup", wallet_topup_url(base_url))
-    return CAP_TEMPLATE.replace("{{url}}", wallet_url(base_url)).replace("{{name}}", paywall.name)
+        return paywall.render("topup", wallet_topup_url(base_url, environment))
+    return CAP_TEMPLATE.replace("{{url}}", wallet_url(base_url, environment)).replace("{{name}}", paywall.name)
 
 
 @dataclass(frozen=True)
@@ -204,17 +212,59 @@ def charge(
 # ---- connect / disconnect / balance (app API answers) --------------------------------------------
 
 
+@dataclass(frozen=True)
+class Allowance:
+    """What an app may know about its user's ability to pay (module doc): its own allowance, never a
+    figure derived from the person's wallet."""
+
+    connected: bool
+    cap: int | None = None
+    cap_remaining: int | None = None  # None: uncapped or not connected
+    can_charge: bool = False
+
+    def as_api(self, currency: str) -> dict[str, Any]:
+        figure = self.cap_remaining or 0
+        return {
+            # Paywalls.ai-compatible keys: here the allowance (module doc), not money in a wallet.
+            "balance": str(figure),
+            "balanceFormatted": format_micros(figure),
+            "currency": currency,
+            "connected": self.connected,
+            "spendingCap": None if self.cap is None else str(self.cap),
+            "capRemaining": None if self.cap_remaining is None else str(self.cap_remaining),
+            "capRemainingFormatted": None if self.cap_remaining is None else format_micros(self.cap_remaining),
+            "canCharge": self.can_charge,
+        }
+
+
+def allowance_of(current: Payer | None) -> Allowance:
+    if current is None or not current.connection.active:
+        return Allowance(connected=False)
+    connection = current.connection
+    return Allowance(
+        connected=True,
+        cap=connection.cap,
+        cap_remaining=connection.cap_remaining,
+        can_charge=current.spendable > 0,
+    )
+
+
+def allowance(paywall: Paywall, environment: str, user: str) -> Allowance:
+    return allowance_of(payer(paywall, environment, user))
+
+
 def connect_status(paywall: Paywall, environment: str, user: str, base_url: str) -> dict[str, Any]:
     current = payer(paywall, environment, user)
     if current is None:
         url = authorize_url(base_url, paywall.id, environment, user)
         return {"connected": False, "url": url, "message": paywall.render("authorize", url)}
+    fields = allowance_of(current).as_api(paywall.currency)
     return {
         "connected": True,
         "connectedUser": {
-            **current.connection.as_api(),
-            "balance": str(current.spendable),
-            "balanceFormatted": format_micros(current.spendable),
+            **current.connection.as_api(),  # the cap and what this app spent: the app's own figures
+            **{k: fields[k] for k in ("balance", "balanceFormatted", "capRemaining", "capRemainingFormatted")},
+            "canCharge": fields["canCharge"],
         },
         "message": f"{user} is connected to a wallet and can use {paywall.name}",
     }
@@ -228,25 +278,26 @@ def disconnect(paywall: Paywall, environment: str, user: str) -> dict[str, Any]:
     return {"success": False, "message": f"{user} is not connected"}
 
 
-def spendable_balance(paywall: Paywall, environment: str, user: str) -> int:
-    current = payer(paywall, environment, user)
-    return current.spendable if current else 0
-
-
 # ---- the person's side (wallet page, operator) ---------------------------------------------------
 
 
 def person_summary(person: persons.Person) -> dict[str, Any]:
-    """A person's wallet and the apps they authorized (operator view and wallet page)."""
-    wallet = ledger.get_wallet(person.wallet_id)
+    """A person's wallets (one per environment, never added up) and the apps they authorized
+    (operator view)."""
+    wallets: dict[str, Any] = {}
+    for environment in paywalls.ENVIRONMENTS:
+        wallet = ledger.get_wallet(person.wallet_for(environment))
+        wallets[environment] = {
+            "wallet_id": wallet.wallet_id,
+            "balance": str(wallet.balance),
+            "balanceFormatted": format_micros(wallet.balance),
+            "available": str(wallet.available),
+        }
     return {
         "id": person.id,
         "object": "person",
         "email": person.email,
-        "wallet_id": person.wallet_id,
-        "balance": str(wallet.balance),
-        "balanceFormatted": format_micros(wallet.balance),
-        "available": str(wallet.available),
+        "wallets": wallets,
         "created_at": person.created_at,
         "connections": [
             {

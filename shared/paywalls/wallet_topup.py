@@ -1,8 +1,11 @@
 """Person wallet top-ups (SPEC §6) through the operator's Stripe account, on the same pipeline as
 default-mode top-ups: hosted page -> Checkout Session -> signed webhook -> idempotent ledger credit.
 
-The Checkout Session names the wallet in `client_reference_id` and in its metadata
-(`purpose=wallet_topup`, person_id, wallet_id, amount_micros). The webhook endpoint
+A top-up fills the person's wallet of one environment, in the Stripe mode of that environment only:
+the live wallet with the operator's live key, the test wallet with the test key (no fallback between
+them; operator_stripe). The Checkout Session names the wallet in `client_reference_id` and in its
+metadata (`purpose=wallet_topup`, person_id, environment, wallet_id, amount_micros); the webhook
+credits it only if the event's livemode is that environment. The webhook endpoint
 `/webhooks/stripe/operator` verifies the event with the operator's signing secret (operator_stripe),
 then `handle` credits the wallet once per Checkout Session id (kept forever), whatever the number or
 order of deliveries, and debits it for the top-up's succeeded refunds and lost disputes, exactly as
@@ -19,6 +22,7 @@ from typing import Any, Literal
 from paywalls import checkout, links, operator_stripe, persons, stripe_config, stripe_gateway, webhooks
 from paywalls.config import settings
 from paywalls.persons import Person
+from paywalls.stripe_config import MODES
 from paywalls.webhooks import Outcome
 
 log = logging.getLogger(__name__)
@@ -30,30 +34,47 @@ PURPOSE = "wallet_topup"
 @dataclass(frozen=True)
 class WalletTopup:
     person: Person
+    environment: str  # whose money: the person's live or test wallet
     method: Method
-    mode: str  # Stripe mode the payment runs in
     presets: list[int]
     currency: str = operator_stripe.CURRENCY
 
+    @property
+    def mode(self) -> str:
+        """The Stripe mode the payment runs in: always the environment's own."""
+        return stripe_config.mode_of_environment(self.environment)
 
-def open_for(person: Person) -> WalletTopup:
-    mode = operator_stripe.topup_mode()
-    if mode:
-        return WalletTopup(person, "stripe", mode, operator_stripe.topup_amounts())
+    @property
+    def wallet_id(self) -> str:
+        return self.person.wallet_for(self.environment)
+
+    def unavailable_reason(self) -> str:
+        if self.environment == "live":
+            return "Card payments for live wallets are not set up yet. Please try again later."
+        return "Test-mode card payments are not set up for wallets yet."
+
+
+def open_for(person: Person, environment: str) -> WalletTopup:
+    """How the person's wallet of `environment` can be topped up: with the operator's key of that
+    environment, by a simulated payment on the local stack, or not at all."""
+    presets = operator_stripe.topup_amounts()
+    if operator_stripe.topup_mode(environment):
+        return WalletTopup(person, environment, "stripe", presets)
     if settings().local_dev:
-        return WalletTopup(person, "simulate", "test", operator_stripe.topup_amounts())
-    return WalletTopup(person, "unavailable", "test", operator_stripe.topup_amounts())
+        return WalletTopup(person, environment, "simulate", presets)
+    return WalletTopup(person, environment, "unavailable", presets)
 
 
 def choose_amount(topup: WalletTopup, value: object) -> int:
     return checkout.choose_preset(topup.presets, value)
 
 
-def metadata(person: Person, micros: int) -> dict[str, str]:
+def metadata(person: Person, environment: str, micros: int) -> dict[str, str]:
     return {
         "purpose": PURPOSE,
         "person_id": person.id,
-        "wallet_id": person.wallet_id,
+        "environment": environment,
+        "wallet_id": person.wallet_for(environment),
         "amount_micros": str(micros),
     }
 
@@ -63,40 +84,47 @@ def checkout_params(topup: WalletTopup, micros: int, public_base: str) -> dict[s
     return checkout.session_params(
         currency=topup.currency,
         micros=micros,
-        product_name="Wallet credits",
-        client_reference_id=topup.person.wallet_id,
+        product_name="Wallet credits" if topup.environment == "live" else "Wallet test credits",
+        client_reference_id=topup.wallet_id,
         customer_email=topup.person.email,
-        metadata=metadata(topup.person, micros),
-        success_url=f"{base}/wallet/topup/success",
-        cancel_url=f"{base}/wallet/home",
+        metadata=metadata(topup.person, topup.environment, micros),
+        success_url=base + links.wallet_path(topup.environment, "topup/success"),
+        cancel_url=base + links.wallet_path(topup.environment, "home"),
     )
 
 
 def start_checkout(topup: WalletTopup, amount: object, public_base: str) -> str:
+    """A Checkout Session with the operator's key of the top-up's own mode; refused (nothing created)
+    when that key is not configured, whatever the other mode has."""
     micros = choose_amount(topup, amount)
+    if topup.method != "stripe":
+        raise stripe_config.StripeNotConfigured(topup.unavailable_reason())
     keys = operator_stripe.secrets_for(topup.mode)
-    if topup.method != "stripe" or keys is None or not keys.secret_key:
-        raise stripe_config.StripeNotConfigured("card payments are not set up for wallets yet")
+    if keys is None or not keys.secret_key:
+        raise stripe_config.StripeNotConfigured(topup.unavailable_reason())
     return stripe_gateway.create_checkout_session(keys.secret_key, checkout_params(topup, micros, public_base)).url
 
 
 SIMULATION_TTL_S = 3600
 
 
-def simulation_token(person: Person) -> str:
+def simulation_token(person: Person, environment: str) -> str:
     """Local stack only: the simulated-payment form posts to a dev route outside /wallet (never
     deployed), which the session cookie (Path=/wallet) does not reach; this signed, expiring token
-    names the person there instead, as a top-up link names a default-mode user."""
+    names the person and the wallet's environment there instead, as a top-up link names a
+    default-mode user."""
     expires_at = int(time.time()) + SIMULATION_TTL_S
-    return links.sign(links.LinkClaims("wallet-topup", operator_stripe.OPERATOR_ID, "test", person.id, expires_at))
+    claims = links.LinkClaims("wallet-topup", operator_stripe.OPERATOR_ID, environment, person.id, expires_at)
+    return links.sign(claims)
 
 
-def open_simulation(token: str) -> Person:
+def open_simulation(token: str) -> tuple[Person, str]:
+    """(person, environment) the simulated top-up is for."""
     claims = links.verify(token, "wallet-topup")
     person = persons.get(claims.user)
-    if claims.paywall_id != operator_stripe.OPERATOR_ID or person is None:
+    if claims.paywall_id != operator_stripe.OPERATOR_ID or person is None or claims.environment not in MODES:
         raise links.InvalidLink("this link is not valid")
-    return person
+    return person, claims.environment
 
 
 # ---- webhook ------------------------------------------------------------------------------------
@@ -105,16 +133,22 @@ ACCOUNT = webhooks.Account(operator_stripe.OPERATOR_ID, operator_stripe.CURRENCY
 
 
 def _person_wallet(environment: str, session: dict[str, Any], context: dict[str, Any]) -> webhooks.Payer | Outcome:
-    """The person wallet a wallet top-up names (one wallet per person, whatever the Stripe mode)."""
+    """The person wallet a wallet top-up names, in the environment of the event (its livemode, checked
+    against the secret that verified it): a test-mode payment can only ever fill a test wallet."""
     meta = session.get("metadata") or {}
     if not isinstance(meta, dict) or meta.get("purpose") != PURPOSE:
         return _ignored("not a wallet top-up", **context)
+    if meta.get("environment") != environment:
+        return _ignored("session environment does not match livemode", **context)
     person = persons.get(str(meta.get("person_id") or ""))
-    if person is None or meta.get("wallet_id") != person.wallet_id:
+    if person is None:
         return _ignored("session names no known wallet", **context)
-    if session.get("client_reference_id") not in (None, person.wallet_id):
+    wallet_id = person.wallet_for(environment)
+    if meta.get("wallet_id") != wallet_id:
+        return _ignored("session names no known wallet", **context)
+    if session.get("client_reference_id") not in (None, wallet_id):
         return _ignored("client_reference_id does not match the metadata", **context)
-    return webhooks.Payer(person.wallet_id)
+    return webhooks.Payer(wallet_id)
 
 
 def _ignored(reason: str, **context: Any) -> Outcome:
@@ -123,8 +157,9 @@ def _ignored(reason: str, **context: Any) -> Outcome:
 
 
 def handle(mode: str, event: dict[str, Any], *, list_refunds: webhooks.RefundLister | None = None) -> Outcome:
-    """A verified event of the operator's endpoint (`mode` = the secret that verified it): the
-    default-mode pipeline (webhooks.process) with person wallets. A paid top-up credits its wallet once
+    """A verified event of the operator's endpoint (`mode` = the secret that verified it, which must
+    agree with the event's livemode): the default-mode pipeline (webhooks.process) with person
+    wallets of that environment. A paid top-up credits its wallet once
     per Checkout Session and maps its payment intent to the wallet; a succeeded refund or a lost
     dispute of it debits that wallet once per refund / dispute id (even below zero), also when it
     arrives before the top-up's credit (parked until then)."""
