@@ -3,7 +3,8 @@ streams back the last user message and reports real usage, so the whole product 
 
 Deterministic, so tests can predict every charge (`usage_of`): a "token" is a whitespace-separated
 word; prompt tokens = words of every message's text + 1 per message; completion tokens = words
-answered (per choice, summed over `n`), cut at max_completion_tokens / max_tokens.
+answered (per choice, summed over `n`), cut at max_completion_tokens / max_tokens (the smaller;
+the two models below read only one of them).
 
 Models (any other id behaves like demo/echo):
 - demo/echo       echoes the last user message
@@ -17,6 +18,8 @@ Models (any other id behaves like demo/echo):
 - demo/reject     answers 400 invalid_request_error (param "messages")
 - demo/rate-limit answers 429 with Retry-After: 7
 - demo/swap       like demo/echo but reports `model: demo/tools`, as a provider serving another model
+- demo/max-tokens-only             like demo/echo but honours only `max_tokens` (ignores the other)
+- demo/max-completion-tokens-only  like demo/echo but honours only `max_completion_tokens`
 
 Debug: GET /_demo/requests?contains=TEXT lists the bodies received (newest first, last 500) whose
 JSON contains TEXT, so tests can prove what reached the provider."""
@@ -61,8 +64,20 @@ def _last_user_text(body: dict[str, Any]) -> str:
     )
 
 
+# Models that read a single completion-limit field, as some providers do: the other is ignored.
+ONE_LIMIT_FIELD = {
+    "demo/max-tokens-only": "max_tokens",
+    "demo/max-completion-tokens-only": "max_completion_tokens",
+}
+
+
 def _limit(body: dict[str, Any]) -> int | None:
-    limits = [v for v in (body.get("max_completion_tokens"), body.get("max_tokens")) if isinstance(v, int)]
+    fields = (
+        (ONE_LIMIT_FIELD[body["model"]],)
+        if body.get("model") in ONE_LIMIT_FIELD
+        else ("max_completion_tokens", "max_tokens")
+    )
+    limits = [v for v in (body.get(f) for f in fields) if isinstance(v, int)]
     return min(limits) if limits else None
 
 

@@ -3,14 +3,20 @@ auth modes. The same app serves the local stack (see test_cli.py for over-HTTP c
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterator
+from decimal import Context, Decimal, localcontext
 
 import pytest
 from fastapi.testclient import TestClient
+from hypothesis import given
+from hypothesis import strategies as st
 
 from devserver.router import load_function_app
 from paywalls import aws, secrets_store, store
 from paywalls.config import settings
+from paywalls.metering import Pricing
+from paywalls.paywall import ModelPrice
 
 TOKEN = "adm_test_token"
 
@@ -145,7 +151,59 @@ def test_pricing_validation_and_models_listing(admin: TestClient, user_api: Test
     listed = user_api.get("/v1/models", headers={"Authorization": f"Bearer {key}"}).json()
     assert listed["object"] == "list"
     assert listed["data"][0]["id"] == "gpt-4o-mini"
-    assert listed["data"][0]["pricing"] == {"prompt": "0.15", "completion": "0.6", "request": "0.001"}
+    # What the user pays: the table x 1.2 (markup 20%), exact decimals. It used to show the base prices.
+    assert listed["data"][0]["pricing"] == {"prompt": "0.18", "completion": "0.72", "request": "0.0012"}
+    assert "features" not in listed
+    # The base table stays the operator's.
+    base = admin.get(f"/admin/paywalls/{paywall['id']}").json()
+    assert base["pricing"]["gpt-4o-mini"] == {"prompt": "0.15", "completion": "0.6", "request": "0.001"}
+    assert base["markup_percent"] == "20"
+
+
+def test_feature_surcharges_are_priced_validated_and_kept(admin: TestClient, user_api: TestClient) -> None:
+    paywall = create(admin, markup_percent="12.5")
+    key = admin.post(f"/admin/paywalls/{paywall['id']}/keys", json={}).json()["key"]
+    url = f"/admin/paywalls/{paywall['id']}/pricing"
+    models = {"m": {"prompt": "1", "completion": "2"}}
+    ok = admin.put(url, json={"models": models, "features": {"web_search": {"request": "0.02"}}})
+    assert ok.status_code == 200, ok.text
+    assert ok.json()["features"] == {"web_search": {"prompt": "0", "completion": "0", "request": "0.02"}}
+    for bad, param in (
+        ({"features": {"teleport": {"request": "1"}}}, "features"),
+        ({"features": {"web_search": {"request": "-1"}}}, "features"),
+        ({"features": {"web_search": {"request": 0.02}}}, "features"),
+        ({"features": {"web_search": {}}}, "features"),
+        ({"features": {"web_search": {"per_call": "1"}}}, "per_call"),
+        ({"features": ["web_search"]}, "features"),
+    ):
+        response = admin.put(url, json={"models": models, **bad})
+        assert response.status_code == 400 and response.json()["error"]["param"] == param, (bad, response.text)
+    # A price table sent without features (an older client, the CLI's --model) keeps them.
+    assert admin.put(url, json={"models": models}).json()["features"] == ok.json()["features"]
+    fetched = admin.get(f"/admin/paywalls/{paywall['id']}").json()
+    assert fetched["features"]["web_search"]["request"] == "0.02"
+    listed = user_api.get("/v1/models", headers={"Authorization": f"Bearer {key}"}).json()
+    assert listed["features"] == {"web_search": {"prompt": "0", "completion": "0", "request": "0.0225"}}
+    assert listed["data"][0]["pricing"] == {"prompt": "1.125", "completion": "2.25", "request": "0"}
+    assert admin.put(url, json={"models": models, "features": {}}).json()["features"] == {}, "{} prices none"
+
+
+@given(
+    price=st.decimals(min_value=0, max_value=10_000, places=6),
+    markup=st.decimals(min_value=0, max_value=1000, places=4),
+    tokens=st.integers(0, 100_000),
+)
+def test_the_price_shown_is_exactly_what_a_request_pays(price: Decimal, markup: Decimal, tokens: int) -> None:
+    """/v1/models shows price x (1 + markup/100) as an exact decimal (no float, no rounding), so the
+    charge for any token count is that shown price times the tokens, rounded up once."""
+    shown = ModelPrice(price, price, price).with_markup(markup).as_api()
+    assert shown["prompt"] == shown["completion"] == shown["request"]
+    with localcontext(Context(prec=100)):
+        assert Decimal(shown["completion"]) * 100 == price * (100 + markup), "exact"
+        expected = math.ceil(Decimal(shown["completion"]) * tokens)
+        request_fee = math.ceil(Decimal(shown["request"]) * 1_000_000)
+    assert Pricing(ModelPrice(Decimal(0), price), markup).cost(0, tokens) == expected
+    assert Pricing(ModelPrice(Decimal(0), Decimal(0), price), markup).cost(0, 0) == request_fee
 
 
 def test_templates_need_the_link_placeholder(admin: TestClient) -> None:

@@ -107,6 +107,58 @@ def test_a_client_limit_is_sent_as_it_is(stack: LocalStack, paywall: dict, user:
     assert completion["usage"]["completion_tokens"] == 8
 
 
+def _with_provider_kind(stack: LocalStack, kind: str) -> dict:
+    """A paywall whose provider (the demo one) is configured as `kind`."""
+    models = {**DEMO_PRICES, "demo/max-tokens-only": PLAIN_PRICE, "demo/max-completion-tokens-only": PLAIN_PRICE}
+    made = make_paywall(stack, models=models)
+    with stack.admin() as admin:
+        admin.put(
+            f"/admin/paywalls/{made['id']}/provider",
+            json={"kind": kind, "base_url": f"{stack.url}/_demo/v1", "api_key": "demo-provider-key"},
+        ).raise_for_status()
+    return made
+
+
+@pytest.mark.parametrize(
+    ("kind", "model"),
+    [
+        ("openai-compatible", "demo/max-tokens-only"),
+        ("openai-compatible", "demo/max-completion-tokens-only"),
+        ("openai", "demo/max-completion-tokens-only"),  # OpenAI honours max_completion_tokens
+        ("openrouter", "demo/max-tokens-only"),  # OpenRouter, Together, Anthropic: max_tokens
+        ("anthropic", "demo/max-tokens-only"),
+    ],
+)
+@pytest.mark.parametrize("larger_first", [True, False])
+@pytest.mark.parametrize("stream", [False, True])
+def test_a_provider_honouring_one_limit_field_never_generates_beyond_the_hold(
+    stack: LocalStack, kind: str, model: str, larger_first: bool, stream: bool
+) -> None:
+    """SPEC §4.1. The hold is sized on the smaller of the client's two limits; the larger used to go
+    upstream unchanged, so a provider reading only that field generated more than was held and the
+    charge was capped at the hold (served for free beyond it)."""
+    paywall = _with_provider_kind(stack, kind)
+    user = new_user()
+    fund(stack, paywall["id"], user, "1")
+    marker = new_user("onefield")
+    # The field this provider honours gets the larger value: the request is held for 3 per choice.
+    honoured = "max_tokens" if model == "demo/max-tokens-only" else "max_completion_tokens"
+    other = "max_completion_tokens" if honoured == "max_tokens" else "max_tokens"
+    limits = [(honoured, 8), (other, 3)] if larger_first else [(other, 3), (honoured, 8)]
+    body = {"model": model, "messages": [{"role": "user", "content": f"{marker} {TEN_WORDS}"}], **dict(limits)}
+    reply = post(stack, paywall, {**body, "user": user, "stream": stream, "stream_options": {"include_usage": True}})
+    reply.raise_for_status()
+    [sent] = demo_requests(stack, marker)
+    assert sent[honoured] == 3, "every limit field that reaches the provider carries the held limit"
+    assert all(sent[f] == 3 for f in ("max_tokens", "max_completion_tokens") if f in sent)
+    usage = usage_of(sent)
+    assert usage["completion_tokens"] == 3, "what was generated never exceeds the held limit"
+    [charge] = charges(stack, paywall["key"], user)
+    assert int(charge["amount"]) == -expected_cost(PLAIN_PRICE, usage), "the price formula on what was generated"
+    assert charge["completion_tokens"] == 3 and charge["metadata"] == {}
+    assert_settled(stack, paywall, user)
+
+
 # ---- fallback models -----------------------------------------------------------------------------
 
 

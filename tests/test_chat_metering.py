@@ -111,16 +111,11 @@ def test_a_plan_never_holds_more_than_available_and_covers_its_worst_case(
     assert 0 <= plan.amount <= max(available, 0)
     assert plan.amount == pricing.cost(prompt, plan.tokens_per_choice * n)
     wanted = limit if limit is not None else metering.NO_LIMIT_TOKENS
-    if plan.send_limit is None:
-        # Only a client's own limit is left as it is: without one the provider could exceed the hold.
-        assert limit is not None and plan.tokens_per_choice == wanted
-    else:
-        # Sent: what was held per choice; below what was wanted only when the balance is short, and
-        # then the largest the balance covers.
-        assert plan.send_limit == plan.tokens_per_choice
-        assert 1 <= plan.send_limit <= wanted
-        if plan.send_limit < wanted:
-            assert pricing.cost(prompt, (plan.send_limit + 1) * n) > available
+    # Held (and sent) per choice: below what was wanted only when the balance is short, and then the
+    # largest the balance covers.
+    assert 1 <= plan.tokens_per_choice <= wanted
+    if plan.tokens_per_choice < wanted:
+        assert pricing.cost(prompt, (plan.tokens_per_choice + 1) * n) > available
 
 
 @settings(max_examples=300)
@@ -138,35 +133,33 @@ def test_max_completion_tokens_is_exact(pricing: Pricing, prompt: int, budget: i
 def test_plan_examples() -> None:
     # 100 prompt tokens at 1/M = 100, fee 100, 2 per completion token.
     full = metering.plan_hold(ECHO, prompt_bound=100, requested_limit=50, n=1, available=10_000)
-    assert full == HoldPlan(amount=300, tokens_per_choice=50, send_limit=None)
+    assert full == HoldPlan(amount=300, tokens_per_choice=50)
     lowered = metering.plan_hold(ECHO, prompt_bound=100, requested_limit=50, n=1, available=250)
-    assert lowered == HoldPlan(amount=250, tokens_per_choice=25, send_limit=25)
+    assert lowered == HoldPlan(amount=250, tokens_per_choice=25)
     two_choices = metering.plan_hold(ECHO, prompt_bound=100, requested_limit=50, n=2, available=250)
-    assert two_choices == HoldPlan(amount=248, tokens_per_choice=12, send_limit=12)
+    assert two_choices == HoldPlan(amount=248, tokens_per_choice=12)
     assert metering.plan_hold(ECHO, prompt_bound=100, requested_limit=50, n=1, available=201) is None
     no_limit = metering.plan_hold(ECHO, prompt_bound=100, requested_limit=None, n=1, available=1_000_000)
     default = metering.NO_LIMIT_TOKENS
-    assert no_limit == HoldPlan(amount=200 + 2 * default, tokens_per_choice=default, send_limit=default)
+    assert no_limit == HoldPlan(amount=200 + 2 * default, tokens_per_choice=default)
     lowered_default = metering.plan_hold(ECHO, prompt_bound=100, requested_limit=None, n=1, available=2_000)
-    assert lowered_default == HoldPlan(amount=2_000, tokens_per_choice=900, send_limit=900)
+    assert lowered_default == HoldPlan(amount=2_000, tokens_per_choice=900)
     free = Pricing(ModelPrice(Decimal(0), Decimal(0)))
-    assert metering.plan_hold(free, prompt_bound=100, requested_limit=None, n=1, available=0) == HoldPlan(
-        0, default, default
-    )
+    assert metering.plan_hold(free, prompt_bound=100, requested_limit=None, n=1, available=0) == HoldPlan(0, default)
 
 
 @pytest.mark.parametrize("n", [1, 3])
 def test_a_request_without_limit_is_sent_the_limit_it_was_held_for(n: int) -> None:
     """SPEC §4.1: a balance that covers the default hold must not send the request upstream unlimited."""
     plan = metering.plan_hold(ECHO, prompt_bound=100, requested_limit=None, n=n, available=10**9, default_limit=700)
-    assert plan == HoldPlan(amount=ECHO.cost(100, 700 * n), tokens_per_choice=700, send_limit=700)
+    assert plan == HoldPlan(amount=ECHO.cost(100, 700 * n), tokens_per_choice=700)
     chat = chat_request.parse({"model": "m", "messages": [{"role": "user", "content": "x"}], "n": n})
-    sent = chat_request.upstream_body(chat, send_limit=plan.send_limit, provider_kind="openai")
+    sent = chat_request.upstream_body(chat, limit=plan.tokens_per_choice, provider_kind="openai")
     assert sent["max_completion_tokens"] == 700 and sent["n"] == n
     # The most the provider may produce (700 per choice, n choices) is exactly what was held.
     assert ECHO.cost(100, sent["max_completion_tokens"] * n) == plan.amount
     with pytest.raises(ValueError):
-        chat_request.upstream_body(chat, send_limit=None, provider_kind="openai")
+        chat_request.upstream_body(chat, limit=0, provider_kind="openai")
 
 
 @pytest.mark.parametrize(("raw", "value"), [(None, 4096), ("16384", 16384), ("1", 1)])
@@ -228,7 +221,7 @@ def test_generated_bytes_counts_text_reasoning_and_tool_calls() -> None:
 
 
 def test_estimate_never_exceeds_the_hold() -> None:
-    plan = HoldPlan(amount=ECHO.cost(500, 20), tokens_per_choice=10, send_limit=10)
+    plan = HoldPlan(amount=ECHO.cost(500, 20), tokens_per_choice=10)
     usage = metering.estimated_usage(plan, prompt_bound=500, n=2, generated=10_000)
     assert usage == Usage(500, 20, estimated=True)
     assert ECHO.cost(usage.prompt_tokens, usage.completion_tokens) <= plan.amount
@@ -317,7 +310,7 @@ def test_parse_reads_fallback_models() -> None:
     assert chat_request.parse({**body, "models": None, "route": None}).fallback_models == ()
 
 
-def test_upstream_body_changes_only_the_limit_and_stream_options() -> None:
+def test_upstream_body_changes_only_the_limits_and_stream_options() -> None:
     body = {
         "model": "m",
         "messages": [{"role": "user", "content": "x"}],
@@ -329,18 +322,124 @@ def test_upstream_body_changes_only_the_limit_and_stream_options() -> None:
         "user": "app-user",
     }
     chat = chat_request.parse(body)
-    same = chat_request.upstream_body(chat, send_limit=None, provider_kind="openai")
+    same = chat_request.upstream_body(chat, limit=100, provider_kind="openai-compatible")
     assert same == {**body, "stream_options": {"include_usage": True, "other": 1}}
-    lowered = chat_request.upstream_body(chat, send_limit=7, provider_kind="openai")
+    lowered = chat_request.upstream_body(chat, limit=7, provider_kind="openai-compatible")
     assert lowered["max_tokens"] == 7 and "max_completion_tokens" not in lowered
     assert body["max_tokens"] == 100, "the client's body is never modified"
+    # OpenAI refuses both fields together and honours max_completion_tokens on every model.
+    renamed = chat_request.upstream_body(chat, limit=7, provider_kind="openai")
+    assert renamed["max_completion_tokens"] == 7 and "max_tokens" not in renamed
     plain = chat_request.parse({"model": "m", "messages": [{"role": "user", "content": "x"}]})
-    assert chat_request.upstream_body(plain, send_limit=9, provider_kind="openai") == {
+    assert chat_request.upstream_body(plain, limit=9, provider_kind="openai") == {
         **plain.body,
         "max_completion_tokens": 9,
     }
-    assert chat_request.upstream_body(plain, send_limit=9, provider_kind="openrouter")["max_tokens"] == 9
-    assert "stream_options" not in chat_request.upstream_body(plain, send_limit=9, provider_kind="openai")
+    assert chat_request.upstream_body(plain, limit=9, provider_kind="openrouter")["max_tokens"] == 9
+    assert "stream_options" not in chat_request.upstream_body(plain, limit=9, provider_kind="openai")
+
+
+@pytest.mark.parametrize(
+    ("kind", "client", "sent"),
+    [
+        ("openai", {"max_tokens": 50, "max_completion_tokens": 30}, {"max_completion_tokens"}),
+        ("openai", {"max_tokens": 30}, {"max_completion_tokens"}),
+        ("openrouter", {"max_completion_tokens": 30, "max_tokens": 50}, {"max_tokens"}),
+        ("together", {"max_completion_tokens": 30}, {"max_tokens"}),
+        ("anthropic", {"max_completion_tokens": 30, "max_tokens": 50}, {"max_tokens"}),
+        ("openai-compatible", {"max_tokens": 50, "max_completion_tokens": 30}, {"max_tokens", "max_completion_tokens"}),
+        ("openai-compatible", {"max_completion_tokens": 30}, {"max_tokens", "max_completion_tokens"}),
+        ("openai-compatible", {"max_tokens": 30}, {"max_tokens"}),
+        ("openai-compatible", {}, {"max_tokens"}),
+    ],
+)
+def test_every_limit_field_sent_carries_the_held_limit(kind: str, client: dict, sent: set[str]) -> None:
+    """SPEC §4.1: the client's larger field used to go upstream unchanged; a provider honouring it
+    generated beyond the hold."""
+    chat = chat_request.parse({"model": "m", "messages": [{"role": "user", "content": "x"}], **client})
+    body = chat_request.upstream_body(chat, limit=30, provider_kind=kind)
+    assert {f: body[f] for f in chat_request.LIMIT_FIELDS if f in body} == dict.fromkeys(sent, 30)
+
+
+# A provider may read any one limit field it is sent, or the smaller or larger of those it reads.
+HONOURS = {
+    "max_tokens only": lambda body: [body.get("max_tokens")],
+    "max_completion_tokens only": lambda body: [body.get("max_completion_tokens")],
+    "the smaller": lambda body: [min((body[f] for f in chat_request.LIMIT_FIELDS if f in body), default=None)],
+    "the larger": lambda body: [max((body[f] for f in chat_request.LIMIT_FIELDS if f in body), default=None)],
+    "the first in the body": lambda body: [next((v for k, v in body.items() if k in chat_request.LIMIT_FIELDS), None)],
+    "the last in the body": lambda body: [
+        next((v for k, v in reversed(body.items()) if k in chat_request.LIMIT_FIELDS), None)
+    ],
+}
+# What each kind's servers are known to honour (chat_request.KIND_LIMIT_FIELDS); an
+# openai-compatible server reads max_tokens or the field its client was written for.
+KIND_HONOURS = {
+    "openai": [
+        "max_completion_tokens only",
+        "the smaller",
+        "the larger",
+        "the first in the body",
+        "the last in the body",
+    ],
+    "openrouter": ["max_tokens only", "the smaller", "the larger", "the first in the body", "the last in the body"],
+    "together": ["max_tokens only"],
+    "anthropic": ["max_tokens only", "the smaller", "the larger"],
+    "openai-compatible": list(HONOURS),
+}
+limit_values = st.one_of(st.none(), st.integers(1, 100_000))
+
+
+@settings(max_examples=400)
+@given(
+    kind=st.sampled_from(sorted(KIND_HONOURS)),
+    max_tokens=limit_values,
+    max_completion_tokens=limit_values,
+    reversed_order=st.booleans(),
+    reasoning_budget=limit_values,
+    n=st.integers(1, 4),
+    available=st.integers(0, 2_000_000),
+)
+def test_no_provider_generates_beyond_the_hold(
+    kind: str,
+    max_tokens: int | None,
+    max_completion_tokens: int | None,
+    reversed_order: bool,
+    reasoning_budget: int | None,
+    n: int,
+    available: int,
+) -> None:
+    """Whichever limit field a provider honours (among those sent to it), and in whatever order and
+    with whatever values the client set them, it cannot be told to generate more than was held; so
+    the charge for the reported usage is never capped at the hold."""
+    limits = [("max_tokens", max_tokens), ("max_completion_tokens", max_completion_tokens)]
+    body: dict = {"model": "m", "messages": [{"role": "user", "content": "hello there"}], "n": n}
+    body.update((k, v) for k, v in (reversed(limits) if reversed_order else limits) if v is not None)
+    if reasoning_budget is not None:
+        body["reasoning"] = {"max_tokens": reasoning_budget}
+    chat = chat_request.parse(body)
+    prompt = metering.prompt_token_bound(body)
+    plan = metering.plan_hold(ECHO, prompt_bound=prompt, requested_limit=chat.requested_limit, n=n, available=available)
+    if plan is None:
+        return
+    sent = chat_request.upstream_body(chat, limit=plan.tokens_per_choice, provider_kind=kind)
+    assert chat_request.default_limit_field(kind) in sent, "a provider left without a limit may answer beyond the hold"
+    assert all(sent[f] == plan.tokens_per_choice for f in chat_request.LIMIT_FIELDS if f in sent)
+    if reasoning_budget is not None:
+        assert sent["reasoning"]["max_tokens"] == min(reasoning_budget, plan.tokens_per_choice)
+    for honour in KIND_HONOURS[kind]:
+        [honoured] = HONOURS[honour](sent)
+        if honoured is None:
+            # Only a server that ignores max_tokens, configured as openai-compatible for a client that
+            # sent max_tokens alone, reads none of what it is sent (no such server is known; OpenAI's
+            # models that refuse max_tokens answer 400, nothing generated).
+            assert (kind, honour) == ("openai-compatible", "max_completion_tokens only")
+            assert max_completion_tokens is None
+            continue
+        generated = honoured * n  # the most it may generate, all choices
+        assert generated <= plan.tokens_per_choice * n
+        # ... so the charge for it is the price formula, within the hold, never capped.
+        assert ECHO.cost(prompt, generated) <= plan.amount
 
 
 # ---- paywall replies and framing ------------------------------------------------------------------

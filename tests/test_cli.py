@@ -84,9 +84,28 @@ def test_cli_wraps_every_admin_call(stack: LocalStack) -> None:
     assert no_secret.returncode == 1 and "stdin" in no_secret.stderr
 
     pricing = json.loads(
-        paywalls(stack, "--json", "pricing", pid, "--model", "demo/echo=1,2,0.0001", "--markup-percent", "10").stdout
+        paywalls(
+            stack,
+            "--json",
+            "pricing",
+            pid,
+            "--model",
+            "demo/echo=1,2,0.0001",
+            "--markup-percent",
+            "10",
+            "--feature",
+            "web_search=0.02",
+            "--feature",
+            "audio=0,40,80",
+        ).stdout
     )
     assert pricing["models"]["demo/echo"] == {"prompt": "1", "completion": "2", "request": "0.0001"}
+    assert pricing["features"] == {
+        "web_search": {"prompt": "0", "completion": "0", "request": "0.02"},
+        "audio": {"prompt": "40", "completion": "80", "request": "0"},
+    }
+    bad_feature = paywalls(stack, "pricing", pid, "--model", "demo/echo=1,2", "--feature", "web_search", check=False)
+    assert bad_feature.returncode != 0 and "NAME=REQUEST" in bad_feature.stderr
     templates = json.loads(paywalls(stack, "--json", "templates", pid, "--topup", "Top up: {{url}}").stdout)
     assert templates["topup"] == "Top up: {{url}}"
 

@@ -118,6 +118,7 @@ def set_pricing(paywall_id: str, body: web.JsonBody) -> dict[str, Any]:
         "object": "pricing",
         "markup_percent": updated.as_api()["markup_percent"],
         "models": {m: p.as_api() for m, p in updated.pricing.items()},
+        "features": {f: p.as_api() for f, p in updated.features.items()},
     }
 
 

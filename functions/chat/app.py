@@ -4,7 +4,8 @@ the hold is on the wallet of the person who authorized the app user, within thei
 the settlement credits the paywall's earnings (shared_mode.funding).
 
 Runs under uvicorn (Lambda Web Adapter in AWS, response streaming), so streams are real streams.
-The rules live in the domain package: chat_request (what the client asked), metering (hold sizing,
+The rules live in the domain package: chat_request (what the client asked, which fields may pass),
+chat_pricing (the price: model, fallbacks, paid features), metering (hold sizing,
 usage, estimates), chat_billing (hold/settle/release), providers (the upstream call), chat_stream
 (the streamed reply) and chat_replies (the paywall message). This module only wires them to HTTP.
 
@@ -25,13 +26,13 @@ import anyio
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response
 
-from paywalls import chat_replies, chat_request, links, metering, providers, shared_mode, sse, web
+from paywalls import chat_pricing, chat_replies, chat_request, links, metering, providers, shared_mode, sse, web
 from paywalls.chat_billing import Reservation, blocking, reserve
 from paywalls.chat_request import ChatRequest
 from paywalls.chat_stream import STREAM_HEADERS, MeteredStream
 from paywalls.identity import resolve_user
 from paywalls.metering import Pricing, StreamTally
-from paywalls.paywall import InvalidRequest, ModelPrice, Paywall
+from paywalls.paywall import Paywall
 
 log = logging.getLogger("paywalls.chat")
 
@@ -65,7 +66,8 @@ async def _proxy(request: Request, *, path_user: str | None) -> Response:
     paywall = caller.paywall
     chat = chat_request.parse(body)
     user = resolve_user(chat.body_user, request.headers.get("x-paywall-user"), path_user)
-    price = paywall.price_of(chat.model)
+    kind = paywall.provider.kind if paywall.provider else None
+    price = chat_pricing.request_price(paywall, chat, kind)
     if price is None:
         # Never served unpriced: a model missing from the price table would otherwise be free.
         raise web.ApiError(
@@ -74,7 +76,6 @@ async def _proxy(request: Request, *, path_user: str | None) -> Response:
             code="model_not_found",
             param="model",
         )
-    price = _covering_price(paywall, chat, price)
     if paywall.provider is None:
         raise web.ApiError(
             503,
@@ -107,7 +108,7 @@ async def _proxy(request: Request, *, path_user: str | None) -> Response:
 
     upstream = providers.upstream_of(paywall.provider)
     upstream_body = chat_request.upstream_body(
-        chat, send_limit=reservation.plan.send_limit, provider_kind=upstream.kind
+        chat, limit=reservation.plan.tokens_per_choice, provider_kind=upstream.kind
     )
     try:
         if chat.stream:
@@ -128,20 +129,6 @@ async def _proxy(request: Request, *, path_user: str | None) -> Response:
     except BaseException:
         await reservation.release()
         raise
-
-
-def _covering_price(paywall: Paywall, chat: ChatRequest, price: ModelPrice) -> ModelPrice:
-    """With fallback models the provider picks which one serves: every one must be priced, and the
-    request is held and charged at the highest of their prices (metering.covering_price)."""
-    if not chat.fallback_models:
-        return price
-    prices = [price]
-    for model in chat.fallback_models:
-        listed = paywall.price_of(model)
-        if listed is None:
-            raise InvalidRequest(f"every model in models must be priced on this paywall; `{model}` is not", "models")
-        prices.append(listed)
-    return metering.covering_price(prices)
 
 
 def _check_served_model(paywall: Paywall, chat: ChatRequest, reservation: Reservation, payload: Any) -> None:

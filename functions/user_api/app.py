@@ -24,23 +24,32 @@ def health() -> dict[str, str]:
 
 @app.get("/v1/models")
 def models(request: Request) -> dict[str, Any]:
+    """The priced models at what the user pays: the price table with the paywall's markup, exact
+    (the provider's base prices are for the operator: the admin API). `features`: the surcharges of
+    the paid extras this paywall serves (web search...), also with markup."""
     caller = web.authenticate(request)
-    return {
+    paywall = caller.paywall
+    listing: dict[str, Any] = {
         "object": "list",
         "data": [
             {
                 "id": model,
                 "object": "model",
                 "created": 0,
-                "owned_by": caller.paywall.provider.kind if caller.paywall.provider else "paywalls",
+                "owned_by": paywall.provider.kind if paywall.provider else "paywalls",
                 "name": model,
                 "display_name": model,
-                "description": f"{model} via {caller.paywall.name}",
-                "pricing": price.as_api(),
+                "description": f"{model} via {paywall.name}",
+                "pricing": price.with_markup(paywall.markup_percent).as_api(),
             }
-            for model, price in sorted(caller.paywall.pricing.items())
+            for model, price in sorted(paywall.pricing.items())
         ],
     }
+    if paywall.features:
+        listing["features"] = {
+            name: price.with_markup(paywall.markup_percent).as_api() for name, price in sorted(paywall.features.items())
+        }
+    return listing
 
 
 def _user(request: Request, body: dict[str, Any] | None = None) -> str:

@@ -131,6 +131,18 @@ def _parse_model(spec: str) -> tuple[str, dict[str, str]]:
     return model, price
 
 
+def _parse_feature(spec: str) -> tuple[str, dict[str, str]]:
+    """ "web_search=0.02[,PROMPT,COMPLETION]" -> ("web_search", {request, prompt?, completion?})."""
+    name, sep, prices = spec.partition("=")
+    parts = prices.split(",")
+    if not sep or not name or len(parts) not in (1, 3):
+        raise CliError(f"--feature {spec!r}: use NAME=REQUEST[,PROMPT,COMPLETION] (surcharges; tokens per 1M)")
+    price = {"request": parts[0]}
+    if len(parts) == 3:
+        price.update(prompt=parts[1], completion=parts[2])
+    return name, price
+
+
 def run(args: argparse.Namespace, client: AdminClient) -> Any:
     p = f"/paywalls/{getattr(args, 'paywall_id', '')}"
     match args.command:
@@ -163,6 +175,8 @@ def run(args: argparse.Namespace, client: AdminClient) -> Any:
                 body = {"models": dict(_parse_model(m) for m in args.model)}
             if args.markup_percent is not None:
                 body["markup_percent"] = args.markup_percent
+            if args.feature:
+                body["features"] = dict(_parse_feature(f) for f in args.feature)
             return client.request("PUT", f"{p}/pricing", body)
         case "templates":
             body = {
@@ -268,8 +282,14 @@ def build_parser() -> argparse.ArgumentParser:
 
     pricing = paywall_cmd("pricing", "set the price table")
     pricing.add_argument("--model", action="append", help="MODEL=PROMPT,COMPLETION[,REQUEST] per 1M tokens")
-    pricing.add_argument("--file", help="JSON file {models: {...}, markup_percent?}")
+    pricing.add_argument("--file", help="JSON file {models: {...}, markup_percent?, features?}")
     pricing.add_argument("--markup-percent", dest="markup_percent")
+    pricing.add_argument(
+        "--feature",
+        action="append",
+        help="NAME=REQUEST[,PROMPT,COMPLETION]: price a paid extra (web_search, audio, priority_tier, "
+        "provider_routing) as a surcharge; unpriced ones are refused",
+    )
 
     templates = paywall_cmd("templates", "set reply templates ({{url}}, {{name}})")
     templates.add_argument("--topup")

@@ -18,10 +18,12 @@ On top come allowances for what the provider adds or what bytes do not measure:
 
 Completion tokens: the client's `max_completion_tokens` / `max_tokens` (the smaller if both) times
 `n`. A request without a limit is held for NO_LIMIT_TOKENS per choice (env
-PAYWALLS_DEFAULT_MAX_COMPLETION_TOKENS, default 4096), and that limit is always sent upstream: a
-provider left without a limit may answer far beyond what was held (SPEC §4.1). When the balance does
-not cover the limit, the limit sent upstream is lowered to the largest value the balance covers.
-If not even one completion token is covered, the user gets the paywall reply instead.
+PAYWALLS_DEFAULT_MAX_COMPLETION_TOKENS, default 4096). When the balance does not cover the limit, it
+is lowered to the largest value the balance covers. If not even one completion token is covered, the
+user gets the paywall reply instead. The limit held per choice (`HoldPlan.tokens_per_choice`) is what
+every completion-limit field sent upstream carries (chat_request.upstream_body), whatever the client
+set: a provider that honours a larger field than the smaller one held for, or that is left without
+a limit, would answer beyond the hold (SPEC §4.1).
 
 Charge: cost(reported prompt_tokens, reported completion_tokens). If the provider reports no usage,
 the charge is the documented conservative estimate `estimated_usage`: the prompt upper bound plus
@@ -31,6 +33,8 @@ exceeds the hold.
 
 Fallback models (OpenRouter's `models`): the provider may serve any listed model, so the request is
 held and charged at `covering_price` of all of them (each component the highest of any listed).
+Paid features (web search, audio...): their surcharges are part of that price (chat_pricing), so the
+hold and the charge include them, markup too.
 """
 
 from __future__ import annotations
@@ -153,8 +157,7 @@ class Pricing:
 @dataclass(frozen=True)
 class HoldPlan:
     amount: int  # micro-units to reserve (0: the request is free, nothing to hold)
-    tokens_per_choice: int  # completion tokens held per choice
-    send_limit: int | None  # completion limit to send upstream; None: the client set one, keep it as it is
+    tokens_per_choice: int  # completion tokens held per choice: the limit every limit field is sent
 
 
 def plan_hold(
@@ -171,15 +174,14 @@ def plan_hold(
     wanted = requested_limit if requested_limit is not None else default_limit
     worst = pricing.cost(prompt_bound, wanted * n)
     if worst <= max(available, 0):
-        # The client's own limit is sent as it is; without one, the held limit must be sent.
-        return HoldPlan(worst, wanted, wanted if requested_limit is None else None)
+        return HoldPlan(worst, wanted)
     covered = pricing.max_completion_tokens(prompt_bound, max(available, 0))
     if covered is None:  # free completions but the prompt alone is not covered: cannot happen here
         return None
     per_choice = covered // n if covered > 0 else 0
     if per_choice < 1:
         return None
-    return HoldPlan(pricing.cost(prompt_bound, per_choice * n), per_choice, per_choice)
+    return HoldPlan(pricing.cost(prompt_bound, per_choice * n), per_choice)
 
 
 def covering_price(prices: Iterable[ModelPrice]) -> ModelPrice:

@@ -6,7 +6,7 @@ import hashlib
 import secrets
 from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, datetime
-from decimal import Decimal
+from decimal import Context, Decimal
 from typing import Any
 
 from paywalls import store
@@ -34,6 +34,11 @@ PROVIDER_BASE_URLS = {
     "openai-compatible": None,  # the operator gives the base URL
 }
 
+# Paid extras a chat request can ask for beyond its tokens (chat_request, chat_pricing). A request
+# that uses one is served only when the paywall prices it: its surcharge is added to the model's
+# price, markup included (docs/DESIGN.md "Pass-through fields").
+FEATURES = ("web_search", "audio", "priority_tier", "provider_routing")
+
 DEFAULT_TEMPLATES = {
     "topup": "Your balance is too low to continue. Please top up here: {{url}}",
     "authorize": "To use {{name}}, connect your wallet and authorize it here: {{url}}",
@@ -50,11 +55,12 @@ class Conflict(Exception):
 
 
 class InvalidRequest(ValueError):
-    """Client-safe validation message."""
+    """Client-safe validation message; `code` is the OpenAI-style error code."""
 
-    def __init__(self, message: str, param: str | None = None):
+    def __init__(self, message: str, param: str | None = None, code: str = "invalid_request"):
         super().__init__(message)
         self.param = param
+        self.code = code
 
 
 def _now() -> str:
@@ -73,6 +79,22 @@ class ModelPrice:
             "completion": decimal_str(self.completion),
             "request": decimal_str(self.request),
         }
+
+    def plus(self, other: ModelPrice) -> ModelPrice:
+        """This price with `other` (a feature's surcharge) added to each component."""
+        return ModelPrice(self.prompt + other.prompt, self.completion + other.completion, self.request + other.request)
+
+    def with_markup(self, markup_percent: Decimal) -> ModelPrice:
+        """Each component x (1 + markup/100), exactly: what a user pays per 1M tokens / per request
+        before the one rounding up of a request's total (money.usage_cost_micros)."""
+        return ModelPrice(*(_exact_markup(v, markup_percent) for v in (self.prompt, self.completion, self.request)))
+
+
+def _exact_markup(value: Decimal, markup_percent: Decimal) -> Decimal:
+    # A context wide enough for every digit of both operands: the product is exact, never rounded.
+    digits = len(value.as_tuple().digits) + len(markup_percent.as_tuple().digits) + 8
+    context = Context(prec=digits)
+    return context.divide(context.multiply(value, context.add(100, markup_percent)), 100)
 
 
 @dataclass(frozen=True)
@@ -104,6 +126,7 @@ class Paywall:
     platform_fee_percent: Decimal = Decimal(0)
     currency: str = "usd"
     pricing: dict[str, ModelPrice] = field(default_factory=dict)
+    features: dict[str, ModelPrice] = field(default_factory=dict)  # FEATURES name -> surcharge
     provider: Provider | None = None
     templates: dict[str, str] = field(default_factory=dict)
     stripe: dict[str, Any] | None = None
@@ -141,6 +164,7 @@ class Paywall:
             "trial_credits": format_micros(self.trial_credits),
             "platform_fee_percent": decimal_str(self.platform_fee_percent),
             "pricing": {m: p.as_api() for m, p in self.pricing.items()},
+            "features": {f: p.as_api() for f, p in self.features.items()},
             "provider": self.provider.as_api() if self.provider else None,
             "templates": {k: self.template(k) for k in DEFAULT_TEMPLATES},
             "stripe": _public_stripe(self.stripe),
@@ -163,6 +187,7 @@ def _to_item(p: Paywall) -> dict[str, Any]:
     data["markup_percent"] = str(p.markup_percent)
     data["platform_fee_percent"] = str(p.platform_fee_percent)
     data["pricing"] = {m: {k: str(v) for k, v in asdict(mp).items()} for m, mp in p.pricing.items()}
+    data["features"] = {f: {k: str(v) for k, v in asdict(fp).items()} for f, fp in p.features.items()}
     return {"pk": f"PAYWALL#{p.id}", "sk": "META", **data}
 
 
@@ -179,15 +204,17 @@ def _from_item(item: dict[str, Any]) -> Paywall:
         trial_credits=item.get("trial_credits") or 0,
         platform_fee_percent=Decimal(item.get("platform_fee_percent") or "0"),
         currency=item.get("currency") or "usd",
-        pricing={
-            m: ModelPrice(Decimal(p["prompt"]), Decimal(p["completion"]), Decimal(p.get("request") or "0"))
-            for m, p in (item.get("pricing") or {}).items()
-        },
+        pricing={m: _stored_price(p) for m, p in (item.get("pricing") or {}).items()},
+        features={f: _stored_price(p) for f, p in (item.get("features") or {}).items()},
         provider=Provider(**provider) if provider else None,
         templates=item.get("templates") or {},
         stripe=item.get("stripe"),
         updated_at=item.get("updated_at"),
     )
+
+
+def _stored_price(p: dict[str, Any]) -> ModelPrice:
+    return ModelPrice(Decimal(p["prompt"]), Decimal(p["completion"]), Decimal(p.get("request") or "0"))
 
 
 def get(paywall_id: str) -> Paywall:
@@ -306,8 +333,9 @@ def _apply_changes(p: Paywall, data: dict[str, Any]) -> Paywall:
 
 
 def set_pricing(paywall_id: str, data: dict[str, Any]) -> Paywall:
+    """Replace the price table; `markup_percent` and `features` change only when given."""
     current = get(paywall_id)
-    _reject_unknown(data, {"models", "markup_percent"})
+    _reject_unknown(data, {"models", "markup_percent", "features"})
     models = data.get("models")
     if not isinstance(models, dict) or not models:
         raise InvalidRequest("models must be an object of model id -> {prompt, completion, request?}", "models")
@@ -317,19 +345,44 @@ def set_pricing(paywall_id: str, data: dict[str, Any]) -> Paywall:
             raise InvalidRequest("model ids must be 1-200 character strings", "models")
         if not isinstance(price, dict) or "prompt" not in price or "completion" not in price:
             raise InvalidRequest(f"models.{model} needs prompt and completion prices", "models")
-        _reject_unknown(price, {"prompt", "completion", "request"})
-        try:
-            pricing[model] = ModelPrice(
-                parse_price(price["prompt"]),
-                parse_price(price["completion"]),
-                parse_price(price.get("request", "0")),
-            )
-        except InvalidAmount as exc:
-            raise InvalidRequest(f"models.{model}: {exc}", "models") from None
+        pricing[model] = _price(price, f"models.{model}", "models")
     changes: dict[str, Any] = {"pricing": pricing}
     if "markup_percent" in data:
         changes["markup_percent"] = _decimal_field(data, "markup_percent", parse_percent)
+    if "features" in data:
+        changes["features"] = _features(data["features"])
     return save(replace(current, **changes))
+
+
+def _features(features: Any) -> dict[str, ModelPrice]:
+    """Surcharges for paid extras (FEATURES): each `{request?, prompt?, completion?}`, missing parts 0.
+    `{}` prices none, so every request that asks for one is refused again."""
+    if not isinstance(features, dict):
+        raise InvalidRequest(
+            "features must be an object of feature -> {request?, prompt?, completion?}; "
+            f"features: {', '.join(FEATURES)}",
+            "features",
+        )
+    priced: dict[str, ModelPrice] = {}
+    for name, price in features.items():
+        if name not in FEATURES:
+            raise InvalidRequest(f"unknown feature {str(name)[:50]!r}; features: {', '.join(FEATURES)}", "features")
+        if not isinstance(price, dict) or not price:
+            raise InvalidRequest(f"features.{name} needs at least one of request, prompt, completion", "features")
+        priced[name] = _price(price, f"features.{name}", "features")
+    return priced
+
+
+def _price(price: dict[str, Any], where: str, param: str) -> ModelPrice:
+    _reject_unknown(price, {"prompt", "completion", "request"})
+    try:
+        return ModelPrice(
+            parse_price(price.get("prompt", "0")),
+            parse_price(price.get("completion", "0")),
+            parse_price(price.get("request", "0")),
+        )
+    except InvalidAmount as exc:
+        raise InvalidRequest(f"{where}: {exc}", param) from None
 
 
 def set_templates(paywall_id: str, data: dict[str, Any]) -> Paywall:

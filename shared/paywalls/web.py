@@ -100,7 +100,7 @@ def translate(exc: Exception) -> ApiError | None:
     if isinstance(exc, InvalidAmount):
         return ApiError(400, str(exc), code="invalid_amount", param="amount")
     if isinstance(exc, paywalls.InvalidRequest):
-        return ApiError(400, str(exc), code="invalid_request", param=exc.param)
+        return ApiError(400, str(exc), code=exc.code, param=exc.param)
     if isinstance(exc, InvalidCursor):
         return ApiError(400, str(exc), code="invalid_cursor", param="cursor")
     if isinstance(exc, paywalls.NotFound):
