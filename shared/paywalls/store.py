@@ -126,6 +126,27 @@ def put(item: dict[str, Any], *, condition: str | None = None, values: dict | No
     with_retries(lambda: ddb().put_item(**kwargs))
 
 
+def advance(pk: str, sk: str, attribute: str, value: int) -> bool:
+    """Set a numeric `attribute` to `value` unless it is already at least that (a monotonic
+    cursor: a slower concurrent writer can never move it back). False if it was not moved."""
+    try:
+        with_retries(
+            lambda: ddb().update_item(
+                TableName=table_name(),
+                Key=key(pk, sk),
+                UpdateExpression="SET #a = :v",
+                ConditionExpression="attribute_not_exists(#a) OR #a < :v",
+                ExpressionAttributeNames={"#a": attribute},
+                ExpressionAttributeValues={":v": N(value)},
+            )
+        )
+    except ClientError as exc:
+        if exc.response.get("Error", {}).get("Code") == "ConditionalCheckFailedException":
+            return False
+        raise
+    return True
+
+
 def query(
     pk: str,
     *,
