@@ -27,9 +27,9 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response
 
 from paywalls import chat_pricing, chat_replies, chat_request, links, metering, providers, shared_mode, sse, web
-from paywalls.chat_billing import Reservation, blocking, reserve
+from paywalls.chat_billing import Refused, Reservation, blocking, reserve
 from paywalls.chat_request import ChatRequest
-from paywalls.chat_stream import STREAM_HEADERS, MeteredStream
+from paywalls.chat_stream import STREAM_HEADERS, ChargedAfterBody, MeteredStream
 from paywalls.identity import resolve_user
 from paywalls.metering import Pricing, StreamTally
 from paywalls.paywall import Paywall
@@ -100,10 +100,11 @@ async def _proxy(request: Request, *, path_user: str | None) -> Response:
         request_id=request_id,
         funding=funding,
     )
-    if reservation is None:
-        if funding is not None:
-            refusal = await blocking(shared_mode.refusal_for, paywall, caller.environment, user)
-            return await _shared_reply(request, paywall, caller.environment, user, chat, request_id, refusal)
+    if isinstance(reservation, Refused):
+        if paywall.mode == "shared":
+            return await _shared_reply(
+                request, paywall, caller.environment, user, chat, request_id, reservation.action
+            )
         return await _paywall_reply(request, paywall, caller.environment, user, chat, request_id)
 
     upstream = providers.upstream_of(paywall.provider)
@@ -172,9 +173,9 @@ async def _buffered(
     if usage is None:
         log.warning("completion without usage; charging the estimate", extra={"request_id": reservation.request_id})
         usage = reservation.estimate(metering.completion_bytes(completion))
-    await reservation.settle(usage)
-    # The provider's bytes as they came: nothing of the answer is re-encoded.
-    return Response(raw, media_type="application/json")
+    # The provider's bytes as they came: nothing of the answer is re-encoded. Charged after the
+    # last byte (chat_stream.ChargedAfterBody): the client does not wait for the ledger.
+    return ChargedAfterBody(raw, reservation, usage)
 
 
 async def _streamed(

@@ -1,9 +1,19 @@
 """Hold-then-settle for one proxied chat completion (SPEC §4), on the wallet ledger.
 
-`reserve` sizes the hold with metering.plan_hold against the wallet's available balance and places
-it before the provider is called; the `Reservation` it returns is then either settled to the
-provider's usage or released, exactly once. The ledger calls are blocking (boto3), so they run in
-worker threads and the event loop keeps streaming other requests meanwhile."""
+`reserve` places the hold before the provider is called; the `Reservation` it returns is then either
+settled to the provider's usage or released, exactly once. The ledger calls are blocking (boto3), so
+they run in worker threads and the event loop keeps streaming other requests meanwhile.
+
+Round trips (DESIGN.md "Hot path"): a funded request's hold is its only DynamoDB call before the
+provider is called. The hold is tried at the request's worst case without reading the wallet first;
+only a refused hold costs more, and the refusal carries the state that refused it (the wallet's
+available balance, the cap's remaining), so the lowered hold needs no read either. Settling needs
+the wallet's version (each entry records its exact balance_after): a stream reads it while relaying
+(`prefetch`), so its settlement is one transaction; a JSON answer is settled after its last byte.
+
+Shared mode never sizes a hold on the person's wallet: the completion limit sent to the provider
+(which the app's owner controls) would reveal the wallet balance. A hold is lowered to the cap
+remaining only; a wallet that cannot pay that is a `topup` refusal."""
 
 from __future__ import annotations
 
@@ -11,7 +21,7 @@ import functools
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from typing import Any, Literal, TypeVar
 
 import anyio
 
@@ -22,7 +32,8 @@ from paywalls.paywall import Paywall
 
 log = logging.getLogger(__name__)
 
-HOLD_ATTEMPTS = 4  # a concurrent request may take the funds between our balance read and our hold
+HOLD_ATTEMPTS = 4  # a concurrent request may take the funds between a refusal and the lowered hold
+UNBOUNDED = 10**30  # "no known limit": plan the worst case
 
 T = TypeVar("T")
 
@@ -41,7 +52,19 @@ class Funding:
     budget: ledger.Budget | None
     also: ledger.Also | None
     metadata: dict[str, str]
-    spendable: Callable[[], int]  # fresh read: what the wallet and the cap allow now
+    # Reads afresh who pays (after a refusal that says the cached connection is gone): None when
+    # the app user is no longer connected.
+    refresh: Callable[[], Funding | None]
+
+
+RefusalAction = Literal["topup", "cap", "authorize"]
+
+
+@dataclass(frozen=True)
+class Refused:
+    """No hold: the paywall reply to give (`topup`, or in shared mode `cap` / `authorize`)."""
+
+    action: RefusalAction
 
 
 @dataclass
@@ -56,6 +79,24 @@ class Reservation:
     model: str
     closed: bool = field(default=False)
     funding: Funding | None = None
+    placed: ledger.Hold | None = None  # the hold as placed: settled without reading it again
+    snapshot: ledger.Wallet | None = None  # the wallet as read while streaming (prefetch)
+
+    prefetching: anyio.Event | None = None
+
+    async def prefetch(self) -> None:
+        """Read the wallet now, off the critical path (while a stream is relayed), so that the
+        settlement is a single transaction. Best effort: without it, settle reads it itself."""
+        if self.hold_id is None or self.closed or self.prefetching is not None:
+            return
+        self.prefetching = anyio.Event()
+        try:
+            with anyio.CancelScope(shield=True):  # the read is cheap; a half-done one helps no one
+                self.snapshot = await blocking(ledger.get_wallet, self.wallet_id)
+        except Exception:
+            log.debug("wallet prefetch failed; settle will read it", exc_info=True)
+        finally:
+            self.prefetching.set()
 
     def estimate(self, generated: int) -> Usage:
         return estimated_usage(self.plan, prompt_bound=self.prompt_bound, n=self.n, generated=generated)
@@ -72,6 +113,8 @@ class Reservation:
         if self.funding:
             metadata = {**self.funding.metadata, **(metadata or {})}
         with anyio.CancelScope(shield=True):  # a cancelled request must still be charged
+            if self.prefetching is not None:
+                await self.prefetching.wait()  # sooner done than a read of our own
             try:
                 await blocking(
                     ledger.settle,
@@ -84,6 +127,8 @@ class Reservation:
                     provider_cost=usage.provider_cost,
                     metadata=metadata,
                     also=self.funding.also if self.funding else None,
+                    placed=self.placed,
+                    snapshot=self.snapshot,
                 )
             except Exception:
                 # The hold stays active; the sweeper releases it. Served but not charged: loud log.
@@ -126,29 +171,21 @@ async def reserve(
     prompt_bound: int,
     request_id: str,
     funding: Funding | None = None,
-) -> Reservation | None:
-    """Hold the worst case of this request, lowered to what the balance covers; None when the
-    balance cannot pay for a minimal answer (the caller shows the paywall, nothing is held).
-    With `funding` (shared mode) the person's wallet pays, within the connection's cap."""
-    if funding:
-        wallet_id = funding.wallet_id
-    else:
-        wallet_id = accounts.wallet_id(paywall, environment, user)
-        await blocking(accounts.ensure_trial, paywall, environment, user)
-    for attempt in range(HOLD_ATTEMPTS):
-        if funding:
-            available = await blocking(funding.spendable)
-        else:
-            available = (await blocking(ledger.get_wallet, wallet_id)).available
+) -> Reservation | Refused:
+    """Hold the worst case of this request, lowered to what the balance (default mode) or the cap
+    (shared mode) covers; `Refused` when not even a minimal answer is covered (the caller shows the
+    paywall reply; nothing is held). With `funding` (shared mode) the person's wallet pays, within
+    the connection's cap. Module doc: no read before the hold, none after a refusal."""
+    wallet_id = funding.wallet_id if funding else accounts.wallet_id(paywall, environment, user)
+    limit = UNBOUNDED  # what the last refusal said is left (the balance, or the cap)
+    limited_by: RefusalAction = "topup"
+    trial_checked = False
+    for attempt in range(HOLD_ATTEMPTS + 1):
         plan = plan_hold(
-            pricing,
-            prompt_bound=prompt_bound,
-            requested_limit=chat.requested_limit,
-            n=chat.n,
-            available=available,
+            pricing, prompt_bound=prompt_bound, requested_limit=chat.requested_limit, n=chat.n, available=limit
         )
         if plan is None:
-            return None
+            return Refused(limited_by)
         reservation = Reservation(
             wallet_id, None, plan, pricing, prompt_bound, chat.n, request_id, chat.model, funding=funding
         )
@@ -157,12 +194,31 @@ async def reserve(
         # A fresh hold id per attempt: a retried transaction must not reuse another's request token.
         hold_id = request_id if attempt == 0 else f"{request_id}.{attempt}"
         try:
-            await blocking(
+            placed = await blocking(
                 ledger.hold, wallet_id, plan.amount, hold_id=hold_id, budget=funding.budget if funding else None
             )
-        except (ledger.InsufficientFunds, ledger.BudgetExceeded):
-            # Another request (or a revocation, or a lowered cap) took the room since we read it.
+        except ledger.BudgetExceeded as refused:
+            assert funding is not None
+            if refused.remaining is None or refused.remaining < 0:
+                # Revoked or replaced since the connection was cached (revoking makes `remaining`
+                # negative in the same write): ask again who pays.
+                funding = await blocking(funding.refresh)
+                if funding is None:
+                    return Refused("authorize")
+                wallet_id, limit, limited_by = funding.wallet_id, UNBOUNDED, "topup"
+                continue
+            limit, limited_by = refused.remaining, "cap"
+            continue
+        except ledger.InsufficientFunds as refused:
+            if funding is not None:
+                return Refused("topup")  # module doc: a shared hold is never sized on the wallet
+            if not refused.wallet_exists and not trial_checked and paywall.trial_credits > 0:
+                trial_checked = True  # a new user: grant the trial once, then try again
+                await blocking(accounts.ensure_trial, paywall, environment, user)
+                continue
+            limit, limited_by = refused.available, "topup"
             continue
         reservation.hold_id = hold_id
+        reservation.placed = placed
         return reservation
-    return None
+    return Refused(limited_by)

@@ -26,12 +26,37 @@ from starlette.types import Receive, Scope, Send
 
 from paywalls import chat_replies, sse
 from paywalls.chat_billing import Reservation
-from paywalls.metering import StreamTally
+from paywalls.metering import StreamTally, Usage
 from paywalls.providers import Chunk, ChunkStream, ProviderFailure
 
 log = logging.getLogger(__name__)
 
 STREAM_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
+
+
+class ChargedAfterBody(Response):
+    """A whole JSON answer, charged after its last byte but before the exchange ends.
+
+    The client has every byte (Content-Length) before the settlement's round trips begin, so the
+    charge adds nothing to its latency; the ASGI call (and so the Lambda invocation, which freezes
+    once its response ends) lasts until the charge is written. A client that disconnects still
+    gets charged: the settlement runs whatever the sends did."""
+
+    def __init__(self, content: bytes, reservation: Reservation, usage: Usage):
+        super().__init__(content, media_type="application/json")
+        self._reservation = reservation
+        self._usage = usage
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        try:
+            await send({"type": "http.response.start", "status": self.status_code, "headers": self.raw_headers})
+            await send({"type": "http.response.body", "body": self.body, "more_body": True})
+        except OSError:
+            pass  # the client left; it is charged all the same
+        finally:
+            await self._reservation.settle(self._usage)  # shielded inside
+        with contextlib.suppress(OSError):
+            await send({"type": "http.response.body", "body": b"", "more_body": False})
 
 
 class MeteredStream(Response):
@@ -63,6 +88,7 @@ class MeteredStream(Response):
         self._drain_timeout_s = drain_timeout_s
         self._time_limit_text = time_limit_text
         self._client_gone = False
+        self._tasks: anyio.abc.TaskGroup | None = None
         self._ended = False  # the last event (or the charge before it) is under way
         # Cancelled at the time limit, or earlier once the client left and the drain time is over.
         self._pump_scope = anyio.CancelScope(deadline=deadline)
@@ -109,6 +135,9 @@ class MeteredStream(Response):
         try:
             if not await self._relay(send, self._first):
                 return
+            # While the rest is relayed, read the wallet once, so that the charge at the end is a
+            # single transaction between the last chunk and [DONE] (chat_billing module doc).
+            self._tasks.start_soon(self._reservation.prefetch)
             async for chunk in self._chunks:
                 if not await self._relay(send, chunk):
                     return
@@ -145,6 +174,7 @@ class MeteredStream(Response):
                     await send({"type": "http.response.start", "status": self.status_code, "headers": self.raw_headers})
                 except OSError:
                     self._client_left()
+                self._tasks = tasks
                 with self._pump_scope:
                     await self._pump(send)
                 if self._pump_scope.cancelled_caught:

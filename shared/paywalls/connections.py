@@ -28,6 +28,7 @@ from __future__ import annotations
 import logging
 import os
 import secrets
+import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -173,6 +174,52 @@ def active(paywall_id: str, environment: str, user: str) -> Connection | None:
     if not item or item.get("status") != "active":
         return None
     return _from_item(item)
+
+
+@dataclass(frozen=True)
+class Pointer:
+    """Who an app user is connected to, as the `ACTIVE` item says: enough to charge them."""
+
+    paywall_id: str
+    environment: str
+    user: str
+    connection_id: str
+    person_id: str
+
+    @property
+    def wallet_id(self) -> str:
+        return persons.wallet_id(self.person_id, self.environment)
+
+    @property
+    def budget(self) -> ledger.Budget:
+        return ledger.Budget(partition(self.paywall_id, self.environment, self.user), f"C#{self.connection_id}")
+
+
+_pointers: dict[tuple[str, str, str], tuple[float, Pointer]] = {}
+POINTER_TTL_S = float(os.environ.get("PAYWALLS_CACHE_TTL_S", "30"))
+
+
+def pointer(paywall_id: str, environment: str, user: str, *, fresh: bool = False) -> Pointer | None:
+    """The app user's connection, cached per instance for POINTER_TTL_S (the chat hot path reads
+    nothing per request). A stale entry is harmless: revoking or replacing a connection makes its
+    `remaining` negative in the same write, so a hold through it fails on the ledger's own condition
+    and the caller asks again with fresh=True. "Not connected" is never cached: a person who just
+    approved must be charged at once."""
+    key = (paywall_id, environment, user)
+    now = time.monotonic()
+    cached = _pointers.get(key)
+    if cached and cached[0] > now and not fresh:
+        return cached[1]
+    item = store.get(partition(paywall_id, environment, user), "ACTIVE")
+    if not item:
+        _pointers.pop(key, None)
+        return None
+    found = Pointer(paywall_id, environment, user, item["connection_id"], item["person_id"])
+    if POINTER_TTL_S > 0:
+        if len(_pointers) > 50_000:
+            _pointers.clear()
+        _pointers[key] = (now + POINTER_TTL_S, found)
+    return found
 
 
 def list_for_person(person_id: str) -> list[Connection]:

@@ -51,10 +51,11 @@ class LedgerError(Exception):
 
 
 class InsufficientFunds(LedgerError):
-    def __init__(self, available: int, required: int):
+    def __init__(self, available: int, required: int, *, wallet_exists: bool = True):
         super().__init__(f"insufficient funds: available {available}, required {required}")
         self.available = available
         self.required = required
+        self.wallet_exists = wallet_exists
 
 
 class IdempotencyMismatch(LedgerError):
@@ -62,11 +63,13 @@ class IdempotencyMismatch(LedgerError):
 
 
 class BudgetExceeded(LedgerError):
-    """The spending cap (Budget) does not cover the amount; the balance may still."""
+    """The spending cap (Budget) does not cover the amount; the balance may still. `remaining` is
+    what the budget had when the hold was refused (None when not known, or the budget is gone)."""
 
-    def __init__(self, required: int):
+    def __init__(self, required: int, remaining: int | None = None):
         super().__init__(f"spending cap reached: {required} more needed")
         self.required = required
+        self.remaining = remaining
 
 
 class HoldNotActive(LedgerError):
@@ -137,6 +140,7 @@ class Hold:
     amount: int
     status: str
     expires_at: int
+    budget: Budget | None = None
 
 
 @dataclass(frozen=True)
@@ -189,7 +193,10 @@ def new_entry_id() -> str:
 
 
 def get_wallet(wallet_id: str) -> Wallet:
-    item = store.get(_wallet_pk(wallet_id), "WALLET")
+    return _wallet_from_item(wallet_id, store.get(_wallet_pk(wallet_id), "WALLET"))
+
+
+def _wallet_from_item(wallet_id: str, item: dict[str, Any] | None) -> Wallet:
     if not item:
         return Wallet(wallet_id)
     return Wallet(wallet_id, item.get("balance", 0), item.get("available", 0), item.get("version", 0))
@@ -304,15 +311,24 @@ def _post(
     also: Also | None = None,
     listing: Listing | None = None,
     details: dict[str, Any] | None = None,
+    snapshot: Wallet | None = None,
 ) -> Posting:
     """One balance change + its entry (+ idempotency record, + hold settlement, + budget, + the
-    caller's own items such as a paywall's earnings) in one transaction."""
+    caller's own items such as a paywall's earnings) in one transaction.
+
+    `snapshot`: a recent read of the wallet (e.g. taken while a stream was relayed), tried first
+    instead of reading it now. A stale one costs nothing but a retry: the version condition refuses
+    it and the refusal carries the wallet as it is (ALL_OLD), which the next attempt uses."""
     details = {k: v for k, v in (details or {}).items() if v is not None}
+    # The idempotency record is written by the transaction itself, under attribute_not_exists: a
+    # duplicate is caught by that condition, so a first-time key is not read beforehand (one round
+    # trip less); only a refused record is read, to replay what it produced.
     for attempt in range(POST_ATTEMPTS):
-        if idem and (replayed := _replay(wallet_id, idem)):
-            return replayed
-        wallet = get_wallet(wallet_id)
+        wallet = snapshot if snapshot is not None else get_wallet(wallet_id)
+        snapshot = None
         if require_available is not None and wallet.available < require_available:
+            if idem and (replayed := _replay(wallet_id, idem)):
+                return replayed  # a duplicate of a charge that went through: its answer, not a refusal
             raise InsufficientFunds(wallet.available, require_available)
         version = wallet.version + 1
         entry = Entry(
@@ -346,12 +362,18 @@ def _post(
             if "hold" in failed:
                 raise HoldNotActive(settle_hold or "", "not active") from None
             if "idem" in failed:
-                continue  # a concurrent duplicate won; the next turn replays its result
+                # A duplicate (earlier, or concurrent and faster): answer what it produced.
+                if idem and (replayed := _replay(wallet_id, idem)):
+                    return replayed
+                continue  # the record is gone again (expired): try once more
             if "budget" in failed:
                 raise BudgetExceeded(require_available or 0) from None
             if "wallet" in failed:
                 # Version race (or funds gone): back off so colliding writers spread out instead
-                # of re-colliding in lockstep, then re-read and decide again.
+                # of re-colliding in lockstep, then decide again on the wallet as the refusal saw it.
+                refused = cancelled.items[[name for name, _ in named].index("wallet")]
+                if refused is not None:
+                    snapshot = _wallet_from_item(wallet_id, refused)
                 store.backoff(min(attempt, 4))
                 continue
             raise
@@ -401,6 +423,7 @@ def _wallet_update(
             "UpdateExpression": "SET " + ", ".join(sets) + " ADD available :delta",
             "ConditionExpression": condition,
             "ExpressionAttributeValues": values,
+            "ReturnValuesOnConditionCheckFailure": "ALL_OLD",
         }
     }
 
@@ -607,6 +630,8 @@ def hold(
                 "UpdateExpression": "ADD available :neg",
                 "ConditionExpression": "available >= :amount",
                 "ExpressionAttributeValues": {":neg": N(-amount), ":amount": N(amount)},
+                # A refused hold says why with the state that refused it: no read before holding.
+                "ReturnValuesOnConditionCheckFailure": "ALL_OLD",
             }
         },
         {
@@ -619,18 +644,26 @@ def hold(
     ]
     if budget:
         items.append(_budget_update(budget, -amount, 0, check=True))
+        items[2]["Update"]["ReturnValuesOnConditionCheckFailure"] = "ALL_OLD"
     try:
         store.transact(items, token_seed=f"hold|{hold_id}")
     except TransactionCancelled as cancelled:
-        if budget and cancelled.codes[2] == CONDITION_FAILED and cancelled.codes[0] != CONDITION_FAILED:
-            raise BudgetExceeded(amount) from None
+        if budget and cancelled.codes[2] == CONDITION_FAILED:
+            # The cap refuses first, even when the wallet is short too: the payer only learns about
+            # the wallet once the app's allowance would cover the request.
+            old = cancelled.items[2]
+            remaining = int(old["remaining"]) if old and "remaining" in old else None
+            raise BudgetExceeded(amount, remaining) from None
         if cancelled.codes[1] == CONDITION_FAILED:
             existing = get_hold(hold_id)
             if existing and existing["wallet_id"] == wallet_id and existing["amount"] == amount:
                 return _hold_from_item(existing)
             raise LedgerError(f"hold id {hold_id} already used") from None
-        raise InsufficientFunds(get_wallet(wallet_id).available, amount) from None
-    return Hold(hold_id, wallet_id, amount, "active", expires_at)
+        wallet = cancelled.items[0]
+        if cancelled.codes[0] == CONDITION_FAILED and wallet is None:
+            raise InsufficientFunds(0, amount, wallet_exists=False) from None
+        raise InsufficientFunds(int((wallet or {}).get("available", 0)), amount) from None
+    return Hold(hold_id, wallet_id, amount, "active", expires_at, budget)
 
 
 def _budget_of(item: dict[str, Any]) -> Budget | None:
@@ -644,6 +677,7 @@ def _hold_from_item(item: dict[str, Any]) -> Hold:
         item["amount"],
         item["status"],
         item["expires_at"],
+        _budget_of(item),
     )
 
 
@@ -658,16 +692,18 @@ def settle(
     provider_cost: int | None = None,
     metadata: dict[str, Any] | None = None,
     also: Also | None = None,
+    placed: Hold | None = None,
+    snapshot: Wallet | None = None,
 ) -> Posting:
     """Charge `cost` against the hold exactly once and return the unused part to the balance.
 
     The hold covered the worst case, so cost <= hold; a larger cost is capped (never beyond what was
     reserved) and logged. If the sweeper released the hold first (the request outlived its hold),
-    the cost is charged directly, still only from available funds."""
-    item = get_hold(hold_id)
-    if item is None:
-        raise LedgerError(f"unknown hold {hold_id}")
-    held = _hold_from_item(item)
+    the cost is charged directly, still only from available funds.
+
+    `placed`: the hold as `hold` returned it, so it need not be read again: the settlement's own
+    condition (the hold is still active) guards it; if that fails, the hold is read and the slow
+    path below decides. `snapshot`: a recent read of the wallet (see _post)."""
     details = {
         "request_id": request_id,
         "model": model,
@@ -676,30 +712,24 @@ def settle(
         "provider_cost": provider_cost,
         "metadata": metadata or {},
     }
+    if placed is not None and placed.status == "active":
+        try:
+            return _settle_active(placed, cost, also=also, details=details, snapshot=snapshot)
+        except HoldNotActive:
+            pass  # settled by a duplicate, or swept: read the hold and decide below
+    item = get_hold(hold_id)
+    if item is None:
+        raise LedgerError(f"unknown hold {hold_id}")
+    held = _hold_from_item(item)
     if held.status == "settled":
         entry_item = store.get(_wallet_pk(held.wallet_id), item["entry_sk"])
         return Posting(_entry_from_item(entry_item), duplicate=True)  # type: ignore[arg-type]
-    if cost > held.amount:
-        log.error(
-            "usage cost exceeded its hold; capped",
-            extra={"hold_id": hold_id, "cost": cost, "held": held.amount},
-        )
-        cost = held.amount
     if held.status == "active":
         try:
-            return _post(
-                held.wallet_id,
-                entry_type="charge",
-                amount=-cost,
-                available_delta=held.amount - cost,
-                settle_hold=hold_id,
-                budget=_budget_of(item),
-                budget_delta=(held.amount - cost, cost),
-                also=also,
-                details=details,
-            )
+            return _settle_active(held, cost, also=also, details=details)
         except HoldNotActive:
             return settle(hold_id, cost, also=also, **details)  # re-read: settled by a duplicate, or swept
+    cost = min(cost, held.amount)
     # Released by the sweeper before we settled: charge what the funds still cover, at most once.
     log.warning("settling a released hold as a direct charge", extra={"hold_id": hold_id})
     wallet = get_wallet(held.wallet_id)
@@ -714,6 +744,26 @@ def settle(
         metadata={**(metadata or {}), "late_settlement": "true"},
         budget=_budget_of(item),
         also=also,
+    )
+
+
+def _settle_active(
+    held: Hold, cost: int, *, also: Also | None, details: dict[str, Any], snapshot: Wallet | None = None
+) -> Posting:
+    if cost > held.amount:
+        log.error("usage cost exceeded its hold; capped", extra={"hold_id": held.id, "cost": cost, "held": held.amount})
+        cost = held.amount
+    return _post(
+        held.wallet_id,
+        entry_type="charge",
+        amount=-cost,
+        available_delta=held.amount - cost,
+        settle_hold=held.id,
+        budget=held.budget,
+        budget_delta=(held.amount - cost, cost),
+        also=also,
+        details=details,
+        snapshot=snapshot,
     )
 
 

@@ -142,23 +142,19 @@ def refusal_for(paywall: Paywall, environment: str, user: str) -> Refusal:
     return "cap" if current.connection.remaining < current.wallet.available else "topup"
 
 
-def funding(paywall: Paywall, environment: str, user: str) -> Funding | None:
+def funding(paywall: Paywall, environment: str, user: str, *, fresh: bool = False) -> Funding | None:
     """How a chat completion of this app user is paid (chat_billing.reserve), or None when not
-    connected. The first spendable() answers from the read just made; retries read afresh."""
-    current = payer(paywall, environment, user)
-    if current is None:
+    connected. From the cached connection pointer: no read per request (connections.pointer)."""
+    found = connections.pointer(paywall.id, environment, user, fresh=fresh)
+    if found is None:
         return None
-    reads = 0
-
-    def spendable() -> int:
-        nonlocal reads
-        reads += 1
-        if reads == 1:
-            return current.spendable
-        connection = connections.reload(current.connection)
-        return connection.spendable(ledger.get_wallet(connection.wallet_id).available)
-
-    return Funding(current.wallet_id, current.budget, current.also(), current.metadata(), spendable)
+    return Funding(
+        found.wallet_id,
+        found.budget,
+        earnings.credit_items(paywall, environment, user, found.connection_id),
+        {"paywall_id": paywall.id, "environment": environment, "connection_id": found.connection_id},
+        refresh=lambda: funding(paywall, environment, user, fresh=True),
+    )
 
 
 def scoped_key(paywall: Paywall, environment: str, key: str) -> str:

@@ -214,11 +214,14 @@ def batch_get(keys: list[tuple[str, str]]) -> list[dict[str, Any]]:
 
 
 class TransactionCancelled(Exception):
-    """A condition in the transaction failed. `codes[i]` is the reason for the i-th item."""
+    """A condition in the transaction failed. `codes[i]` is the reason for the i-th item; `items[i]`
+    is that item as it was, when the operation asked for it (ReturnValuesOnConditionCheckFailure
+    ALL_OLD) and it existed: the state that made the condition fail, without another read."""
 
-    def __init__(self, codes: list[str]):
+    def __init__(self, codes: list[str], items: list[dict[str, Any] | None] | None = None):
         super().__init__(", ".join(codes))
         self.codes = codes
+        self.items = items or [None] * len(codes)
 
 
 def transact(items: list[dict[str, Any]], *, token_seed: str | None = None) -> None:
@@ -236,10 +239,12 @@ def transact(items: list[dict[str, Any]], *, token_seed: str | None = None) -> N
         except ClientError as exc:
             if exc.response["Error"]["Code"] != "TransactionCanceledException":
                 raise
-            codes = [r.get("Code", "None") for r in exc.response.get("CancellationReasons", [])]
+            reasons = exc.response.get("CancellationReasons", [])
+            codes = [r.get("Code", "None") for r in reasons]
             if any(c in RETRYABLE_CODES for c in codes):
                 raise _Retryable(codes) from exc
-            raise TransactionCancelled(codes) from exc
+            items = [decode(r["Item"]) if r.get("Item") else None for r in reasons]
+            raise TransactionCancelled(codes, items) from exc
 
     with_retries(attempt)
 

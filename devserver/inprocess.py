@@ -1,0 +1,273 @@
+"""The whole stack in ONE process, over in-process moto, for counting and profiling the hot path.
+
+Unlike `make run` (the engine in its own process behind HTTP), DynamoDB here is answered in-process,
+so what a request costs is our own work plus moto's, and every DynamoDB call the functions make goes
+through this process's boto3 client, where a botocore hook records it with a timestamp. The ASGI
+sends are timestamped too (first body byte, each chunk, [DONE], the end of the exchange), so each
+call can be placed before the first byte, between the last chunk and [DONE], or after the last byte,
+exactly: both clocks are this process's monotonic clock.
+
+Caches are those of a warm Lambda instance (TTLs patched on, whatever the environment says), since
+the question is what a request costs on an instance that has served the paywall before.
+
+Used by benchmarks/hot_path.py (prints the figures) and tests/test_hot_path_calls.py (fails when a
+count regresses)."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import secrets
+import socket
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import httpx
+
+DEMO_PRICES = {
+    "demo/echo": {"prompt": "1", "completion": "2", "request": "0.0001"},
+    "demo/slow": {"prompt": "1", "completion": "2", "request": "0.0001"},
+}
+WARM_CACHE_TTL_S = 300.0
+
+
+@dataclass
+class Recorder:
+    """DynamoDB calls and ASGI sends of the requests in flight, on one monotonic clock."""
+
+    calls: list[tuple[float, str]] = field(default_factory=list)
+    sends: list[tuple[float, bytes]] = field(default_factory=list)
+    finished: threading.Event = field(default_factory=threading.Event)
+
+    def reset(self) -> None:
+        self.calls.clear()
+        self.sends.clear()
+        self.finished.clear()
+
+    def on_call(self, event_name: str, **_: Any) -> None:
+        self.calls.append((time.monotonic(), event_name.rsplit(".", 1)[-1]))
+
+    def wrap(self, app: Any) -> Any:
+        async def recorded(scope: dict[str, Any], receive: Any, send: Any) -> None:
+            if scope["type"] != "http" or scope["path"].startswith("/_demo"):
+                await app(scope, receive, send)
+                return
+
+            async def timed_send(message: dict[str, Any]) -> None:
+                if message["type"] == "http.response.body" and message.get("body"):
+                    self.sends.append((time.monotonic(), message["body"]))
+                await send(message)
+
+            try:
+                await app(scope, receive, timed_send)
+            finally:
+                self.finished.set()
+
+        return recorded
+
+
+@dataclass(frozen=True)
+class Placement:
+    """Where one request's DynamoDB calls fell relative to what the client received."""
+
+    before_first_byte: list[str]
+    before_done: list[str]  # between the last chunk and [DONE] (streams)
+    after_last_byte: list[str]
+    total: int
+
+
+@dataclass
+class InProcessStack:
+    url: str
+    admin_token: str
+    recorder: Recorder
+
+    def admin(self) -> httpx.Client:
+        return httpx.Client(base_url=self.url, headers={"Authorization": f"Bearer {self.admin_token}"}, timeout=30)
+
+    def measure(self, request: Callable[[], Any]) -> Placement:
+        """Run `request` (one HTTP exchange, read to the end) and place its DynamoDB calls."""
+        self.recorder.reset()
+        request()
+        if not self.recorder.finished.wait(10):
+            raise RuntimeError("the request's ASGI call did not finish")
+        calls, sends = list(self.recorder.calls), list(self.recorder.sends)
+        if not sends:
+            raise RuntimeError("the request sent no body")
+        first = sends[0][0]
+        done = next((t for t, body in sends if b"[DONE]" in body), None)
+        last_chunk = max((t for t, body in sends if b"[DONE]" not in body), default=first)
+        last_byte = sends[-1][0]
+        return Placement(
+            before_first_byte=[op for t, op in calls if t < first],
+            before_done=[op for t, op in calls if done is not None and last_chunk < t < done],
+            after_last_byte=[op for t, op in calls if t > last_byte],
+            total=len(calls),
+        )
+
+    # ---- setup helpers ----------------------------------------------------------------------------
+
+    def paywall(self, *, mode: str = "default", **fields: Any) -> dict[str, str]:
+        with self.admin() as admin:
+            created = admin.post("/admin/paywalls", json={"name": "Hot path", "mode": mode, **fields})
+            pid = created.raise_for_status().json()["id"]
+            admin.put(
+                f"/admin/paywalls/{pid}/provider",
+                json={"kind": "openai-compatible", "base_url": f"{self.url}/_demo/v1", "api_key": "demo-provider-key"},
+            ).raise_for_status()
+            admin.put(f"/admin/paywalls/{pid}/pricing", json={"models": DEMO_PRICES}).raise_for_status()
+            key = admin.post(f"/admin/paywalls/{pid}/keys", json={"environment": "live"}).raise_for_status().json()
+        return {"id": pid, "key": key["key"]}
+
+    def fund(self, paywall_id: str, user: str, amount: str) -> None:
+        with self.admin() as admin:
+            admin.post(
+                f"/admin/paywalls/{paywall_id}/users/{user}/adjustments",
+                json={"amount": amount, "environment": "live"},
+                headers={"Idempotency-Key": uuid.uuid4().hex},
+            ).raise_for_status()
+
+    def connect_person(self, paywall_id: str, user: str, micros: int, cap: int | None = None) -> None:
+        """Shared mode: a person with `micros` in their live wallet approves `user` of the paywall."""
+        from paywalls import connections, ledger, persons
+
+        person = persons.get_or_create(f"p{secrets.token_hex(4)}@example.com")
+        ledger.credit(person.wallet_for("live"), micros, idempotency_key=f"fund-{secrets.token_hex(4)}")
+        connections.connect(paywall_id, "live", user, person.id, cap)
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _warm_caches() -> None:
+    from paywalls import connections, web
+
+    web._KEY_CACHE_TTL_S = WARM_CACHE_TTL_S
+    connections.POINTER_TTL_S = WARM_CACHE_TTL_S
+
+
+@contextlib.contextmanager
+def inprocess_stack() -> Iterator[InProcessStack]:
+    import uvicorn
+    from moto import mock_aws
+
+    from devserver import moto_patches
+    from devserver.stack import build_app, create_app_secret, create_tables
+    from paywalls import aws, secrets_store
+
+    port = _free_port()
+    admin_token = "adm_" + secrets.token_urlsafe(16)
+    saved = dict(os.environ)
+    os.environ.pop("AWS_ENDPOINT_URL", None)
+    os.environ.update(
+        {
+            "AWS_ACCESS_KEY_ID": "testing",
+            "AWS_SECRET_ACCESS_KEY": "testing",
+            "AWS_DEFAULT_REGION": "us-east-1",
+            "AWS_REGION": "us-east-1",
+            "TABLE_NAME": "PaywallsTable",
+            "SECRET_PREFIX": "paywalls/inprocess",
+            "ADMIN_AUTH": "token",
+            "ADMIN_TOKEN": admin_token,
+            "PUBLIC_BASE_URL": f"http://127.0.0.1:{port}",
+            "PAYWALLS_LOCAL_DEV": "1",
+            # demo/slow streams like a model (a pause before each word), fast enough for a test.
+            "DEMO_CHUNK_DELAY_S": "0.02",
+        }
+    )
+    moto_patches.install()
+    recorder = Recorder()
+    try:
+        with mock_aws():
+            aws.reset_clients()
+            secrets_store.reset()
+            create_tables()
+            create_app_secret()
+            _warm_caches()
+            aws.client("dynamodb").meta.events.register("before-call.dynamodb.*", recorder.on_call)
+            config = uvicorn.Config(
+                recorder.wrap(build_app()), host="127.0.0.1", port=port, log_level="warning", lifespan="off"
+            )
+            server = uvicorn.Server(config)
+            thread = threading.Thread(target=server.run, daemon=True)
+            thread.start()
+            deadline = time.monotonic() + 30
+            while not server.started:
+                if time.monotonic() > deadline or not thread.is_alive():
+                    raise RuntimeError("the in-process stack did not start")
+                time.sleep(0.05)
+            try:
+                yield InProcessStack(f"http://127.0.0.1:{port}", admin_token, recorder)
+            finally:
+                server.should_exit = True
+                thread.join(10)
+                aws.client("dynamodb").meta.events.unregister("before-call.dynamodb.*", recorder.on_call)
+    finally:
+        aws.reset_clients()
+        secrets_store.reset()
+        os.environ.clear()
+        os.environ.update(saved)
+
+
+# ---- the request kinds the hot-path budget covers ---------------------------------------------------
+
+MESSAGES = [{"role": "user", "content": "how many round trips does this take"}]
+
+
+def measure_kinds(stack: InProcessStack) -> dict[str, Placement]:
+    """Each kind once to warm the instance's caches, then once measured."""
+    default = stack.paywall()
+    stack.fund(default["id"], "funded", "5")
+    trial = stack.paywall(trial_credits="1")
+    shared = stack.paywall(mode="shared", platform_fee_percent="10")
+    stack.connect_person(shared["id"], "member", 5_000_000)
+
+    def chat(key: str, user: str, stream: bool) -> Callable[[], None]:
+        def run() -> None:
+            # Streams come from demo/slow: a model takes a while between chunks, which is when the
+            # proxy reads the wallet for its settlement (chat_billing, prefetch).
+            model = "demo/slow" if stream else "demo/echo"
+            body = {"model": model, "messages": MESSAGES, "user": user, "stream": stream}
+            headers = {"Authorization": f"Bearer {key}"}
+            with httpx.stream("POST", f"{stack.url}/v1/chat/completions", json=body, headers=headers, timeout=30) as r:
+                r.raise_for_status()
+                for _ in r.iter_bytes():
+                    pass
+            if r.headers.get("x-paywall-action"):
+                raise RuntimeError(f"paywall reply instead of an answer: {r.headers['x-paywall-action']}")
+
+        return run
+
+    def money(path: str, key: str, user: str) -> Callable[[], None]:
+        def run() -> None:
+            httpx.post(
+                f"{stack.url}/v1/user/{path}",
+                json={"amount": "0.001", "user": user},
+                headers={"Authorization": f"Bearer {key}", "Idempotency-Key": uuid.uuid4().hex},
+                timeout=30,
+            ).raise_for_status()
+
+        return run
+
+    kinds = {
+        "chat json": chat(default["key"], "funded", False),
+        "chat stream": chat(default["key"], "funded", True),
+        "chat json, trial paywall": chat(trial["key"], "trialist", False),
+        "chat stream, trial paywall": chat(trial["key"], "trialist", True),
+        "chat json, shared mode": chat(shared["key"], "member", False),
+        "chat stream, shared mode": chat(shared["key"], "member", True),
+        "user charge": money("charge", default["key"], "funded"),
+        "deposit": money("balance/deposit", default["key"], "funded"),
+    }
+    results = {}
+    for name, request in kinds.items():
+        stack.measure(request)  # warm: key, paywall, secret and connection caches; trial granted
+        results[name] = stack.measure(request)
+    return results
