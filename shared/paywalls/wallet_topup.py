@@ -16,7 +16,7 @@ import time
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from paywalls import checkout, links, operator_stripe, persons, stripe_config, stripe_gateway, webhooks
+from paywalls import checkout, links, losses, operator_stripe, persons, stripe_config, stripe_gateway, webhooks
 from paywalls.config import settings
 from paywalls.persons import Person
 from paywalls.webhooks import Outcome
@@ -101,7 +101,8 @@ def open_simulation(token: str) -> Person:
 
 # ---- webhook ------------------------------------------------------------------------------------
 
-ACCOUNT = webhooks.Account(operator_stripe.OPERATOR_ID, operator_stripe.CURRENCY)
+# A debit that leaves a person's wallet negative is the operator's loss (losses.py).
+ACCOUNT = webhooks.Account(operator_stripe.OPERATOR_ID, operator_stripe.CURRENCY, losses.debit_items)
 
 
 def _person_wallet(environment: str, session: dict[str, Any], context: dict[str, Any]) -> webhooks.Payer | Outcome:
