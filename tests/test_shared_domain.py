@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
 import pytest
@@ -359,3 +360,14 @@ def test_the_sweeper_returns_a_crashed_requests_hold_to_the_cap_and_a_late_settl
     assert earnings.summary(paywall.id, "live")["earned"] == "500000"
     consistent(person.wallet_id)
     _earnings_consistent(paywall.id, "live")
+
+
+@given(
+    moment=hs.datetimes(min_value=datetime(2000, 1, 1), max_value=datetime(2100, 1, 1), timezones=hs.just(UTC)),
+    hold_days=hs.integers(min_value=1, max_value=365),
+)
+def test_an_earning_matures_at_the_first_midnight_after_its_hold_never_sooner(moment: datetime, hold_days: int) -> None:
+    day = earnings.matures_on(moment, hold_days)
+    midnight = datetime(day.year, day.month, day.day, tzinfo=UTC)
+    assert moment + timedelta(days=hold_days) <= midnight < moment + timedelta(days=hold_days + 1)
+    assert earnings._bucket_day(earnings.bucket_name(day)) == day

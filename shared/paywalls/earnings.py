@@ -334,8 +334,8 @@ def fold(paywall_id: str, environment: str, read: list[Shard], day: date) -> int
         try:
             store.transact([item])
             folded += 1
-        except TransactionCancelled:
-            pass  # a withdrawal or another fold got there first
+        except (TransactionCancelled, store.StoreUnavailable):
+            pass  # a withdrawal or another fold got there first, or charges kept it busy: next time
     return folded
 
 

@@ -128,5 +128,6 @@ def handle(mode: str, event: dict[str, Any], *, list_refunds: webhooks.RefundLis
     default-mode pipeline (webhooks.process) with person wallets. A paid top-up credits its wallet once
     per Checkout Session and maps its payment intent to the wallet; a succeeded refund or a lost
     dispute of it debits that wallet once per refund / dispute id (even below zero), also when it
-    arrives before the top-up's credit (parked until then)."""
+    arrives before the top-up's credit (parked until then); what it takes below zero is recorded as
+    the operator's loss, with the pending earnings it paid for taken back (losses.py)."""
     return webhooks.process(ACCOUNT, mode, event, resolve_wallet=_person_wallet, list_refunds=list_refunds)

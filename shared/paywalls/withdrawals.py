@@ -4,8 +4,7 @@ Only matured earnings are withdrawable (earnings.py: EarningsHoldDays after the 
 is one DynamoDB transaction:
 - per earnings shard it draws from: fold the shard's matured buckets into `available` (each under
   `m_{day} = value read`) and `ADD available -x, withdrawn +x` under `available >= x - folded`, and a
-  `withdrawal` entry (-x) in that shard's earnings ledger; the other shards' matured buckets are
-  folded in the same transaction (no entry: folding moves nothing out);
+  `withdrawal` entry (-x) in that shard's earnings ledger;
 - the withdrawal record `WD#{paywall_id}#{environment}` / `W#{withdrawal_id}`;
 - its idempotency record `WD#{...}` / `IDEM#{key}` (kept forever: it moved money);
 - the operator side: a `payout` entry (-amount) in the operator ledger `OPLEDGER#{environment}` /
@@ -286,18 +285,18 @@ def _transaction(
     idempotency_key: str,
     fingerprint: str,
 ) -> list[dict[str, Any]]:
-    """At most 32 shard updates + 32 entries + 3 = 67 items (DynamoDB's limit is 100)."""
+    """At most 32 shard updates + 32 entries + 3 = 67 items (DynamoDB's limit is 100). Only the shards
+    drawn from: every other item would be one more chance to collide with the charges writing there."""
     table = store.table_name()
     pk = _partition(paywall.id, environment)
     items: list[dict[str, Any]] = []
     for read in shards:
         take = plan.get(read.index, 0)
-        update = earnings.draw_update(paywall.id, environment, read, day, take)
-        if update is None:
+        if take <= 0:
             continue
+        update = earnings.draw_update(paywall.id, environment, read, day, take)
+        assert update is not None  # take > 0 always updates
         items.append(update)
-        if not take:
-            continue  # a fold only: available + pending unchanged, so no entry
         shard = read.index
         shard_pk = earnings.shard_pk(paywall.id, environment, shard)
         entry = {
