@@ -298,6 +298,7 @@ def _midnight(day: date) -> datetime:
 
 def test_earnings_within_the_hold_are_not_withdrawable_and_after_it_they_are(admin: Admin) -> None:
     paywall = shared_paywall(fee="0")
+    admin.clock.set(_midnight(datetime.now(UTC).date()) + timedelta(hours=12))  # no midnight near
     earned_at = admin.clock.now()
     earn(paywall, "10")
     assert settings().earnings_hold_days == 7
@@ -336,13 +337,14 @@ def test_the_hold_is_the_templates_earnings_hold_days(admin: Admin, monkeypatch:
 
     assert [config._hold_days(v) for v in (None, "", "0", "2", "30", "-1", "x", "366")] == [7, 7, 0, 2, 30, 7, 7, 7]
     paywall = shared_paywall(fee="0")
+    admin.clock.set(_midnight(datetime.now(UTC).date()) + timedelta(hours=12))  # no midnight near
     try:
         monkeypatch.setenv("EARNINGS_HOLD_DAYS", "2")
         settings.cache_clear()
         earn(paywall, "1", "two-days")
-        admin.clock.advance(2)
-        assert earnings.summary(paywall.id, "live")["pending"] == "1000000"  # rounded up to a midnight
-        admin.clock.advance(1)
+        admin.clock.advance(2)  # noon, 2 days later: held until the next midnight
+        assert earnings.summary(paywall.id, "live")["pending"] == "1000000"
+        admin.clock.advance(0.5)
         assert earnings.summary(paywall.id, "live")["available"] == "1000000"
         monkeypatch.setenv("EARNINGS_HOLD_DAYS", "0")  # no delay: withdrawable at once
         settings.cache_clear()
