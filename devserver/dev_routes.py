@@ -1,7 +1,8 @@
 """Dev-only routes of the local stack, mounted under /_dev by devserver (never in template.yaml).
 
-Shared mode: /_dev/mail is the local inbox (wallet sign-in codes, also printed to the console), and
-/_dev/wallet/topup/simulate/{token} simulates a wallet top-up through the operator's webhook endpoint.
+Shared mode: /_dev/mail is the local inbox (wallet sign-in codes, also printed to the console),
+/_dev/wallet/topup/simulate/{token} simulates a wallet top-up through the operator's webhook endpoint,
+and /_dev/clock moves the clock of the earnings' settlement delay.
 
 Simulated payments (SPEC §5, offline development): with no Stripe key configured, the top-up page's
 "Simulate payment" form posts here. We build a Stripe-shaped `checkout.session.completed` event (the
@@ -16,6 +17,7 @@ import logging
 import secrets
 import time
 from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
 from typing import Any
 from urllib.parse import parse_qs
 
@@ -27,6 +29,7 @@ from starlette.concurrency import run_in_threadpool
 
 from paywalls import (
     csrf,
+    earnings,
     links,
     mailer,
     operator_stripe,
@@ -197,3 +200,28 @@ async def simulate_wallet_topup(token: str, request: Request) -> Response:
         return operator_stripe.OPERATOR_ID, body, header, links.wallet_path(environment, "topup/success")
 
     return await _simulate(request, prepare, "wallet top-up")
+
+
+# ---- shared mode: the settlement delay's clock ----------------------------------------------------
+
+_clock_offset = timedelta(0)
+
+
+def _shifted_now() -> datetime:
+    return datetime.now(UTC) + _clock_offset
+
+
+@app.post("/_dev/clock", response_model=None)
+def dev_clock(request: Request, advance_days: float = 0, reset: bool = False) -> dict[str, Any] | Response:
+    """Move the earnings clock (earnings.now: what has matured, when new earnings mature) of the
+    local stack by `advance_days`, or back to real time with `reset`, so the settlement delay
+    (EarningsHoldDays) can be tried without waiting days. Local only, never deployed."""
+    global _clock_offset
+    if not settings().local_dev:
+        return web.error_response(web.ApiError(404, "not found", code="not_found"), web.request_id_of(request))
+    if not 0 <= advance_days <= 3650:
+        error = web.ApiError(400, "advance_days must be between 0 and 3650", param="advance_days")
+        return web.error_response(error, web.request_id_of(request))
+    _clock_offset = timedelta(0) if reset else _clock_offset + timedelta(days=advance_days)
+    earnings.now = _shifted_now  # type: ignore[assignment]  # the module's clock, replaceable by design
+    return {"object": "dev_clock", "now": _shifted_now().isoformat(), "offset_days": _clock_offset / timedelta(days=1)}

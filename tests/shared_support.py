@@ -7,12 +7,14 @@ import json
 import re
 import secrets
 from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
 from html import unescape
 from typing import Any
 
 import httpx
+import pytest
 
-from paywalls import ledger, persons, secrets_store
+from paywalls import earnings, ledger, persons, secrets_store
 from paywalls import paywall as paywalls
 from paywalls.config import settings
 from tests import stripe_stub as st
@@ -42,39 +44,43 @@ def consistent(wallet_id: str) -> int:
     return total
 
 
+class Clock:
+    """The earnings clock (earnings.now, which decides what has matured) moved by a test instead of
+    sleeping through the settlement delay. Charges keep the real time of their entries."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        self.offset = timedelta(0)
+        monkeypatch.setattr(earnings, "now", self.now)
+
+    def now(self) -> datetime:
+        return datetime.now(UTC) + self.offset
+
+    def advance(self, days: float) -> None:
+        self.offset += timedelta(days=days)
+
+    def set(self, moment: datetime) -> None:
+        self.offset = moment - datetime.now(UTC)
+
+    def past_hold(self) -> None:
+        """Past every earning made so far: the hold, plus the day its maturity is rounded up to."""
+        self.advance(settings().earnings_hold_days + 1)
+
+
+def earnings_consistent(paywall_id: str, environment: str) -> None:
+    """Per shard, the earnings entries sum to available + pending, the counters agree with each
+    other, and `pending` is the sum of the day buckets."""
+    for shard in earnings.shards(paywall_id, environment):
+        entries = earnings.entries(paywall_id, environment, shard.index)
+        assert sum(e["amount"] for e in entries) == shard.available + shard.pending
+        assert shard.earned - shard.withdrawn - shard.reversed == shard.available + shard.pending
+        assert shard.pending == sum(shard.buckets.values())
+        assert shard.gross - shard.fees == shard.earned
+        assert sum(1 for e in entries if e["type"] == "charge") == shard.charges
+        assert shard.available >= 0 and all(v >= 0 for v in shard.buckets.values())
+
+
 class ConnectStripeStub(st.StripeStub):
-    """The payments stub plus POST /v1/transfers (Stripe Connect), idempotent by Idempotency-Key as
-    Stripe is: the same key answers the same transfer."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.transfers: dict[str, dict[str, Any]] = {}
-        self.failing_transfers = False
-
-    def answer(self, r: st.Recorded) -> tuple[int, dict[str, Any]]:
-        if r.method == "POST" and r.path == "/v1/transfers":
-            if not r.api_key.startswith(("sk_", "rk_")):
-                return 401, {"error": {"type": "invalid_request_error", "message": "Invalid API Key provided"}}
-            if self.failing_transfers:
-                return 400, {"error": {"type": "invalid_request_error", "message": "Insufficient funds in balance"}}
-            key = r.headers.get("idempotency-key", "")
-            with self.lock:
-                if key and key in self.transfers:
-                    return 200, self.transfers[key]
-                transfer = st.fixture("transfer") if (st.FIXTURES / "transfer.json").exists() else {}
-                transfer.update(
-                    id="tr_" + secrets.token_hex(12),
-                    object="transfer",
-                    amount=int(r.form["amount"]),
-                    currency=r.form["currency"],
-                    destination=r.form["destination"],
-                    transfer_group=r.form.get("transfer_group"),
-                    metadata=r.form_dict("metadata"),
-                    livemode="_live_" in r.api_key,
-                )
-                self.transfers[key or transfer["id"]] = transfer
-            return 200, transfer
-        return super().answer(r)
+    """The payments stub, which also knows Stripe Connect transfers (tests/stripe_stub.py)."""
 
 
 # ---- a browser on the wallet pages --------------------------------------------------------------

@@ -10,6 +10,13 @@ with objects shaped like the fixtures:
 - DELETE /v1/webhook_endpoints/{id}   -> deleted
 - POST   /v1/checkout/sessions        -> checkout.session (status open, unpaid, `url`)
 - GET    /v1/refunds?charge=...       -> list of the refunds a test registered in `stub.refunds`
+- POST   /v1/transfers                -> transfer (Stripe Connect), idempotent by Idempotency-Key as
+                                         Stripe is, until `forget_idempotency_keys()` (Stripe's 24 h)
+- GET    /v1/transfers?transfer_group=... -> the transfers of that group, newest first
+
+Faults: `failing_transfers` refuses transfers (400); `drop_transfer_answers = n` makes the next n
+transfer creations happen but closes the connection instead of answering (a lost answer: the client
+sees a connection error, the money moved).
 """
 
 from __future__ import annotations
@@ -66,6 +73,10 @@ class StripeStub:
         self.endpoints: dict[str, dict[str, Any]] = {}
         self.sessions: dict[str, dict[str, Any]] = {}
         self.refunds: dict[str, list[dict[str, Any]]] = {}
+        self.transfers: dict[str, dict[str, Any]] = {}  # by transfer id
+        self.transfer_keys: dict[str, str] = {}  # Idempotency-Key -> transfer id (Stripe keeps them 24 h)
+        self.failing_transfers = False
+        self.drop_transfer_answers = 0
         self.rejected_keys: set[str] = set()  # answered 401 (invalid key)
         self.forbidden_keys: set[str] = set()  # answered 403 (restricted key without the permission)
         self.lock = threading.Lock()
@@ -79,6 +90,11 @@ class StripeStub:
     def calls(self, method: str, path_prefix: str) -> list[Recorded]:
         with self.lock:
             return [r for r in self.requests if r.method == method and r.path.startswith(path_prefix)]
+
+    def forget_idempotency_keys(self) -> None:
+        """What 24 hours do at Stripe: the same Idempotency-Key would now create a new object."""
+        with self.lock:
+            self.transfer_keys.clear()
 
     def webhook_secret(self, endpoint_id: str) -> str:
         return self.endpoints[endpoint_id]["secret"]
@@ -104,7 +120,11 @@ class StripeStub:
                 )
                 with stub.lock:
                     stub.requests.append(recorded)
-                status, payload = stub.answer(recorded)
+                answer = stub.answer(recorded)
+                if answer is None:  # a lost answer: the work is done, the client hears nothing
+                    self.close_connection = True
+                    return
+                status, payload = answer
                 data = json.dumps(payload).encode()
                 self.send_response(status)
                 self.send_header("Content-Type", "application/json")
@@ -127,7 +147,7 @@ class StripeStub:
 
     # -- routes --
 
-    def answer(self, r: Recorded) -> tuple[int, dict[str, Any]]:
+    def answer(self, r: Recorded) -> tuple[int, dict[str, Any]] | None:
         key = r.api_key
         if not key.startswith(("sk_test_", "sk_live_", "rk_test_", "rk_live_")) or key in self.rejected_keys:
             return 401, _error("invalid_request_error", f"Invalid API Key provided: {key[:8]}********{key[-4:]}")
@@ -149,7 +169,43 @@ class StripeStub:
         if r.method == "GET" and r.path == "/v1/refunds":
             data = self.refunds.get(r.query.get("charge", ""), [])
             return 200, {"object": "list", "data": data, "has_more": False, "url": "/v1/refunds"}
+        if r.method == "POST" and r.path == "/v1/transfers":
+            return self._create_transfer(r, livemode)
+        if r.method == "GET" and r.path == "/v1/transfers":
+            group = r.query.get("transfer_group")
+            with self.lock:
+                found = [t for t in self.transfers.values() if group is None or t.get("transfer_group") == group]
+            found.sort(key=lambda t: (t["created"], t["id"]), reverse=True)
+            return 200, {"object": "list", "data": found, "has_more": False, "url": "/v1/transfers"}
         return 404, _error("invalid_request_error", f"Unrecognized request URL ({r.method}: {r.path}).")
+
+    def _create_transfer(self, r: Recorded, livemode: bool) -> tuple[int, dict[str, Any]] | None:
+        if self.failing_transfers:
+            return 400, _error("invalid_request_error", "Insufficient funds in balance")
+        key = r.headers.get("idempotency-key", "")
+        with self.lock:
+            if key and key in self.transfer_keys:
+                transfer = self.transfers[self.transfer_keys[key]]
+            else:
+                transfer = fixture("transfer") if (FIXTURES / "transfer.json").exists() else {}
+                transfer.update(
+                    id="tr_" + secrets.token_hex(12),
+                    object="transfer",
+                    amount=int(r.form["amount"]),
+                    currency=r.form["currency"],
+                    destination=r.form["destination"],
+                    transfer_group=r.form.get("transfer_group"),
+                    metadata=r.form_dict("metadata"),
+                    livemode=livemode,
+                    created=int(time.time()),
+                )
+                self.transfers[transfer["id"]] = transfer
+                if key:
+                    self.transfer_keys[key] = transfer["id"]
+            if self.drop_transfer_answers > 0:
+                self.drop_transfer_answers -= 1
+                return None
+        return 200, transfer
 
     def _create_endpoint(self, r: Recorded, livemode: bool) -> dict[str, Any]:
         endpoint = fixture("webhook_endpoint")

@@ -199,3 +199,24 @@ def test_withdrawal_paid_posts_the_reference_to_the_withdrawal() -> None:
         ("POST", "/paywalls/pw_1/withdrawals/wd_1/paid", {"reference": "bank-tx-9"}),
         ("POST", "/paywalls/pw_1/withdrawals/wd_2/paid", {}),
     ]
+
+
+def test_losses_and_earnings_read_the_operator_reports() -> None:
+    class Recording:
+        def __init__(self) -> None:
+            self.calls: list[tuple[str, str, Any]] = []
+
+        def request(self, method: str, path: str, body: Any = None, headers: Any = None) -> Any:
+            self.calls.append((method, path, body))
+            return {"object": "list", "data": []}
+
+    client = Recording()
+    parser = cli.build_parser()
+    cli.run(parser.parse_args(["losses"]), client)  # type: ignore[arg-type]
+    cli.run(parser.parse_args(["losses", "--environment", "test"]), client)  # type: ignore[arg-type]
+    cli.run(parser.parse_args(["earnings", "pw_1", "--environment", "test"]), client)  # type: ignore[arg-type]
+    assert client.calls == [
+        ("GET", "/losses?environment=live", None),
+        ("GET", "/losses?environment=test", None),
+        ("GET", "/paywalls/pw_1/earnings?environment=test", None),
+    ]

@@ -205,6 +205,7 @@ def test_admin_handlers_never_block_the_event_loop(
             ("PUT", f"/admin/paywalls/{shared}/payout", {"stripe_account": None}, {}),
             ("POST", f"/admin/paywalls/{shared}/withdrawals", {}, once),  # nothing earned: a 409
             ("GET", f"/admin/paywalls/{shared}/withdrawals", None, {}),
+            ("GET", "/admin/losses?environment=test", None, {}),
             ("PUT", "/admin/operator/stripe", {"secret_key": "sk_test_operator"}, {}),
             ("GET", "/admin/operator/stripe", None, {}),
             ("GET", "/admin/persons?email=loop@example.com", None, {}),

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
 import pytest
@@ -24,7 +25,7 @@ from paywalls import (
     store,
 )
 from paywalls.paywall import InvalidRequest
-from tests.shared_support import app_secret, consistent, funded_person, shared_paywall
+from tests.shared_support import app_secret, consistent, earnings_consistent, funded_person, shared_paywall
 
 
 @pytest.fixture
@@ -160,11 +161,12 @@ def test_connect_charge_cap_and_earnings(env: None) -> None:
     )
 
     summary = earnings.summary(paywall.id, "live")
-    assert (summary["gross"], summary["fees"], summary["earned"], summary["available"]) == (
+    assert (summary["gross"], summary["fees"], summary["earned"], summary["pending"], summary["available"]) == (
         "2500000",
         "250000",
         "2250000",
-        "2250000",
+        "2250000",  # held for EarningsHoldDays before it is withdrawable
+        "0",
     )
     assert persons.balance(person.id, "live").balance == 7_500_000
     consistent(person.wallet_for("live"))
@@ -288,13 +290,8 @@ def test_authorization_links_are_bound_signed_and_expire(env: None) -> None:
 
 
 def _earnings_consistent(paywall_id: str, environment: str) -> None:
-    """Per shard, the earnings entries sum to `available`; the counters agree with each other."""
-    for shard in earnings.shards(paywall_id, environment):
-        entries = earnings.entries(paywall_id, environment, shard.index)
-        assert sum(e["amount"] for e in entries) == shard.available
-        assert shard.earned - shard.withdrawn == shard.available
-        assert shard.gross - shard.fees == shard.earned
-        assert sum(1 for e in entries if e["type"] == "charge") == shard.charges
+    """Per shard, the earnings entries sum to `available + pending`; the counters agree."""
+    earnings_consistent(paywall_id, environment)
 
 
 @given(charge=hs.integers(min_value=1, max_value=10**13), percent=hs.decimals(min_value=0, max_value=100, places=3))
@@ -367,3 +364,14 @@ def test_the_sweeper_returns_a_crashed_requests_hold_to_the_cap_and_a_late_settl
     assert earnings.summary(paywall.id, "live")["earned"] == "500000"
     consistent(person.wallet_for("live"))
     _earnings_consistent(paywall.id, "live")
+
+
+@given(
+    moment=hs.datetimes(min_value=datetime(2000, 1, 1), max_value=datetime(2100, 1, 1), timezones=hs.just(UTC)),
+    hold_days=hs.integers(min_value=1, max_value=365),
+)
+def test_an_earning_matures_at_the_first_midnight_after_its_hold_never_sooner(moment: datetime, hold_days: int) -> None:
+    day = earnings.matures_on(moment, hold_days)
+    midnight = datetime(day.year, day.month, day.day, tzinfo=UTC)
+    assert moment + timedelta(days=hold_days) <= midnight < moment + timedelta(days=hold_days + 1)
+    assert earnings._bucket_day(earnings.bucket_name(day)) == day

@@ -10,16 +10,25 @@ from collections import Counter
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from datetime import UTC, date, datetime, timedelta
 
 import pytest
 from fastapi.testclient import TestClient
 
 from devserver.router import load_function_app
-from paywalls import connections, earnings, ledger, operator_stripe, persons, shared_mode, store, withdrawals
+from paywalls import connections, earnings, ledger, losses, operator_stripe, persons, shared_mode, store, withdrawals
 from paywalls.config import settings
 from paywalls.paywall import Conflict, Paywall
 from tests import stripe_stub as st
-from tests.shared_support import ConnectStripeStub, app_secret, consistent, funded_person, shared_paywall
+from tests.shared_support import (
+    Clock,
+    ConnectStripeStub,
+    app_secret,
+    consistent,
+    earnings_consistent,
+    funded_person,
+    shared_paywall,
+)
 
 TOKEN = "adm_shared"
 
@@ -28,6 +37,7 @@ TOKEN = "adm_shared"
 class Admin:
     client: TestClient
     stub: ConnectStripeStub
+    clock: Clock
 
     def withdraw(self, paywall_id: str, key: str, **body: str) -> tuple[int, dict]:
         reply = self.client.post(
@@ -46,12 +56,13 @@ def admin(aws_mock: None, monkeypatch: pytest.MonkeyPatch) -> Iterator[Admin]:
         monkeypatch.setenv("STRIPE_API_BASE", stub.url)
         app = load_function_app("functions/admin", "AdminFunction")
         with TestClient(app, headers={"Authorization": f"Bearer {TOKEN}"}) as client:
-            yield Admin(client, stub)  # type: ignore[arg-type]
+            yield Admin(client, stub, Clock(monkeypatch))  # type: ignore[arg-type]
     settings.cache_clear()
 
 
 def earn(paywall: Paywall, amount: str, user: str = "u") -> None:
-    """A connected user of `paywall` is charged `amount` (its earnings grow by amount minus fee)."""
+    """A connected user of `paywall` is charged `amount` (its earnings grow by amount minus fee,
+    withdrawable once the settlement delay has passed)."""
     person = funded_person(micros=100_000_000)
     connections.connect(paywall.id, "live", user, person.id, cap=None)
     result = shared_mode.charge(paywall, "live", user, amount, idempotency_key=uuid.uuid4().hex)
@@ -64,11 +75,17 @@ def test_withdraw_what_was_earned_never_more_and_replays_are_no_ops(admin: Admin
     assert status == 409 and "no earnings" in body["error"]["message"]
     earn(paywall, "3.333333", "u1")  # fee = floor(333333.3) = 333333
     earn(paywall, "1", "u2")
-    summary = admin.client.get(f"/admin/paywalls/{paywall.id}/earnings").json()
     net = 3_333_333 - 333_333 + 1_000_000 - 100_000
+    summary = admin.client.get(f"/admin/paywalls/{paywall.id}/earnings").json()
+    assert (summary["earned"], summary["pending"], summary["available"]) == (str(net), str(net), "0")
+    status, body = admin.withdraw(paywall.id, "w0")
+    assert status == 409 and "pending" in body["error"]["message"]
+    admin.clock.past_hold()
+    summary = admin.client.get(f"/admin/paywalls/{paywall.id}/earnings").json()
     assert (
         summary["earned"] == str(net)
         and summary["available"] == str(net)
+        and summary["pending"] == "0"
         and summary["payout"]["stripe_account"] is None
     )
 
@@ -99,6 +116,7 @@ def test_withdraw_what_was_earned_never_more_and_replays_are_no_ops(admin: Admin
 def test_payout_by_stripe_connect_transfer_with_the_operators_key(admin: Admin) -> None:
     paywall = shared_paywall(fee="0")
     earn(paywall, "12")
+    admin.clock.past_hold()
     refused = admin.client.put(f"/admin/paywalls/{paywall.id}/payout", json={"stripe_account": "not-an-account"})
     assert refused.status_code == 400
     payout = admin.client.put(f"/admin/paywalls/{paywall.id}/payout", json={"stripe_account": "acct_1Pga"})
@@ -264,7 +282,10 @@ def test_wallet_topup_checkout_and_webhook_credit_once(admin: Admin, monkeypatch
 
 
 @pytest.mark.usefixtures("engine")
-def test_concurrent_withdrawals_and_capped_charges_never_overdraw(capsys: pytest.CaptureFixture[str]) -> None:
+def test_concurrent_withdrawals_and_capped_charges_never_overdraw(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    clock = Clock(monkeypatch)
     app_secret()
     paywall = shared_paywall(fee="0")
     person = funded_person(micros=1_000_000)
@@ -278,6 +299,7 @@ def test_concurrent_withdrawals_and_capped_charges_never_overdraw(capsys: pytest
         charges = Counter(pool.map(charge, range(60)))
     assert charges == Counter({"charged": 30, "cap": 30})
     assert earnings.summary(paywall.id, "live")["earned"] == "300000"
+    clock.past_hold()
 
     def withdraw(i: int) -> str:
         try:
@@ -300,10 +322,110 @@ def test_concurrent_withdrawals_and_capped_charges_never_overdraw(capsys: pytest
     _ledgers_consistent(paywall)
 
 
-def _ledgers_consistent(paywall: Paywall) -> None:
-    for shard in earnings.shards(paywall.id, "live"):
-        entries = earnings.entries(paywall.id, "live", shard.index)
-        assert sum(e["amount"] for e in entries) == shard.available == shard.earned - shard.withdrawn
+# ---- settlement delay: earnings are withdrawable only after EarningsHoldDays -----------------------
+
+
+def _midnight(day: date) -> datetime:
+    return datetime(day.year, day.month, day.day, tzinfo=UTC)
+
+
+def test_earnings_within_the_hold_are_not_withdrawable_and_after_it_they_are(admin: Admin) -> None:
+    paywall = shared_paywall(fee="0")
+    admin.clock.set(_midnight(datetime.now(UTC).date()) + timedelta(hours=12))  # no midnight near
+    earned_at = admin.clock.now()
+    earn(paywall, "10")
+    assert settings().earnings_hold_days == 7
+    [charge] = [e for i in range(earnings.SHARDS) for e in earnings.entries(paywall.id, "live", i)]
+    matures = date.fromisoformat(charge["matures_on"])
+    # The first midnight at or after the charge + 7 days: never sooner than the hold.
+    assert earned_at + timedelta(days=7) <= _midnight(matures) <= earned_at + timedelta(days=8)
+    summary = admin.client.get(f"/admin/paywalls/{paywall.id}/earnings").json()
+    assert (summary["available"], summary["pending"], summary["earned"]) == ("0", "10000000", "10000000")
+    assert summary["pending_by_day"] == [
+        {"matures_at": f"{matures}T00:00:00Z", "amount": "10000000", "amountFormatted": "10.000000"}
+    ]
+    assert summary["next_matures_at"] == f"{matures}T00:00:00Z" and summary["hold_days"] == 7
+
+    status, body = admin.withdraw(paywall.id, "h1")
+    assert status == 409 and "pending" in body["error"]["message"] and str(matures) in body["error"]["message"]
+    admin.clock.set(_midnight(matures) - timedelta(minutes=1))  # 6 days and 23 hours later at least
+    assert admin.withdraw(paywall.id, "h2", amount="1")[0] == 409
+    assert admin.client.get(f"/admin/paywalls/{paywall.id}/earnings").json()["available"] == "0"
+
+    admin.clock.set(_midnight(matures))
+    summary = admin.client.get(f"/admin/paywalls/{paywall.id}/earnings").json()
+    assert (summary["available"], summary["pending"], summary["pending_by_day"]) == ("10000000", "0", [])
+    status, first = admin.withdraw(paywall.id, "h3", amount="4")
+    assert status == 201 and first["amount"] == "4000000"
+    status, rest = admin.withdraw(paywall.id, "h4")
+    assert status == 201 and rest["amount"] == "6000000"
+    assert admin.withdraw(paywall.id, "h5")[0] == 409
+    _ledgers_consistent(paywall)
+    # Matured buckets were folded into `available` by the report and the withdrawals.
+    assert all(not shard.buckets for shard in earnings.shards(paywall.id, "live"))
+
+
+def test_the_hold_is_the_templates_earnings_hold_days(admin: Admin, monkeypatch: pytest.MonkeyPatch) -> None:
+    from paywalls import config
+
+    assert [config._hold_days(v) for v in (None, "", "0", "2", "30", "-1", "x", "366")] == [7, 7, 0, 2, 30, 7, 7, 7]
+    paywall = shared_paywall(fee="0")
+    admin.clock.set(_midnight(datetime.now(UTC).date()) + timedelta(hours=12))  # no midnight near
+    try:
+        monkeypatch.setenv("EARNINGS_HOLD_DAYS", "2")
+        settings.cache_clear()
+        earn(paywall, "1", "two-days")
+        admin.clock.advance(2)  # noon, 2 days later: held until the next midnight
+        assert earnings.summary(paywall.id, "live")["pending"] == "1000000"
+        admin.clock.advance(0.5)
+        assert earnings.summary(paywall.id, "live")["available"] == "1000000"
+        monkeypatch.setenv("EARNINGS_HOLD_DAYS", "0")  # no delay: withdrawable at once
+        settings.cache_clear()
+        earn(paywall, "2", "no-hold")
+        assert earnings.summary(paywall.id, "live")["available"] == "3000000"
+        assert admin.withdraw(paywall.id, "all")[1]["amount"] == "3000000"
+        _ledgers_consistent(paywall)
+    finally:
+        monkeypatch.delenv("EARNINGS_HOLD_DAYS")
+        settings.cache_clear()
+
+
+@pytest.mark.usefixtures("engine")
+def test_parallel_withdrawals_never_exceed_matured_earnings_while_new_charges_arrive(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    clock = Clock(monkeypatch)
+    app_secret()
+    paywall = shared_paywall(fee="0")
+    person = funded_person(micros=1_000_000)
+    connections.connect(paywall.id, "live", "u", person.id, cap=None)
+    for i in range(20):
+        assert shared_mode.charge(paywall, "live", "u", "0.01", idempotency_key=f"early{i}").posting
+    clock.past_hold()  # 0.20 matured; what is charged from now on is pending
+
+    def work(i: int) -> str:
+        if i % 2:
+            result = shared_mode.charge(paywall, "live", "u", "0.01", idempotency_key=f"late{i}")
+            return "charged" if result.posting else str(result.refusal)
+        try:
+            withdrawals.withdraw(paywall, "live", "0.05", idempotency_key=f"w{i}")
+            return "withdrawn"
+        except Conflict:
+            return "refused"
+
+    with ThreadPoolExecutor(max_workers=16) as pool:
+        outcome = Counter(pool.map(work, range(40)))
+    with capsys.disabled():
+        print(f"\n20 withdrawals of 0.05 from 0.20 matured, beside 20 new charges of 0.01: {dict(outcome)}")
+    assert outcome == Counter({"withdrawn": 4, "refused": 16, "charged": 20})
+    summary = earnings.summary(paywall.id, "live")
+    assert (summary["available"], summary["withdrawn"], summary["pending"]) == ("0", "200000", "200000")
+    assert ledger.get_wallet(person.wallet_id).balance == 600_000
+    _ledgers_consistent(paywall)
+
+
+def _ledgers_consistent(paywall: Paywall, environment: str = "live") -> None:
+    earnings_consistent(paywall.id, environment)
 
 
 # ---- refunds and lost disputes of wallet top-ups (the operator's webhook) -------------------------
@@ -477,6 +599,165 @@ def test_refunds_never_cross_between_the_operator_and_a_paywalls_account(operato
     assert consistent(f"{shop.id}:test:u") == 10_000_000
 
 
+# ---- the operator's losses: refunds and lost disputes of spent wallet top-ups ----------------------
+
+
+def _shares(loss: dict) -> dict[str, tuple[str, str, str]]:
+    return {a["paywall_id"]: (a["attributed"], a["reversed"], a["not_reversed"]) for a in loss["apps"]}
+
+
+def test_a_refund_after_spending_records_the_loss_and_takes_back_the_pending_earnings_it_paid_for(
+    operator_hook: OperatorHook, admin: Admin
+) -> None:
+    person = persons.get_or_create("spender@example.com")
+    session = wallet_session(person, 2_000)
+    pi = session["payment_intent"]
+    assert operator_hook.deliver("checkout.session.completed", session)["result"] == "credited"
+    a, b = shared_paywall("A", fee="10"), shared_paywall("B", fee="0")
+    connections.connect(a.id, "live", "ua", person.id, cap=None)
+    connections.connect(b.id, "live", "ub", person.id, cap=None)
+    assert shared_mode.charge(a, "live", "ua", "8", idempotency_key="a1").posting  # A earns 7.20
+    assert shared_mode.charge(b, "live", "ub", "4", idempotency_key="b1").posting
+    assert shared_mode.charge(b, "live", "ub", "3", idempotency_key="b2").posting
+    assert consistent(person.wallet_id) == 5_000_000
+    # A partial refund the balance covers is no loss.
+    small = st.refund("re_small", 300, payment_intent=pi, charge_id="ch_s")
+    assert operator_hook.deliver("refund.updated", small)["result"] == "debited"
+    assert losses.list_losses("test") == [] and consistent(person.wallet_id) == 2_000_000
+
+    refund = st.refund("re_rest", 1_700, payment_intent=pi, charge_id="ch_s")
+    assert operator_hook.deliver("refund.updated", refund)["result"] == "debited"
+    assert consistent(person.wallet_id) == -15_000_000  # a debt the person owes
+    reply = admin.client.get("/admin/losses", params={"environment": "test"})
+    assert reply.status_code == 200, reply.text
+    [loss] = reply.json()["data"]
+    assert (loss["kind"], loss["source_id"], loss["amount"], loss["debited"]) == (
+        "refund",
+        "re_rest",
+        "15000000",
+        "17000000",
+    )
+    assert loss["topup"]["payment_intent"] == pi and loss["topup"]["checkout_session"] == session["id"]
+    assert (loss["person_id"], loss["wallet_id"], loss["wallet_balance_after"]) == (
+        person.id,
+        person.wallet_id,
+        "-15000000",
+    )
+    # Newest first: B's 3 and 4, then A's 8 cover the 15; all still pending, so all taken back.
+    assert _shares(loss) == {a.id: ("8000000", "7200000", "0"), b.id: ("7000000", "7000000", "0")}
+    assert (loss["reversed"], loss["unrecovered"]) == ("14200000", "800000")  # A's fee was never cash
+    assert admin.client.get("/admin/losses", params={"environment": "live"}).json()["data"] == []
+
+    for paywall, earned in ((a, "7200000"), (b, "7000000")):
+        summary = earnings.summary(paywall.id, "live")
+        assert (summary["earned"], summary["reversed"], summary["pending"], summary["available"]) == (
+            earned,
+            earned,
+            "0",
+            "0",
+        )
+        _ledgers_consistent(paywall)
+        reversals = [
+            e
+            for i in range(earnings.SHARDS)
+            for e in earnings.entries(paywall.id, "live", i)
+            if e["type"] == "reversal"
+        ]
+        assert reversals and {e["loss_id"] for e in reversals} == {loss["id"]}
+        assert -sum(e["amount"] for e in reversals) == int(earned)
+
+    # Redelivered: nothing more is debited, recorded or taken back.
+    assert operator_hook.deliver("refund.updated", refund)["result"] == "duplicate"
+    assert len(losses.list_losses("test")) == 1 and earnings.summary(b.id, "live")["reversed"] == "7000000"
+    # The negative wallet pays for nothing more: no charge, no hold.
+    assert shared_mode.charge(a, "live", "ua", "0.01", idempotency_key="a2").refusal == "topup"
+    with pytest.raises(ledger.InsufficientFunds):
+        ledger.hold(person.wallet_id, 1, hold_id="after-loss")
+    admin.clock.past_hold()
+    assert admin.withdraw(a.id, "nothing-left")[0] == 409
+    assert consistent(person.wallet_id) == -15_000_000
+
+
+def test_a_charge_is_attributed_to_one_loss_only(operator_hook: OperatorHook) -> None:
+    person = persons.get_or_create("twice@example.com")
+    session = wallet_session(person, 2_000)
+    pi = session["payment_intent"]
+    assert operator_hook.deliver("checkout.session.completed", session)["result"] == "credited"
+    a, b = shared_paywall("A", fee="0"), shared_paywall("B", fee="0")
+    connections.connect(a.id, "live", "u", person.id, cap=None)
+    connections.connect(b.id, "live", "u", person.id, cap=None)
+    for paywall, amount, key in ((a, "6", "c1"), (b, "4", "c2"), (a, "5", "c3")):
+        assert shared_mode.charge(paywall, "live", "u", amount, idempotency_key=key).posting
+    assert consistent(person.wallet_id) == 5_000_000
+
+    first = st.refund("re_one", 1_200, payment_intent=pi, charge_id="ch_t")
+    assert operator_hook.deliver("refund.updated", first)["result"] == "debited"
+    [one] = losses.list_losses("test")
+    assert one["amount"] == "7000000" and _shares(one) == {
+        a.id: ("5000000",) * 2 + ("0",),
+        b.id: ("2000000",) * 2 + ("0",),
+    }
+    second = st.refund("re_two", 800, payment_intent=pi, charge_id="ch_t")
+    assert operator_hook.deliver("refund.updated", second)["result"] == "debited"
+    two, _ = losses.list_losses("test")
+    # What is left of the charges: B's 4 less the 2 taken, then A's 6 (A's 5 was taken whole).
+    assert two["amount"] == "8000000" and _shares(two) == {
+        a.id: ("6000000",) * 2 + ("0",),
+        b.id: ("2000000",) * 2 + ("0",),
+    }
+    for paywall in (a, b):
+        summary = earnings.summary(paywall.id, "live")
+        assert summary["pending"] == "0" and summary["reversed"] == summary["earned"]
+        _ledgers_consistent(paywall)
+    records = list(store.query_all(f"PLOSS#{person.wallet_id}", sk_prefix="LOSS#"))
+    assert sorted(sum(r["charges"].values()) for r in records) == [7_000_000, 8_000_000]
+    assert consistent(person.wallet_id) == -15_000_000
+
+
+def test_a_lost_dispute_of_an_already_withdrawn_earning_records_the_loss_and_reverses_nothing(
+    operator_hook: OperatorHook, admin: Admin
+) -> None:
+    person = persons.get_or_create("withdrawn@example.com")
+    session = wallet_session(person, 1_000)
+    pi = session["payment_intent"]
+    assert operator_hook.deliver("checkout.session.completed", session)["result"] == "credited"
+    paywall = shared_paywall(fee="20")
+    connections.connect(paywall.id, "live", "u", person.id, cap=None)
+    assert shared_mode.charge(paywall, "live", "u", "10", idempotency_key="all").posting
+    admin.clock.past_hold()
+    status, withdrawal = admin.withdraw(paywall.id, "out")
+    assert status == 201 and withdrawal["amount"] == "8000000"
+
+    lost = st.dispute(payment_intent=pi, cents=1_000, status="lost", dispute_id="dp_gone")
+    assert operator_hook.deliver("charge.dispute.closed", lost)["result"] == "debited"
+    [loss] = losses.list_losses("test")
+    assert (loss["kind"], loss["source_id"], loss["amount"], loss["reversed"], loss["unrecovered"]) == (
+        "dispute",
+        "dp_gone",
+        "10000000",
+        "0",
+        "10000000",
+    )
+    assert _shares(loss) == {paywall.id: ("10000000", "0", "8000000")}  # matured: the app keeps it
+    summary = earnings.summary(paywall.id, "live")
+    assert (summary["withdrawn"], summary["reversed"], summary["available"], summary["pending"]) == (
+        "8000000",
+        "0",
+        "0",
+        "0",
+    )
+    _ledgers_consistent(paywall)
+    assert consistent(person.wallet_id) == -10_000_000
+    assert operator_hook.deliver("charge.dispute.closed", lost)["result"] == "duplicate"
+    assert len(losses.list_losses("test")) == 1
+
+
+def test_the_losses_report_refuses_bad_parameters(admin: Admin) -> None:
+    assert admin.client.get("/admin/losses", params={"environment": "prod"}).status_code == 400
+    assert admin.client.get("/admin/losses", params={"limit": "0"}).status_code == 400
+    assert admin.client.get("/admin/losses").json() == {"object": "list", "data": []}
+
+
 def test_the_operator_endpoint_subscribes_to_refunds_and_disputes(admin: Admin) -> None:
     assert admin.client.put("/admin/operator/stripe", json={"secret_key": "sk_test_subs"}).status_code == 200
     (call,) = admin.stub.calls("POST", "/v1/webhook_endpoints")
@@ -491,6 +772,7 @@ def test_the_operator_endpoint_subscribes_to_refunds_and_disputes(admin: Admin) 
 def test_a_pending_withdrawal_is_marked_paid_once(admin: Admin) -> None:
     paywall = shared_paywall(fee="0")
     earn(paywall, "10")
+    admin.clock.past_hold()
     status, pending = admin.withdraw(paywall.id, "m1", amount="4")
     assert status == 201 and (pending["status"], pending["method"]) == ("pending", "manual")
     path = f"/admin/paywalls/{paywall.id}/withdrawals/{pending['id']}/paid"
@@ -526,28 +808,65 @@ def test_a_pending_withdrawal_is_marked_paid_once(admin: Admin) -> None:
     assert admin.client.post(f"/admin/paywalls/pw_missing/withdrawals/{pending['id']}/paid").status_code == 404
 
 
-def test_a_failed_transfer_paid_by_hand_is_never_transferred_again_and_a_transfer_cannot_be_marked(
+def test_a_stripe_withdrawal_is_never_marked_paid_by_hand_and_a_failed_one_is_settled_by_a_retry(
     admin: Admin,
 ) -> None:
+    """Marking a Stripe-transfer withdrawal paid by hand could pay it twice (its transfer may exist,
+    its answer lost): 409, whether its transfer failed, is unknown or succeeded. Retrying the request
+    makes (or finds) its one transfer."""
     paywall = shared_paywall(fee="0")
     earn(paywall, "10")
+    admin.clock.past_hold()
     admin.client.put(f"/admin/paywalls/{paywall.id}/payout", json={"stripe_account": "acct_1Pga"})
     admin.client.put("/admin/operator/stripe", json={"secret_key": "sk_live_operator"})
     admin.stub.failing_transfers = True
     status, failed = admin.withdraw(paywall.id, "t1", amount="3")
     assert status == 201 and failed["status"] == "pending" and failed["last_error"]
     marked = admin.client.post(f"/admin/paywalls/{paywall.id}/withdrawals/{failed['id']}/paid", json={})
-    assert marked.status_code == 200
-    assert (marked.json()["status"], marked.json()["last_error"], marked.json()["reference"]) == ("paid", None, None)
-    admin.stub.failing_transfers = False
-    # Replaying the withdrawal request no longer transfers: it is paid.
-    assert admin.withdraw(paywall.id, "t1", amount="3")[1]["status"] == "paid"
-    assert admin.stub.transfers == {}
+    assert marked.status_code == 409, marked.text
+    error = marked.json()["error"]
+    assert error["type"] == "conflict_error" and "Stripe transfer" in error["message"]
+    assert "retry the withdrawal request" in error["message"]
+    assert withdrawals.get(paywall.id, "live", failed["id"]).status == "pending"
 
-    status, transferred = admin.withdraw(paywall.id, "t2", amount="2")
-    assert status == 201 and transferred["status"] == "paid" and transferred["transfer_id"]
-    refused = admin.client.post(f"/admin/paywalls/{paywall.id}/withdrawals/{transferred['id']}/paid", json={})
-    assert refused.status_code == 409 and "transfer" in refused.json()["error"]["message"]
+    admin.stub.failing_transfers = False
+    status, paid = admin.withdraw(paywall.id, "t1", amount="3")
+    assert status == 200 and paid["status"] == "paid" and paid["transfer_id"] in admin.stub.transfers
+    assert len(admin.stub.transfers) == 1
+    refused = admin.client.post(f"/admin/paywalls/{paywall.id}/withdrawals/{paid['id']}/paid", json={})
+    assert refused.status_code == 409 and paid["transfer_id"] in refused.json()["error"]["message"]
+    assert withdrawals.get(paywall.id, "live", paid["id"]).reference is None
+
+
+def test_a_transfer_whose_answer_was_lost_is_adopted_by_a_retry_after_stripes_idempotency_window(
+    admin: Admin,
+) -> None:
+    """Stripe made the transfer but the answer never arrived (every network retry of the library
+    too); a day later Stripe no longer knows the idempotency key. The retry finds the transfer by
+    its group (the withdrawal id) and adopts it: one transfer, the withdrawal paid with its id."""
+    paywall = shared_paywall(fee="0")
+    earn(paywall, "10")
+    admin.clock.past_hold()
+    admin.client.put(f"/admin/paywalls/{paywall.id}/payout", json={"stripe_account": "acct_1Pga"})
+    admin.client.put("/admin/operator/stripe", json={"secret_key": "sk_live_operator"})
+    admin.stub.drop_transfer_answers = 3  # the first try and the library's 2 network retries
+    status, lost = admin.withdraw(paywall.id, "lost-1", amount="6")
+    assert status == 201 and lost["status"] == "pending" and "not available" in lost["last_error"]
+    [made] = admin.stub.transfers.values()  # the money did move
+    assert made["transfer_group"] == lost["id"] and made["metadata"]["withdrawal_id"] == lost["id"]
+    assert len(admin.stub.calls("POST", "/v1/transfers")) == 3
+
+    admin.stub.forget_idempotency_keys()  # 24 h later
+    status, paid = admin.withdraw(paywall.id, "lost-1", amount="6")
+    assert status == 200 and (paid["id"], paid["status"], paid["transfer_id"]) == (lost["id"], "paid", made["id"])
+    assert len(admin.stub.transfers) == 1
+    assert len(admin.stub.calls("POST", "/v1/transfers")) == 3  # adopted, not created again
+    listings = admin.stub.calls("GET", "/v1/transfers")  # before the first try, and before the retry
+    assert [r.query["transfer_group"] for r in listings] == [lost["id"], lost["id"]]
+    assert paid["last_error"] is None and withdrawals.get(paywall.id, "live", lost["id"]).transfer_id == made["id"]
+    # Replaying it once more: already paid, Stripe is not asked again.
+    assert admin.withdraw(paywall.id, "lost-1", amount="6")[1]["transfer_id"] == made["id"]
+    assert len(admin.stub.calls("POST", "/v1/transfers")) == 3 and len(admin.stub.calls("GET", "/v1/transfers")) == 2
 
 
 def test_a_test_environment_withdrawal_is_found_and_marked(admin: Admin) -> None:
@@ -555,6 +874,7 @@ def test_a_test_environment_withdrawal_is_found_and_marked(admin: Admin) -> None
     person = funded_person(micros=100_000_000, environment="test")
     connections.connect(paywall.id, "test", "t", person.id, cap=None)
     assert shared_mode.charge(paywall, "test", "t", "5", idempotency_key="c").posting
+    admin.clock.past_hold()
     status, pending = admin.withdraw(paywall.id, "e1", environment="test")
     assert status == 201 and pending["environment"] == "test"
     paid = admin.client.post(f"/admin/paywalls/{paywall.id}/withdrawals/{pending['id']}/paid", json={"reference": "r"})

@@ -156,6 +156,10 @@ def test_globals_runtime_and_environment(template):
     assert env["TABLE_NAME"] == {"Ref": "PaywallsTable"}
     assert env["SECRET_PREFIX"] == {"Fn::Sub": "paywalls/${AWS::StackName}"}
     assert env["ADMIN_AUTH"] == "iam"
+    # Shared mode's settlement delay of earnings: a template parameter every function reads.
+    assert env["EARNINGS_HOLD_DAYS"] == {"Ref": "EarningsHoldDays"}
+    hold = template["Parameters"]["EarningsHoldDays"]
+    assert (hold["Type"], hold["Default"], hold["MinValue"]) == ("Number", 7, 0)
     assert env["POWERTOOLS_SERVICE_NAME"]
     for logical_id, resource in functions(template).items():
         props = resource["Properties"]

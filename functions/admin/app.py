@@ -18,6 +18,7 @@ from paywalls import (
     adjustments,
     admin_reports,
     earnings,
+    losses,
     operator_stripe,
     persons,
     secrets_store,
@@ -177,7 +178,8 @@ def adjust_balance(paywall_id: str, user: str, request: Request, body: web.JsonB
 @app.get("/admin/paywalls/{paywall_id}/earnings", dependencies=admin)
 def paywall_earnings(paywall_id: str, environment: str = "live") -> dict[str, Any]:
     """Earnings of a shared-mode paywall: gross spend of its users, platform fees, net earned,
-    withdrawn and available (the sum of its earnings shards)."""
+    withdrawn, reversed (taken back by losses), available (matured: withdrawable now) and pending
+    (still in the settlement delay, with the day each part matures)."""
     paywalls.get(paywall_id)
     summary = earnings.summary(paywall_id, environment)
     return {**summary, "payout": withdrawals.payout_settings(paywall_id)}
@@ -206,11 +208,22 @@ def list_withdrawals(paywall_id: str, environment: str = "live") -> dict[str, An
 
 @app.post("/admin/paywalls/{paywall_id}/withdrawals/{withdrawal_id}/paid", dependencies=admin)
 def withdrawal_paid(paywall_id: str, withdrawal_id: str, body: web.JsonBody) -> JSONResponse:
-    """The operator paid a pending withdrawal by hand ({reference?}): pending -> paid. Marking it again
-    (same or no reference) answers it unchanged; anything else that is not pending is 409."""
+    """The operator paid a pending manual withdrawal by hand ({reference?}): pending -> paid. Marking
+    it again (same or no reference) answers it unchanged; another reference, or a Stripe-transfer
+    withdrawal (settled by retrying its request, never by hand), is 409."""
     withdrawal, duplicate = withdrawals.mark_paid(paywalls.get(paywall_id), withdrawal_id, body)
     headers = {"Idempotent-Replayed": "true"} if duplicate else {}
     return JSONResponse(withdrawal.as_api(), headers=headers)
+
+
+@app.get("/admin/losses", dependencies=admin)
+def list_losses(environment: str = "live", limit: int = 100) -> dict[str, Any]:
+    """The operator's losses: refunded or disputed wallet top-ups that had been spent (the person's
+    wallet went negative), which top-up, whose wallet, which apps earned from it and what of their
+    pending earnings was taken back."""
+    if not 1 <= limit <= 1000:
+        raise paywalls.InvalidRequest("limit must be between 1 and 1000", "limit")
+    return {"object": "list", "data": losses.list_losses(environment, limit=limit)}
 
 
 @app.put("/admin/paywalls/{paywall_id}/payout", dependencies=admin)

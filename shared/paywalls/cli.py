@@ -215,6 +215,8 @@ def run(args: argparse.Namespace, client: AdminClient) -> Any:
             return client.request("POST", f"{p}/withdrawals", body, _idempotency(args))
         case "withdrawals":
             return client.request("GET", f"{p}/withdrawals?{httpx.QueryParams(environment=args.environment)}")
+        case "losses":
+            return client.request("GET", f"/losses?{httpx.QueryParams(environment=args.environment)}")
         case "withdrawal-paid":
             body = {"reference": args.reference} if args.reference else {}
             return client.request("POST", f"{p}/withdrawals/{args.withdrawal_id}/paid", body)
@@ -317,7 +319,9 @@ def build_parser() -> argparse.ArgumentParser:
     adjust.add_argument("--idempotency-key", dest="idempotency_key")
 
     # Shared mode (SPEC §6).
-    earn = paywall_cmd("earnings", "a shared-mode paywall's earnings: gross, fees, earned, withdrawn, available")
+    earn = paywall_cmd(
+        "earnings", "a shared-mode paywall's earnings: gross, fees, earned, withdrawn, available, pending (and when)"
+    )
     earn.add_argument("--environment", choices=["live", "test"], default="live")
     withdraw = paywall_cmd("withdraw", "withdraw available earnings (Stripe transfer if a payout account is set)")
     withdraw.add_argument("--amount", help='decimal, e.g. "25"; default: everything available (whole cents)')
@@ -332,6 +336,8 @@ def build_parser() -> argparse.ArgumentParser:
     target = payout.add_mutually_exclusive_group(required=True)
     target.add_argument("--stripe-account", dest="stripe_account", help="Stripe Connect account id, acct_...")
     target.add_argument("--manual", action="store_true", help="no transfer: withdrawals stay pending for manual payout")
+    lost = sub.add_parser("losses", help="refunded or disputed wallet top-ups that had been spent: who, which apps")
+    lost.add_argument("--environment", choices=["live", "test"], default="live")
     operator = sub.add_parser("operator-stripe", help="the operator's Stripe key (wallet top-ups, payouts)")
     operator.add_argument("--stdin", action="store_true", help="read the secret key from stdin")
     operator.add_argument("--topup-amounts", dest="topup_amounts", help="wallet top-up presets, e.g. 5,10,20")

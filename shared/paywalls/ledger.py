@@ -247,6 +247,31 @@ def all_entries(wallet_id: str) -> Iterator[Entry]:
         yield _entry_from_item(item)
 
 
+def posted_version(wallet_id: str, idempotency_key: str) -> int | None:
+    """The version of the entry a per-wallet idempotency key posted (e.g. `stripe:{session}`, a
+    top-up's credit), or None when nothing was posted under it yet."""
+    record = store.get(_wallet_pk(wallet_id), f"IDEM#{idempotency_key}")
+    return int(record["entry_sk"].removeprefix("ENTRY#")) if record else None
+
+
+def entries_before(wallet_id: str, version: int, *, after: int = 0, page: int = 100) -> Iterator[Entry]:
+    """The entries with after < version' < version, newest first, read page by page (the caller
+    stops when it has seen enough)."""
+    start: dict[str, str] | None = None
+    while True:
+        items, start = store.query(
+            _wallet_pk(wallet_id), sk_below=_entry_sk(version), newest_first=True, limit=page, start_key=start
+        )
+        for item in items:
+            if not item["sk"].startswith("ENTRY#"):
+                continue
+            if item["version"] <= after:
+                return
+            yield _entry_from_item(item)
+        if not start:
+            return
+
+
 def _encode_cursor(sk: str) -> str:
     return base64.urlsafe_b64encode(sk.encode()).decode().rstrip("=")
 
@@ -368,6 +393,11 @@ def _post(
                 continue  # the record is gone again (expired): try once more
             if "budget" in failed:
                 raise BudgetExceeded(require_available or 0) from None
+            if "also" in failed:
+                # The caller's items were planned from a read that changed meanwhile (e.g. a loss
+                # taking back pending earnings a withdrawal just folded): re-read and re-plan.
+                store.backoff(min(attempt, 4))
+                continue
             if "wallet" in failed:
                 # Version race (or funds gone): back off so colliding writers spread out instead
                 # of re-colliding in lockstep, then decide again on the wallet as the refusal saw it.
@@ -572,9 +602,11 @@ def debit(
     idempotency_key: str,
     entry_type: EntryType = "refund",
     metadata: dict[str, Any] | None = None,
+    also: Also | None = None,
 ) -> Posting:
     """A debit that is owed whatever the balance (refunds, lost disputes): may take a wallet negative,
-    after which holds fail and the user is asked to top up."""
+    after which holds fail and the user is asked to top up. `also` adds the caller's items to its
+    transaction (e.g. the operator's loss record and the earnings it takes back: losses.py)."""
     _require_positive(amount)
     idem = _Idempotency(idempotency_key, _fingerprint(entry_type, amount), None)
     return _post(
@@ -583,6 +615,7 @@ def debit(
         amount=-amount,
         available_delta=-amount,
         idem=idem,
+        also=also,
         details={"metadata": metadata or {}},
     )
 

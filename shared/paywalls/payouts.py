@@ -1,7 +1,10 @@
 """Stripe Connect transfers (the payout of a withdrawal): the adapter, next to stripe_gateway's.
 
 Transfer.create moves money from the operator's Stripe balance to the paywall's connected account.
-The withdrawal id is the Stripe idempotency key, so retrying a payout never transfers twice."""
+The withdrawal id is the Stripe idempotency key and the transfer's `transfer_group` (and metadata
+`withdrawal_id`). The key alone only dedupes retries within Stripe's 24 h window; a retry after a
+lost answer can come later, so withdrawals.pay_out first looks the withdrawal's transfer up by its
+group (`find_transfer`) and adopts it."""
 
 from __future__ import annotations
 
@@ -12,7 +15,7 @@ import stripe
 from paywalls import stripe_gateway
 from paywalls.stripe_gateway import StripeRejected, StripeUnavailable
 
-__all__ = ["Transfer", "create_transfer", "StripeRejected", "StripeUnavailable"]
+__all__ = ["Transfer", "create_transfer", "find_transfer", "StripeRejected", "StripeUnavailable"]
 
 
 @dataclass(frozen=True)
@@ -32,9 +35,8 @@ def create_transfer(
     metadata: dict[str, str],
     description: str,
 ) -> Transfer:
-    client = stripe.StripeClient(api_key, base_addresses={"api": stripe_gateway.api_base()}, max_network_retries=2)
     try:
-        transfer = client.v1.transfers.create(
+        transfer = stripe_gateway._client(api_key).v1.transfers.create(
             params={
                 "amount": amount_minor,
                 "currency": currency,
@@ -49,3 +51,24 @@ def create_transfer(
         raise stripe_gateway._translate(exc, "create the transfer") from None  # the same client-safe error policy
     data = transfer.to_dict()
     return Transfer(str(data.get("id")), int(data.get("amount") or amount_minor), str(data.get("destination")))
+
+
+def find_transfer(api_key: str, *, transfer_group: str, withdrawal_id: str) -> Transfer | None:
+    """The transfer already made for this withdrawal, if any (the oldest, should there be several:
+    Stripe lists newest first). Only ours count: same group and metadata naming the withdrawal."""
+    try:
+        page = stripe_gateway._client(api_key).v1.transfers.list(
+            params={"transfer_group": transfer_group, "limit": 100}
+        )
+        found = [t.to_dict() for t in page.auto_paging_iter()]
+    except stripe.StripeError as exc:
+        raise stripe_gateway._translate(exc, "list the withdrawal's transfers") from None
+    ours = [
+        t
+        for t in found
+        if t.get("transfer_group") == transfer_group and (t.get("metadata") or {}).get("withdrawal_id") == withdrawal_id
+    ]
+    if not ours:
+        return None
+    oldest = min(ours, key=lambda t: (int(t.get("created") or 0), str(t.get("id"))))
+    return Transfer(str(oldest.get("id")), int(oldest.get("amount") or 0), str(oldest.get("destination")))

@@ -19,7 +19,7 @@ import time
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from paywalls import checkout, links, operator_stripe, persons, stripe_config, stripe_gateway, webhooks
+from paywalls import checkout, links, losses, operator_stripe, persons, stripe_config, stripe_gateway, webhooks
 from paywalls.config import settings
 from paywalls.persons import Person
 from paywalls.stripe_config import MODES
@@ -129,7 +129,8 @@ def open_simulation(token: str) -> tuple[Person, str]:
 
 # ---- webhook ------------------------------------------------------------------------------------
 
-ACCOUNT = webhooks.Account(operator_stripe.OPERATOR_ID, operator_stripe.CURRENCY)
+# A debit that leaves a person's wallet negative is the operator's loss (losses.py).
+ACCOUNT = webhooks.Account(operator_stripe.OPERATOR_ID, operator_stripe.CURRENCY, losses.debit_items)
 
 
 def _person_wallet(environment: str, session: dict[str, Any], context: dict[str, Any]) -> webhooks.Payer | Outcome:
@@ -162,5 +163,6 @@ def handle(mode: str, event: dict[str, Any], *, list_refunds: webhooks.RefundLis
     wallets of that environment. A paid top-up credits its wallet once
     per Checkout Session and maps its payment intent to the wallet; a succeeded refund or a lost
     dispute of it debits that wallet once per refund / dispute id (even below zero), also when it
-    arrives before the top-up's credit (parked until then)."""
+    arrives before the top-up's credit (parked until then); what it takes below zero is recorded as
+    the operator's loss, with the pending earnings it paid for taken back (losses.py)."""
     return webhooks.process(ACCOUNT, mode, event, resolve_wallet=_person_wallet, list_refunds=list_refunds)

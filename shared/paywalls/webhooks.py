@@ -16,7 +16,9 @@ as `resolve_wallet`).
   that arrives before its payment is parked (`STRIPEPI#{pi}`/`PENDING#...`) and applied when the
   credit lands, so out-of-order delivery still nets right.
   The mapping and parked items name the account's owner (a paywall id, or `operator`), so one
-  account's events never debit another's wallets.
+  account's events never debit another's wallets. An account may add its own items to a debit's
+  transaction (`Account.debit_also`: the operator records the loss a refund of a spent wallet
+  top-up leaves and takes back the pending earnings it paid for, losses.py).
 - Anything that does not belong to this paywall, this environment or this currency is ignored (2xx:
   Stripe must not retry it) and logged."""
 
@@ -78,13 +80,42 @@ RefundLister = Callable[[str], list[dict[str, Any]]]
 
 
 @dataclass(frozen=True)
+class Debit:
+    """A refund or lost dispute to debit from the wallet its payment credited."""
+
+    kind: str  # "refund" | "dispute"
+    source_id: str
+    amount: int  # micro-units
+    metadata: dict[str, str]
+
+    @property
+    def idempotency_key(self) -> str:
+        return f"stripe:{self.kind}:{self.source_id}"
+
+
+@dataclass(frozen=True)
+class Credited:
+    """Which payment a debit takes back: the wallet it credited, in which environment, by which
+    Checkout Session (its ledger key is `stripe:{checkout_session}`)."""
+
+    wallet_id: str
+    environment: str
+    checkout_session: str | None
+
+
+# (the payment, the debit) -> extra items for the debit's ledger transaction, or None.
+DebitAlso = Callable[[Credited, Debit], "ledger.Also | None"]
+
+
+@dataclass(frozen=True)
 class Account:
     """The Stripe account whose endpoint received the event: `owner_id` is what its payments are
     mapped and parked under (a paywall id, or `operator` for wallet top-ups), `currency` the one its
-    wallets are kept in."""
+    wallets are kept in, `debit_also` what else a debit of its wallets writes."""
 
     owner_id: str
     currency: str
+    debit_also: DebitAlso | None = None
 
 
 @dataclass(frozen=True)
@@ -211,7 +242,7 @@ def _credit_session(
     except ledger.IdempotencyMismatch:
         duplicate = True  # this session was credited already (by an event with other details)
     if payment_intent:
-        _apply_parked(payment_intent, account.owner_id, environment, payer.wallet_id)
+        _apply_parked(payment_intent, account, environment, Credited(payer.wallet_id, environment, session_id))
     log.info("stripe checkout %s", "duplicate" if duplicate else "credited", extra={**context, "amount": micros})
     return Outcome("duplicate" if duplicate else "credited")
 
@@ -236,18 +267,6 @@ def _remember_payment_intent(
 
 
 # ---- debits (refunds, lost disputes) -------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class _Debit:
-    kind: str  # "refund" | "dispute"
-    source_id: str
-    amount: int  # micro-units
-    metadata: dict[str, str]
-
-    @property
-    def idempotency_key(self) -> str:
-        return f"stripe:{self.kind}:{self.source_id}"
 
 
 def _charge_refunded(
@@ -277,7 +296,7 @@ def _charge_refunded(
     ]
     if not debits:
         return Outcome("ignored", "no completed refunds")
-    return _debit_wallet(account.owner_id, environment, payment_intent, debits, context)
+    return _debit_wallet(account, environment, payment_intent, debits, context)
 
 
 def _refund_updated(account: Account, environment: str, refund: dict[str, Any], context: dict[str, Any]) -> Outcome:
@@ -295,7 +314,7 @@ def _refund_updated(account: Account, environment: str, refund: dict[str, Any], 
     debit = _refund_debit(account, refund, _id_of(refund.get("charge")), payment_intent, None, context)
     if debit is None:
         return Outcome("ignored", "refund has no amount in the paywall's currency")
-    return _debit_wallet(account.owner_id, environment, payment_intent, [debit], context)
+    return _debit_wallet(account, environment, payment_intent, [debit], context)
 
 
 def _refund_debit(
@@ -305,7 +324,7 @@ def _refund_debit(
     payment_intent: str,
     charge_currency: object,
     context: dict[str, Any],
-) -> _Debit | None:
+) -> Debit | None:
     """The debit of one succeeded refund, or None (not succeeded, other currency, no amount)."""
     refund_id = _id_of(refund)
     if not refund_id or refund.get("status") not in DEBITED_REFUND_STATUSES:
@@ -323,7 +342,7 @@ def _refund_debit(
     meta = {"source": "stripe", "refund": refund_id, "payment_intent": payment_intent}
     if charge_id:
         meta["charge"] = charge_id
-    return _Debit("refund", refund_id, micros, meta)
+    return Debit("refund", refund_id, micros, meta)
 
 
 def _dispute_closed(account: Account, environment: str, dispute: dict[str, Any], context: dict[str, Any]) -> Outcome:
@@ -346,13 +365,14 @@ def _dispute_closed(account: Account, environment: str, dispute: dict[str, Any],
     charge_id = _id_of(dispute.get("charge"))
     if charge_id:
         meta["charge"] = charge_id
-    debit = _Debit("dispute", dispute_id, micros, meta)
-    return _debit_wallet(account.owner_id, environment, payment_intent, [debit], context)
+    debit = Debit("dispute", dispute_id, micros, meta)
+    return _debit_wallet(account, environment, payment_intent, [debit], context)
 
 
 def _debit_wallet(
-    paywall_id: str, environment: str, payment_intent: str, debits: list[_Debit], context: dict[str, Any]
+    account: Account, environment: str, payment_intent: str, debits: list[Debit], context: dict[str, Any]
 ) -> Outcome:
+    paywall_id = account.owner_id
     mapping = store.get(_mapping_key(payment_intent), "MAP")
     if mapping is None:
         for debit in debits:
@@ -366,18 +386,25 @@ def _debit_wallet(
         # Else the credit may have looked before we parked: apply ours now (idempotent either way).
     if mapping["paywall_id"] != paywall_id or mapping["environment"] != environment:
         return _ignored("payment belongs to another paywall or environment", **context)
-    postings = [_post_debit(mapping["wallet_id"], debit) for debit in debits]
+    credited = Credited(mapping["wallet_id"], environment, mapping.get("checkout_session"))
+    postings = [_post_debit(account, credited, debit) for debit in debits]
     new = [posting is not None and not posting.duplicate for posting in postings]
     log.info("stripe debit %s", "applied" if any(new) else "duplicate", extra=context)
     return Outcome("debited" if any(new) else "duplicate")
 
 
-def _post_debit(wallet_id: str, debit: _Debit) -> ledger.Posting | None:
+def _post_debit(account: Account, credited: Credited, debit: Debit) -> ledger.Posting | None:
     """The posting, or None when this refund/dispute id was already debited with another amount
     (Stripe never changes one; never debit twice for it)."""
+    also = account.debit_also(credited, debit) if account.debit_also else None
     try:
         return ledger.debit(
-            wallet_id, debit.amount, idempotency_key=debit.idempotency_key, entry_type="refund", metadata=debit.metadata
+            credited.wallet_id,
+            debit.amount,
+            idempotency_key=debit.idempotency_key,
+            entry_type="refund",
+            metadata=debit.metadata,
+            also=also,
         )
     except ledger.IdempotencyMismatch:
         log.error(
@@ -386,7 +413,7 @@ def _post_debit(wallet_id: str, debit: _Debit) -> ledger.Posting | None:
         return None
 
 
-def _park(payment_intent: str, paywall_id: str, environment: str, debit: _Debit) -> None:
+def _park(payment_intent: str, paywall_id: str, environment: str, debit: Debit) -> None:
     store.put(
         {
             "pk": _mapping_key(payment_intent),
@@ -402,8 +429,9 @@ def _park(payment_intent: str, paywall_id: str, environment: str, debit: _Debit)
     )
 
 
-def _apply_parked(payment_intent: str, paywall_id: str, environment: str, wallet_id: str) -> None:
-    for item in store.query_all(_mapping_key(payment_intent), sk_prefix=f"PENDING#{paywall_id}#"):
+def _apply_parked(payment_intent: str, account: Account, environment: str, credited: Credited) -> None:
+    for item in store.query_all(_mapping_key(payment_intent), sk_prefix=f"PENDING#{account.owner_id}#"):
         if item.get("environment") != environment:
             continue
-        _post_debit(wallet_id, _Debit(item["kind"], item["source_id"], item["amount"], item.get("metadata") or {}))
+        debit = Debit(item["kind"], item["source_id"], item["amount"], item.get("metadata") or {})
+        _post_debit(account, credited, debit)

@@ -1,22 +1,27 @@
 """Withdrawals of a shared-mode paywall's earnings and their payout (SPEC §6).
 
-A withdrawal is one DynamoDB transaction:
-- per earnings shard it draws from: `ADD available -x, withdrawn +x` under `available >= x`, and a
+Only matured earnings are withdrawable (earnings.py: EarningsHoldDays after the charge). A withdrawal
+is one DynamoDB transaction:
+- per earnings shard it draws from: fold the shard's matured buckets into `available` (each under
+  `m_{day} = value read`) and `ADD available -x, withdrawn +x` under `available >= x - folded`, and a
   `withdrawal` entry (-x) in that shard's earnings ledger;
 - the withdrawal record `WD#{paywall_id}#{environment}` / `W#{withdrawal_id}`;
 - its idempotency record `WD#{...}` / `IDEM#{key}` (kept forever: it moved money);
 - the operator side: a `payout` entry (-amount) in the operator ledger `OPLEDGER#{environment}` /
   `ENTRY#{created_at}#{withdrawal_id}`: money owed out of the operator's Stripe balance to the paywall.
 
-So a withdrawal can never exceed what was earned (each shard's condition), concurrent withdrawals
+So a withdrawal can never exceed what has matured (each shard's conditions), concurrent withdrawals
 cannot both take the same money, and a retried request (same Idempotency-Key) answers the first
 withdrawal instead of moving money again.
 
 Payout, after the transaction: when the paywall has a Stripe Connect account (PUT .../payout) and the
-operator's Stripe key for that environment is configured, a Transfer is created (idempotency key = the
-withdrawal id) and the record becomes `paid`. Otherwise, or if Stripe fails, it stays `pending` (a
-manual payout, or retried by sending the same request again); once paid by hand, the operator marks
-it `paid` (`mark_paid`, POST .../withdrawals/{id}/paid {reference?}), once. Amounts are whole minor
+operator's Stripe key for that environment is configured, the withdrawal's transfer is looked up first
+(transfer_group = the withdrawal id: a transfer whose answer was lost is adopted, even after Stripe's
+24 h idempotency window) and created only if there is none (idempotency key = the withdrawal id); the
+record becomes `paid`. Otherwise, or if Stripe fails, it stays `pending` (retried by sending the same
+request again). A manual withdrawal (no payout account when it was made), once paid by hand, is marked
+`paid` by the operator (`mark_paid`, POST .../withdrawals/{id}/paid {reference?}), once; a Stripe one
+never is (its transfer may exist: marking it paid by hand could pay it twice). Amounts are whole minor
 units of the currency (cents), because that is what a transfer can move; "everything" is rounded down
 to a cent."""
 
@@ -28,14 +33,14 @@ import re
 import secrets
 import time
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from typing import Any
 
 from paywalls import earnings, operator_stripe, payouts, store
 from paywalls.currency import UnsupportedAmount, micros_to_minor, minor_unit_exponent
 from paywalls.money import MICROS_PER_UNIT, format_micros, parse_amount
 from paywalls.paywall import ENVIRONMENTS, Conflict, InvalidRequest, NotFound, Paywall
-from paywalls.store import N, S, TransactionCancelled
+from paywalls.store import S, TransactionCancelled
 
 log = logging.getLogger(__name__)
 
@@ -46,12 +51,28 @@ CONDITION_FAILED = "ConditionalCheckFailed"
 
 
 class InsufficientEarnings(Conflict):
-    def __init__(self, available: int, requested: int):
+    def __init__(self, available: int, requested: int, pending: str = ""):
         super().__init__(
-            f"available earnings are {format_micros(available)}; cannot withdraw {format_micros(requested)}"
+            f"available earnings are {format_micros(available)}; cannot withdraw {format_micros(requested)}{pending}"
         )
         self.available = available
         self.requested = requested
+
+
+def _pending_note(shards: list[earnings.Shard], day: date) -> str:
+    """How much is still held and when the first of it matures, for the refusal message."""
+    by_day: dict[date, int] = {}
+    for shard in shards:
+        for d, v in shard.pending_after(day).items():
+            by_day[d] = by_day.get(d, 0) + v
+    upcoming = sorted((d, v) for d, v in by_day.items() if v > 0)
+    if not upcoming:
+        return ""
+    first_day, first = upcoming[0]
+    return (
+        f" ({format_micros(sum(v for _, v in upcoming))} more is pending, the settlement delay of recent"
+        f" earnings; {format_micros(first)} becomes withdrawable at {earnings.midnight(first_day)})"
+    )
 
 
 @dataclass(frozen=True)
@@ -168,17 +189,17 @@ def _whole_minor_units(micros: int, currency: str) -> int:
     return micros // step * step
 
 
-def _allocate(shards: list[earnings.Shard], amount: int) -> dict[int, int]:
-    """Take from the fullest shards first: the fewest items in the transaction."""
+def _allocate(withdrawable: dict[int, int], amount: int) -> dict[int, int]:
+    """Take from the fullest shards first (what each may give now): the fewest entries."""
     plan: dict[int, int] = {}
     left = amount
-    for shard in sorted(shards, key=lambda s: s.available, reverse=True):
+    for index, can in sorted(withdrawable.items(), key=lambda kv: kv[1], reverse=True):
         if left == 0:
             break
-        if shard.available <= 0:
+        if can <= 0:
             continue
-        take = min(shard.available, left)
-        plan[shard.index] = take
+        take = min(can, left)
+        plan[index] = take
         left -= take
     return plan
 
@@ -213,12 +234,14 @@ def withdraw(
         if replayed:
             return pay_out(paywall, replayed), True
         shards = earnings.shards(paywall.id, environment)
-        total = sum(max(s.available, 0) for s in shards)
+        day = earnings.today()
+        withdrawable = {s.index: max(s.withdrawable(day), 0) for s in shards}
+        total = sum(withdrawable.values())
         want = requested if requested is not None else _whole_minor_units(total, paywall.currency)
         if want <= 0:
-            raise Conflict("there are no earnings to withdraw")
+            raise Conflict(f"there are no earnings to withdraw{_pending_note(shards, day)}")
         if want > total:
-            raise InsufficientEarnings(total, want)
+            raise InsufficientEarnings(total, want, _pending_note(shards, day))
         now = _now()
         withdrawal = Withdrawal(
             id=f"wd_{int(time.time() * 1000):013d}{secrets.token_hex(4)}",
@@ -231,7 +254,8 @@ def withdraw(
             created_at=now,
             destination=destination,
         )
-        items = _transaction(paywall, environment, withdrawal, _allocate(shards, want), idempotency_key, fingerprint)
+        plan = _allocate(withdrawable, want)
+        items = _transaction(paywall, environment, withdrawal, shards, day, plan, idempotency_key, fingerprint)
         try:
             store.transact(items, token_seed=f"withdraw|{pk}|{idempotency_key}|{withdrawal.id}")
         except TransactionCancelled:
@@ -255,26 +279,26 @@ def _transaction(
     paywall: Paywall,
     environment: str,
     withdrawal: Withdrawal,
+    shards: list[earnings.Shard],
+    day: date,
     plan: dict[int, int],
     idempotency_key: str,
     fingerprint: str,
 ) -> list[dict[str, Any]]:
+    """At most 32 shard updates + 32 entries + 3 = 67 items (DynamoDB's limit is 100). Only the shards
+    drawn from: every other item would be one more chance to collide with the charges writing there."""
     table = store.table_name()
     pk = _partition(paywall.id, environment)
     items: list[dict[str, Any]] = []
-    for shard, take in sorted(plan.items()):
+    for read in shards:
+        take = plan.get(read.index, 0)
+        if take <= 0:
+            continue
+        update = earnings.draw_update(paywall.id, environment, read, day, take)
+        assert update is not None  # take > 0 always updates
+        items.append(update)
+        shard = read.index
         shard_pk = earnings.shard_pk(paywall.id, environment, shard)
-        items.append(
-            {
-                "Update": {
-                    "TableName": table,
-                    "Key": store.key(shard_pk, "EARN"),
-                    "UpdateExpression": "ADD available :neg, withdrawn :take",
-                    "ConditionExpression": "available >= :take",
-                    "ExpressionAttributeValues": {":neg": N(-take), ":take": N(take)},
-                }
-            }
-        )
         entry = {
             "pk": shard_pk,
             "sk": f"ENTRY#{withdrawal.created_at}#{withdrawal.id}",
@@ -347,15 +371,25 @@ def pay_out(paywall: Paywall, withdrawal: Withdrawal) -> Withdrawal:
     if keys is None or not keys.secret_key:
         return _note(withdrawal, f"the operator's Stripe {withdrawal.environment} key is not configured; retry later")
     try:
-        transfer = payouts.create_transfer(
-            keys.secret_key,
-            amount_minor=micros_to_minor(withdrawal.amount, withdrawal.currency),
-            currency=withdrawal.currency,
-            destination=withdrawal.destination,
-            idempotency_key=withdrawal.id,
-            metadata={"paywall_id": paywall.id, "withdrawal_id": withdrawal.id, "environment": withdrawal.environment},
-            description=f"Paywalls earnings of {paywall.name}"[:300],
-        )
+        # A transfer whose answer was lost (created, then a timeout) must be adopted, never repeated:
+        # Stripe's idempotency key only protects retries within 24 h, so look for it first.
+        transfer = payouts.find_transfer(keys.secret_key, transfer_group=withdrawal.id, withdrawal_id=withdrawal.id)
+        if transfer is not None:
+            log.warning("adopting an existing transfer of this withdrawal", extra={"withdrawal_id": withdrawal.id})
+        else:
+            transfer = payouts.create_transfer(
+                keys.secret_key,
+                amount_minor=micros_to_minor(withdrawal.amount, withdrawal.currency),
+                currency=withdrawal.currency,
+                destination=withdrawal.destination,
+                idempotency_key=withdrawal.id,
+                metadata={
+                    "paywall_id": paywall.id,
+                    "withdrawal_id": withdrawal.id,
+                    "environment": withdrawal.environment,
+                },
+                description=f"Paywalls earnings of {paywall.name}"[:300],
+            )
     except (payouts.StripeRejected, payouts.StripeUnavailable) as exc:
         log.warning("payout transfer failed", extra={"withdrawal_id": withdrawal.id})
         return _note(withdrawal, str(exc))
@@ -400,10 +434,12 @@ MAX_REFERENCE = 200
 
 
 def mark_paid(paywall: Paywall, withdrawal_id: str, data: dict[str, Any]) -> tuple[Withdrawal, bool]:
-    """The operator paid a pending withdrawal by hand ({reference?}: e.g. the bank transfer's id):
-    pending -> paid, once. (the withdrawal, whether it is a replay): marking it again with the same or
-    no reference answers it as it is; a withdrawal paid otherwise (a Stripe transfer, another
-    reference) is a conflict. Nothing else moves: the earnings and the operator's payout entry were
+    """The operator paid a pending manual withdrawal by hand ({reference?}: e.g. the bank transfer's
+    id): pending -> paid, once. (the withdrawal, whether it is a replay): marking it again with the same
+    or no reference answers it as it is; another reference is a conflict. A Stripe-transfer withdrawal
+    is always a conflict, even when its transfer failed: a transfer whose answer was lost may exist, so
+    paying it by hand could pay it twice (it is settled by retrying the withdrawal request, which adopts
+    or makes its one transfer). Nothing else moves: the earnings and the operator's payout entry were
     written when it was withdrawn."""
     unknown = sorted(set(data) - {"reference"})
     if unknown:
@@ -416,10 +452,17 @@ def mark_paid(paywall: Paywall, withdrawal_id: str, data: dict[str, Any]) -> tup
             )
         reference = reference.strip()
     withdrawal = _find(paywall.id, withdrawal_id)
+    if withdrawal.method != "manual":
+        if withdrawal.transfer_id:
+            raise Conflict(f"withdrawal {withdrawal.id} was already paid by Stripe transfer {withdrawal.transfer_id}")
+        raise Conflict(
+            f"withdrawal {withdrawal.id} is paid by Stripe transfer, not by hand: retry the withdrawal request"
+            " with the same Idempotency-Key (it finds or makes its one transfer)"
+        )
     if withdrawal.status == "pending":
-        values = {":paid": S("paid"), ":pending": S("pending"), ":at": S(_now())}
+        values = {":paid": S("paid"), ":pending": S("pending"), ":manual": S("manual"), ":at": S(_now())}
         update = "SET #status = :paid, paid_at = :at"
-        names = {"#status": "status"}
+        names = {"#status": "status", "#method": "method"}
         if reference is not None:
             update += ", #reference = :ref"
             names["#reference"] = "reference"  # a DynamoDB reserved word
@@ -433,7 +476,8 @@ def mark_paid(paywall: Paywall, withdrawal_id: str, data: dict[str, Any]) -> tup
                             "TableName": store.table_name(),
                             "Key": store.key(_partition(paywall.id, withdrawal.environment), f"W#{withdrawal.id}"),
                             "UpdateExpression": update,
-                            "ConditionExpression": "#status = :pending",
+                            # Only a manual one: the method is fixed at creation, checked here too.
+                            "ConditionExpression": "#status = :pending AND #method = :manual",
                             "ExpressionAttributeNames": names,
                             "ExpressionAttributeValues": values,
                         }
@@ -446,10 +490,8 @@ def mark_paid(paywall: Paywall, withdrawal_id: str, data: dict[str, Any]) -> tup
             log.info("withdrawal marked paid", extra={"paywall_id": paywall.id, "withdrawal_id": withdrawal.id})
             return get(paywall.id, withdrawal.environment, withdrawal.id), False
         withdrawal = get(paywall.id, withdrawal.environment, withdrawal.id)
-    if withdrawal.status == "paid" and withdrawal.transfer_id is None and reference in (None, withdrawal.reference):
+    if withdrawal.status == "paid" and reference in (None, withdrawal.reference):
         return withdrawal, True
-    if withdrawal.transfer_id:
-        raise Conflict(f"withdrawal {withdrawal.id} was already paid by Stripe transfer {withdrawal.transfer_id}")
     raise Conflict(f"withdrawal {withdrawal.id} was already marked paid (reference {withdrawal.reference!r})")
 
 
