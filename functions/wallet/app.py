@@ -201,13 +201,18 @@ def pay_not_found() -> HTMLResponse:
 # (paywalls.sessions). Every form carries a CSRF token bound to what it acts on: the sign-in forms to
 # the step, the consent form to its link, the wallet's forms to the signed-in person.
 
-_NEXT_RE = re.compile(r"^/wallet/[A-Za-z0-9._~/-]{0,2400}$")
+# \A...\Z: with `$`, "/wallet/home\n" passed and its newline went into the Location header.
+_NEXT_RE = re.compile(r"\A/wallet/[A-Za-z0-9._~/-]{0,2400}\Z")
 
 
 def _next_path(value: str | None) -> str:
-    """Where to go after signing in: only our own wallet pages (no open redirect)."""
-    if value and _NEXT_RE.match(value) and "//" not in value and "/../" not in value:
-        return value
+    """Where to go after signing in: only our own wallet pages (no open redirect, no way out of
+    /wallet through "." or ".." segments)."""
+    if value and _NEXT_RE.fullmatch(value):
+        segments = value.split("/")[2:]  # after "/wallet/"
+        # An empty segment ("//") or a "." / ".." one would lead out of /wallet once resolved.
+        if not any(s in (".", "..") for s in segments) and "" not in segments[:-1]:
+            return value
     return "/wallet/home"
 
 

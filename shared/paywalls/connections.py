@@ -104,8 +104,11 @@ def _now() -> str:
 
 
 def parse_cap(value: object) -> int | None:
-    """Empty / None: no cap. Otherwise a positive decimal amount (e.g. "5" or "12.50")."""
-    if value is None or (isinstance(value, str) and not value.strip()):
+    """Empty / None: no cap. Otherwise a positive decimal amount (e.g. "5" or "12.50"). A person types
+    it into a form, so surrounding ASCII spaces are dropped; the amount itself is parsed strictly."""
+    if isinstance(value, str):
+        value = value.strip(" \t")
+    if value is None or value == "":
         return None
     try:
         return parse_amount(value)

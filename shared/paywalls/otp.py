@@ -31,8 +31,9 @@ SEND_PER_EMAIL = ratelimit.Limit("otp-send-email", 5, 15 * 60)
 SEND_PER_CLIENT = ratelimit.Limit("otp-send-client", 20, 15 * 60)
 VERIFY_PER_CLIENT = ratelimit.Limit("otp-verify-client", 60, 15 * 60)
 
-_CHALLENGE_RE = re.compile(r"^ch_[A-Za-z0-9_-]{22}$")
-_CODE_RE = re.compile(rf"^\d{{{CODE_DIGITS}}}$")
+# \A...\Z (`$` accepts a trailing newline) and [0-9], not \d (which matches "１" or "٣" too).
+_CHALLENGE_RE = re.compile(r"\Ach_[A-Za-z0-9_-]{22}\Z")
+_CODE_RE = re.compile(rf"\A[0-9]{{{CODE_DIGITS}}}\Z")
 
 
 class CodeRejected(Exception):
@@ -82,7 +83,7 @@ def start(email: str, client: str, *, now: float | None = None) -> Challenge:
 
 
 def valid_challenge_id(value: object) -> bool:
-    return isinstance(value, str) and bool(_CHALLENGE_RE.match(value))
+    return isinstance(value, str) and _CHALLENGE_RE.fullmatch(value) is not None
 
 
 def verify(challenge_id: str, code: str, client: str, *, now: float | None = None) -> str:
@@ -92,7 +93,7 @@ def verify(challenge_id: str, code: str, client: str, *, now: float | None = Non
     code = (code or "").strip().replace(" ", "") if isinstance(code, str) else ""
     if not valid_challenge_id(challenge_id):
         raise CodeRejected("This sign-in attempt is not valid. Request a new code.")
-    if not _CODE_RE.match(code):
+    if not _CODE_RE.fullmatch(code):
         raise CodeRejected(f"Enter the {CODE_DIGITS}-digit code from the email.")
     # Count the guess before comparing: concurrent guesses cannot exceed the limit.
     try:
