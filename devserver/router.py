@@ -44,7 +44,8 @@ def _compile(path: str) -> re.Pattern[str]:
             parts.append("[^/]+")
         else:
             parts.append(re.escape(segment))
-    return re.compile("^/" + "/".join(parts) + "/?$")
+    # Used with fullmatch: `$` would let "/health\n" (a %0A in the URL) match "/health".
+    return re.compile("/" + "/".join(parts) + "/?")
 
 
 def load_function_app(code_uri: str, logical_id: str) -> ASGIApp:
@@ -82,7 +83,7 @@ class TemplateRouter:
     def match(self, method: str, path: str) -> str | None:
         allowed = False
         for route in self.routes:
-            if route.pattern.match(path):
+            if route.pattern.fullmatch(path):
                 allowed = True
                 if route.method in ("ANY", method):
                     return route.function

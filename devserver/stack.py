@@ -172,6 +172,10 @@ def main(argv: list[str] | None = None) -> None:
             log_level="warning",
             lifespan="off",
             timeout_graceful_shutdown=5,
+            # The client address is the socket's, never an X-Forwarded-For header: uvicorn trusts that
+            # header from 127.0.0.1 by default, and every local client connects from 127.0.0.1, so
+            # anyone could pick their own rate-limit key (sign-in codes are limited per client).
+            proxy_headers=False,
         )
         server = uvicorn.Server(config)
 

@@ -61,3 +61,24 @@ def test_sigterm_stops_everything_and_a_rerun_starts_clean() -> None:
         assert second.config["api_key"] != first_key, "a rerun starts from fresh state"
         old = httpx.get(f"{second.url}/v1/models", headers={"Authorization": f"Bearer {first_key}"})
         assert old.status_code == 401
+
+
+def test_x_forwarded_for_does_not_change_the_client_a_rate_limit_counts() -> None:
+    """Over real HTTP: uvicorn would trust X-Forwarded-For from 127.0.0.1 (where every local client
+    connects from), letting anyone pick a fresh rate-limit key per request. Each request here claims
+    another address and names another email, so only the per-client limit on sending sign-in codes can
+    stop them: it must, within two windows' worth (a window may turn over once while this runs)."""
+    from paywalls import otp
+    from tests.shared_support import form_with
+
+    limit = otp.SEND_PER_CLIENT.limit
+    with run_local_stack() as own, httpx.Client(timeout=30) as browser:  # its own stack: this uses up a quota
+        form = form_with(browser.get(f"{own.url}/wallet/signin").text)
+        statuses = []
+        for n in range(2 * limit + 1):
+            data = {k: v for k, v in form.items() if k != "action"} | {"email": f"xff{n}@example.com"}
+            reply = browser.post(form["action"], data=data, headers={"X-Forwarded-For": f"203.0.113.{n}"})
+            statuses.append(reply.status_code)
+            if reply.status_code != 200:
+                break
+    assert statuses[-1] == 429 and set(statuses[:-1]) == {200}, statuses

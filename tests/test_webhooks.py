@@ -17,7 +17,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from devserver.router import load_function_app
-from paywalls import ledger, store, stripe_config
+from paywalls import aws, ledger, secrets_store, store, stripe_config
 from paywalls import paywall as paywalls
 from paywalls.stripe_config import StripeSecrets
 from tests import stripe_stub as st
@@ -214,11 +214,70 @@ def test_bad_signatures_are_400_and_move_nothing(hook: Setup) -> None:
     assert hook.post(ev, timestamp=int(time.time()) - 290).json()["result"] == "credited"
 
 
-def test_unknown_paywall_is_404_and_oversized_body_413(hook: Setup) -> None:
+def test_unknown_paywall_no_stripe_and_bad_signature_answer_byte_identically(hook: Setup) -> None:
+    """Nothing is answered before the signature is checked: an unknown (or malformed) paywall id, a
+    paywall without Stripe, the operator without Stripe, a bad or missing signature all get the same
+    400, so the endpoint does not reveal which paywall ids exist or have Stripe configured."""
     ev = st.event("checkout.session.completed", hook.session("ivan"))
-    assert hook.post(ev, path_paywall="pw_doesnotexist").status_code == 404
+    body = json.dumps(ev).encode()
+    without_stripe = paywalls.create({"name": "No Stripe"}).id
+    replies = {
+        "unknown paywall": hook.post(ev, path_paywall="pw_doesnotexist"),
+        "malformed id": hook.post(ev, path_paywall="not%20an%20id%0A"),
+        "paywall without Stripe": hook.post(ev, path_paywall=without_stripe),
+        "operator without Stripe": hook.post(ev, path_paywall="operator"),
+        "bad signature": hook.post(ev, secret="whsec_" + "0" * 32),
+        "missing signature": hook.client.post(f"/webhooks/stripe/{hook.paywall_id}", content=body),
+        "unknown paywall, missing signature": hook.client.post("/webhooks/stripe/pw_doesnotexist", content=body),
+    }
+    answers = {name: (r.status_code, r.headers["content-type"], r.content) for name, r in replies.items()}
+    assert len(set(answers.values())) == 1, answers
+    status, _, content = answers["unknown paywall"]
+    assert status == 400 and json.loads(content)["error"]["code"] == "invalid_signature"
+    assert not ledger.get_wallet(hook.wallet("ivan")).exists
+
+
+def test_an_oversized_body_is_413_whatever_the_paywall(hook: Setup) -> None:
     huge = b"{" + b" " * (600 * 1024) + b"}"
     assert hook.post(None, raw=huge).status_code == 413
+    assert hook.post(None, raw=huge, path_paywall="pw_doesnotexist").status_code == 413
+
+
+def test_a_signed_body_nested_past_the_parsers_limit_is_a_400(hook: Setup) -> None:
+    reply = hook.post(None, raw=b"[" * 5000 + b"]" * 5000)
+    assert reply.status_code == 400 and reply.json()["error"]["code"] == "invalid_signature", reply.text
+
+
+def test_forged_calls_to_a_paywall_without_stripe_cost_one_secrets_read_per_mode_per_ttl(
+    hook: Setup, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A missing secret is remembered (secrets_store, PAYWALLS_SECRET_MISS_TTL_S): a flood of forged
+    calls costs one Secrets Manager read per Stripe mode per TTL, and configuring Stripe in this
+    instance is seen at once."""
+    monkeypatch.setenv("PAYWALLS_SECRET_MISS_TTL_S", "60")
+    reads: list[str] = []
+
+    def count(params: dict[str, Any], **_: Any) -> None:
+        reads.append(params["SecretId"])
+
+    aws.client("secretsmanager").meta.events.register("provide-client-params.secrets-manager.GetSecretValue", count)
+    clock = [1_000.0]
+    monkeypatch.setattr(secrets_store, "monotonic", lambda: clock[0])
+    target = paywalls.create({"name": "No Stripe yet"}).id
+    ev = st.event(
+        "checkout.session.completed", st.checkout_session(paywall_id=target, environment="test", user="zoe", cents=500)
+    )
+    for _ in range(20):
+        assert hook.post(ev, secret="whsec_forged", path_paywall=target).status_code == 400
+    assert sorted(reads) == sorted(stripe_config.secret_name(target, m) for m in stripe_config.MODES), reads
+    clock[0] += 61  # the remembered misses expire: one more read each, then quiet again
+    for _ in range(20):
+        assert hook.post(ev, secret="whsec_forged", path_paywall=target).status_code == 400
+    assert len(reads) == 2 * len(stripe_config.MODES), reads
+    # Configured afterwards (here, so this instance forgets the miss): its events verify at once.
+    whsec = "whsec_" + secrets.token_hex(16)
+    stripe_config.save_secrets(target, "test", StripeSecrets("sk_test_late", whsec, "we_late"))
+    assert hook.post(ev, secret=whsec, path_paywall=target).json()["result"] == "credited"
 
 
 def test_signed_but_not_an_event_is_400(hook: Setup) -> None:
@@ -458,3 +517,18 @@ def test_a_credit_landing_between_a_refunds_lookup_and_its_parking_still_nets_ri
     assert hook.post(st.event("charge.refunded", charge)).json()["result"] == "debited"
     assert credited == ["credited"]
     assert consistent(hook.wallet("rita")) == (2_000 - 700) * 10_000
+
+
+def test_remembered_misses_are_bounded_and_expire(aws_mock: None, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("PAYWALLS_SECRET_MISS_TTL_S", "60")
+    monkeypatch.setattr(secrets_store, "MISS_CACHE_SIZE", 3)
+    clock = [5_000.0]
+    monkeypatch.setattr(secrets_store, "monotonic", lambda: clock[0])
+    names = [f"paywalls/test/missing/{i}" for i in range(5)]
+    for name in names:
+        assert secrets_store.get_json_secret_if_exists(name) is None
+    assert [secrets_store.known_missing(n) for n in names] == [False, False, True, True, True]  # oldest dropped
+    clock[0] += 61
+    assert not any(secrets_store.known_missing(n) for n in names)
+    monkeypatch.setenv("PAYWALLS_SECRET_MISS_TTL_S", "0")  # what the tests' PAYWALLS_CACHE_TTL_S=0 gives
+    assert secrets_store.get_json_secret_if_exists(names[0]) is None and not secrets_store.known_missing(names[0])

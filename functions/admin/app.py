@@ -142,10 +142,11 @@ def set_stripe(paywall_id: str, request: Request, body: web.JsonBody) -> dict[st
 
 @app.get("/admin/paywalls/{paywall_id}/users", dependencies=admin)
 def list_users(
-    paywall_id: str, environment: str = "live", limit: int = 100, cursor: str | None = None
+    paywall_id: str, environment: str = "live", limit: str | None = None, cursor: str | None = None
 ) -> dict[str, Any]:
     paywalls.get(paywall_id)
-    return admin_reports.users_page(paywall_id, environment, limit=limit, cursor=cursor)
+    size = web.count_param(limit, "limit", default=100, minimum=1, maximum=1000)
+    return admin_reports.users_page(paywall_id, environment, limit=size, cursor=cursor)
 
 
 @app.get("/admin/paywalls/{paywall_id}/usage", dependencies=admin)

@@ -8,8 +8,11 @@ through `handler`). Each event is tried against the paywall's test and live sign
 that verifies tells the mode, which must agree with the event's `livemode`.
 
 Replies: 2xx for everything verified (credited, duplicate, ignored: Stripe must not retry those),
-400 for a missing, bad or stale signature, 404 for an unknown paywall, 503 when storage is busy (Stripe
-retries)."""
+503 when storage is busy (Stripe retries), and for everything else one and the same 400 (status and
+body): an unknown paywall id, a paywall without Stripe secrets, a missing, bad or stale signature.
+Nothing is answered before the signature is checked, so the endpoint does not tell which paywall ids
+exist or which have Stripe configured (the logs say which it was). A missing secret is remembered for
+a while (secrets_store), so forged calls do not each cost Secrets Manager reads."""
 
 from __future__ import annotations
 
@@ -37,25 +40,35 @@ def health() -> dict[str, str]:
     return {"status": "ok"}
 
 
-def _bad_signature() -> web.ApiError:
+def _rejected(paywall_id: str, reason: str) -> web.ApiError:
+    """The one answer to every unverified call, whatever went wrong (see the module doc)."""
+    log.warning("stripe webhook rejected: %s", reason, extra={"paywall_id": paywall_id[:64]})
     return web.ApiError(400, "webhook signature verification failed", code="invalid_signature")
 
 
 @app.post("/webhooks/stripe/{paywall_id}")
 async def stripe_webhook(paywall_id: str, request: Request) -> dict[str, Any]:
     raw = await web.read_body(request, limit=MAX_BODY, message="body too large for a Stripe event")
-    signature = request.headers.get("stripe-signature")
-    if not signature:
-        raise web.ApiError(400, "missing Stripe-Signature header", code="invalid_signature")
-    return await run_in_threadpool(_process, paywall_id, raw, signature)
+    return await run_in_threadpool(_process, paywall_id, raw, request.headers.get("stripe-signature"))
 
 
-def _process(paywall_id: str, raw: bytes, signature: str) -> dict[str, Any]:
+def _handler(paywall_id: str) -> Callable[..., webhooks.Outcome] | None:
+    """Who handles this endpoint's events, or None for no such paywall (a malformed id costs no read)."""
     if paywall_id == operator_stripe.OPERATOR_ID:
         # The operator's account: shared-mode wallet top-ups (and their refunds), with its own secrets.
-        handle: Callable[..., webhooks.Outcome] = wallet_topup.handle
-    else:
-        handle = partial(webhooks.handle, paywalls.get(paywall_id))  # NotFound -> 404
+        return wallet_topup.handle
+    try:
+        return partial(webhooks.handle, paywalls.get(paywall_id))
+    except paywalls.NotFound:
+        return None
+
+
+def _process(paywall_id: str, raw: bytes, signature: str | None) -> dict[str, Any]:
+    handle = _handler(paywall_id)
+    if handle is None:
+        raise _rejected(paywall_id, "unknown paywall")
+    if not signature:
+        raise _rejected(paywall_id, "no Stripe-Signature header")
     mode, event = _verify(paywall_id, raw, signature)
     keys = stripe_config.load_secrets(paywall_id, mode)
     api_key = keys.secret_key if keys else None
@@ -77,6 +90,8 @@ def _process(paywall_id: str, raw: bytes, signature: str) -> dict[str, Any]:
 
 def _verify(paywall_id: str, raw: bytes, signature: str) -> tuple[str, dict[str, Any]]:
     candidates = stripe_config.webhook_secrets(paywall_id)
+    if not candidates:
+        raise _rejected(paywall_id, "no Stripe webhook secret configured")
     try:
         return stripe_gateway.verify_event(raw, signature, {m: s.webhook_secret for m, s in candidates.items()})
     except stripe_gateway.InvalidSignature:
@@ -88,8 +103,7 @@ def _verify(paywall_id: str, raw: bytes, signature: str) -> tuple[str, dict[str,
             return stripe_gateway.verify_event(raw, signature, {m: s.webhook_secret for m, s in fresh.items()})
         except stripe_gateway.InvalidSignature:
             pass
-    log.warning("stripe webhook signature rejected", extra={"paywall_id": paywall_id})
-    raise _bad_signature()
+    raise _rejected(paywall_id, "bad signature")
 
 
 handler = Mangum(app, lifespan="off")

@@ -212,17 +212,16 @@ def _short_of_funds(request: Request, caller: web.Caller, user: str) -> dict[str
 
 
 @app.get("/v1/user/ledger")
-def entries(request: Request, limit: int = 20, cursor: str | None = None) -> dict[str, Any]:
+def entries(request: Request, limit: str | None = None, cursor: str | None = None) -> dict[str, Any]:
     caller = web.authenticate(request)
     if caller.paywall.mode == "shared":
         # A person's wallet entries (and balances after them) would show other apps' activity.
         raise web.ApiError(
             409, "shared wallets are private to their owner: the ledger is on the wallet page", code="conflict"
         )
-    if not 1 <= limit <= 100:
-        raise web.ApiError(400, "limit must be between 1 and 100", param="limit", code="invalid_limit")
+    size = web.count_param(limit, "limit", default=20, minimum=1, maximum=100)
     wallet_id = app_wallet_id(caller.paywall.id, caller.environment, _user(request))
-    page, next_cursor = ledger.list_entries(wallet_id, limit=limit, cursor=cursor)
+    page, next_cursor = ledger.list_entries(wallet_id, limit=size, cursor=cursor)
     return {
         "object": "list",
         "data": [e.as_api() for e in page],

@@ -22,6 +22,7 @@ from starlette.concurrency import run_in_threadpool
 from paywalls import (
     connections,
     csrf,
+    devices,
     ledger,
     links,
     mailer,
@@ -201,21 +202,44 @@ def pay_not_found() -> HTMLResponse:
 # (paywalls.sessions). Every form carries a CSRF token bound to what it acts on: the sign-in forms to
 # the step, the consent form to its link, the wallet's forms to the signed-in person.
 
-_NEXT_RE = re.compile(r"^/wallet/[A-Za-z0-9._~/-]{0,2400}$")
+# \A...\Z: with `$`, "/wallet/home\n" passed and its newline went into the Location header.
+_NEXT_RE = re.compile(r"\A/wallet/[A-Za-z0-9._~/-]{0,2400}\Z")
 
 
 def _next_path(value: str | None) -> str:
-    """Where to go after signing in: only our own wallet pages (no open redirect)."""
-    if value and _NEXT_RE.match(value) and "//" not in value and "/../" not in value:
-        return value
+    """Where to go after signing in: only our own wallet pages (no open redirect, no way out of
+    /wallet through "." or ".." segments)."""
+    if value and _NEXT_RE.fullmatch(value):
+        segments = value.split("/")[2:]  # after "/wallet/"
+        # An empty segment ("//") or a "." / ".." one would lead out of /wallet once resolved.
+        if not any(s in (".", "..") for s in segments) and "" not in segments[:-1]:
+            return value
     return "/wallet/home"
 
 
 def _client_key(request: Request) -> str:
-    """Who is asking, for rate limits: API Gateway's source IP in AWS, the peer address locally."""
+    """Who is asking, for rate limits: API Gateway's source IP in AWS, the peer address locally. Never
+    a header the client writes (X-Forwarded-For): the local server does not apply proxy headers
+    (devserver/stack.py), and in AWS the source IP is what API Gateway saw connect."""
     event = request.scope.get("aws.event") or {}
     identity = (event.get("requestContext") or {}).get("identity") or {}
     return str(identity.get("sourceIp") or (request.client.host if request.client else "unknown"))
+
+
+def _sign_in_channel(request: Request, email: str, next_path: str) -> otp.Channel:
+    """Whose sending quota pays for a code (otp module doc): this browser's known-device cookie for the
+    address, else the signed authorization link the sign-in started from (it is in `next`), else the
+    open form. Someone using up the open quota of an address thus never blocks these two."""
+    device = devices.read(request.cookies.get(devices.COOKIE_NAME), email)
+    if device:
+        return otp.device_channel(device)
+    prefix = "/wallet/authorize/"
+    if next_path.startswith(prefix):
+        try:
+            return otp.link_channel(links.verify(next_path[len(prefix) :], "authorize"))
+        except links.InvalidLink:
+            pass  # expired or not ours: the open form's quota
+    return otp.OPEN
 
 
 async def _session(request: Request) -> sessions.Session | None:
@@ -240,12 +264,21 @@ def _sign_in_redirect(request: Request, next_path: str) -> Response:
     return _redirect(f"{web.public_base_url(request)}/wallet/signin?{urlencode({'next': next_path})}")
 
 
+def _duration(seconds: int) -> str:
+    """A wait as people say it (the day's cap on wrong codes can mean hours)."""
+    if seconds < 120:
+        return f"{seconds} seconds"
+    if seconds < 2 * 3600:
+        return f"{(seconds + 59) // 60} minutes"
+    return f"about {(seconds + 1799) // 3600} hours"
+
+
 def wallet_error(exc: Exception) -> HTMLResponse:
     """Known failures of the wallet pages as friendly pages; anything else generic (logged)."""
     if isinstance(exc, links.InvalidLink):
         return html(pages.message_page("Link not valid", f"{exc}. Ask the app for a new authorization link."), 400)
     if isinstance(exc, ratelimit.RateLimited):
-        message = f"Too many attempts. Please wait {exc.retry_after} seconds and try again."
+        message = f"Too many attempts. Please try again in {_duration(exc.retry_after)}."
         return html(pages.message_page("Please wait", message), 429, {"Retry-After": str(exc.retry_after)})
     if isinstance(exc, mailer.MailUnavailable):
         return html(pages.message_page("Sign-in unavailable", str(exc)), 503)
@@ -328,7 +361,9 @@ async def wallet_send_code(request: Request) -> Response:
     def send() -> Response:
         csrf.require_form(form, request.cookies, "wallet:signin")
         try:
-            challenge = otp.start(form.get("email") or "", _client_key(request))
+            email = persons.normalize_email(form.get("email") or "")
+            channel = _sign_in_channel(request, email, next_path)
+            challenge = otp.start(email, _client_key(request), channel=channel)
         except persons.InvalidEmail as exc:
             page = wallet_pages.sign_in_page(
                 action=f"{base}/wallet/signin",
@@ -374,9 +409,13 @@ async def wallet_verify_code(request: Request) -> Response:
             )
             return _wallet_html(page, request, nonce, 400)
         person = persons.get_or_create(email)
-        cookie = sessions.cookie(sessions.issue(person.id), secure=sessions.secure_cookies(base))
+        secure = sessions.secure_cookies(base)
+        cookie = sessions.cookie(sessions.issue(person.id), secure=secure)
+        # This browser proved it reads the inbox: from now on it is a known device of this address.
+        known = devices.read(request.cookies.get(devices.COOKIE_NAME), email)
+        device = devices.cookie(devices.issue(email, device_id=known), secure=secure)
         log.info("wallet sign-in", extra={"person_id": person.id})
-        return _redirect(f"{base}{next_path}", [cookie])
+        return _redirect(f"{base}{next_path}", [cookie, device])
 
     return await _guarded_page(request, verify)
 

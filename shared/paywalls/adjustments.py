@@ -17,9 +17,9 @@ def adjust(
         raise InvalidRequest("adjustments apply to default-mode paywalls", "mode")
     if reason is not None and (not isinstance(reason, str) or len(reason) > 500):
         raise InvalidRequest("reason must be a string of at most 500 characters", "reason")
-    text = amount.strip() if isinstance(amount, str) else amount
-    negative = isinstance(text, str) and text.startswith("-")
-    micros = parse_amount(text[1:] if negative else text)  # type: ignore[index]
+    # Signed: a leading "-" debits. Nothing else is trimmed or converted (money.parse_amount is strict).
+    negative = isinstance(amount, str) and amount.startswith("-")
+    micros = parse_amount(amount[1:] if negative else amount)  # type: ignore[index]
     metadata = {"reason": reason} if reason else {}
     wallet_id = accounts.wallet_id(paywall, environment, user)
     key = f"adjust:{idempotency_key}"

@@ -125,8 +125,11 @@ def default_cap() -> int:
 
 
 def parse_cap(value: object) -> int:
-    """A positive decimal amount (e.g. "5" or "12.50")."""
-    if value is None or (isinstance(value, str) and not value.strip()):
+    """A positive decimal amount (e.g. "5" or "12.50"). A person types it into a form, so surrounding
+    ASCII spaces are dropped; the amount itself is parsed strictly."""
+    if isinstance(value, str):
+        value = value.strip(" \t")
+    if value is None or value == "":
         raise InvalidRequest("enter a spending limit, or choose no limit", "cap")
     try:
         return parse_amount(value)

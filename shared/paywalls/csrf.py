@@ -24,7 +24,7 @@ class Rejected(Exception):
     """The form's CSRF token is missing, expired or was not issued for this page."""
 
 
-_NONCE_RE = re.compile(r"^[A-Za-z0-9_-]{32}$")
+_NONCE_RE = re.compile(r"\A[A-Za-z0-9_-]{32}\Z")  # \Z: `$` would accept a trailing newline
 
 
 def _key() -> bytes:
@@ -37,7 +37,7 @@ def new_nonce() -> str:
 
 
 def usable_nonce(value: str | None) -> str | None:
-    return value if value and _NONCE_RE.match(value) else None
+    return value if value and _NONCE_RE.fullmatch(value) else None
 
 
 def _mac(nonce: str, bound_to: str) -> str:

@@ -12,7 +12,7 @@ from paywalls.money import parse_amount
 from paywalls.paywall import Conflict, InvalidRequest, Paywall
 
 METADATA_MAX_KEYS = 20
-METADATA_KEY_RE = re.compile(r"^[A-Za-z0-9_.:-]{1,40}$")
+METADATA_KEY_RE = re.compile(r"\A[A-Za-z0-9_.:-]{1,40}\Z")  # \Z: `$` would accept a trailing newline
 METADATA_VALUE_MAX = 500
 METADATA_MAX_CHARS = 4000
 
@@ -28,7 +28,7 @@ def parse_metadata(value: object) -> dict[str, str]:
         raise InvalidRequest(f"metadata can have at most {METADATA_MAX_KEYS} keys", "metadata")
     total = 0
     for key, item in value.items():
-        if not METADATA_KEY_RE.match(key):
+        if not isinstance(key, str) or not METADATA_KEY_RE.fullmatch(key):
             raise InvalidRequest("metadata keys must be 1-40 characters from A-Z a-z 0-9 _ . : -", "metadata")
         if not isinstance(item, str):
             raise InvalidRequest(f"metadata.{key} must be a string (nested values are not allowed)", "metadata")

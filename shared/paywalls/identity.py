@@ -6,11 +6,17 @@ import re
 
 from paywalls.ledger import Listing
 
-USER_ID_RE = re.compile(r"^[A-Za-z0-9._:@-]{1,128}$")
+# \A...\Z, not ^...$: `$` also matches before a trailing newline, so "victim\n" would pass as a user of
+# its own next to "victim". Anchored this way, .match(), .search() and .fullmatch() all mean the same.
+USER_ID_RE = re.compile(r"\A[A-Za-z0-9._:@-]{1,128}\Z")
 
 
 class InvalidUser(ValueError):
     """Client-safe message explaining what a valid user id looks like."""
+
+
+def valid_user_id(value: object) -> bool:
+    return isinstance(value, str) and USER_ID_RE.fullmatch(value) is not None
 
 
 def resolve_user(*candidates: str | None) -> str:
@@ -19,7 +25,7 @@ def resolve_user(*candidates: str | None) -> str:
     for candidate in candidates:
         if candidate is None or candidate == "":
             continue
-        if not isinstance(candidate, str) or not USER_ID_RE.match(candidate):
+        if not valid_user_id(candidate):
             raise InvalidUser("invalid user id: use 1-128 characters from A-Z a-z 0-9 . _ : @ -")
         return candidate
     raise InvalidUser("a user id is required: set `user` in the body, the X-Paywall-User header, or /v1/{user}/...")

@@ -281,7 +281,8 @@ def _decode_cursor(cursor: str) -> str:
         sk = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
     except (binascii.Error, UnicodeDecodeError, ValueError):
         raise InvalidCursor("invalid cursor") from None
-    if not (sk.startswith("ENTRY#") and sk[6:].isdigit() and len(sk) == 18):
+    # isascii(): str.isdigit() alone also accepts "٣" and "²", which are not the key's digits.
+    if not (sk.startswith("ENTRY#") and sk[6:].isascii() and sk[6:].isdigit() and len(sk) == 18):
         raise InvalidCursor("invalid cursor")
     return sk
 

@@ -8,6 +8,7 @@ import base64
 import hashlib
 import hmac
 import json
+import re
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -18,6 +19,11 @@ from paywalls.config import settings
 
 class InvalidLink(ValueError):
     pass
+
+
+MAX_TOKEN_CHARS = 2048
+# base64url(payload) "." base64url(HMAC-SHA256): 43 characters, no padding.
+_TOKEN_RE = re.compile(r"\A[A-Za-z0-9_-]{1,2000}\.[A-Za-z0-9_-]{43}\Z")
 
 
 @dataclass(frozen=True)
@@ -52,21 +58,31 @@ def sign(claims: LinkClaims) -> str:
 
 
 def verify(token: str, purpose: str) -> LinkClaims:
+    """The claims of a token we signed for `purpose`, else InvalidLink (a 4xx page, never a 500).
+
+    The MAC is checked first (constant time, on the text as sent) and only then is the payload decoded
+    and parsed: nothing of a forged token reaches base64 or JSON, so no crafted input (a payload nested
+    thousands deep, odd types) can make the parser fail; a payload we signed is still parsed defensively."""
+    if not isinstance(token, str) or len(token) > MAX_TOKEN_CHARS or not _TOKEN_RE.fullmatch(token):
+        raise InvalidLink("this link is not valid")
     body, _, mac = token.partition(".")
-    if not body or not mac or len(token) > 2048:
+    expected = _b64(hmac.new(_signing_key(), body.encode(), hashlib.sha256).digest())
+    if not hmac.compare_digest(expected, mac):
         raise InvalidLink("this link is not valid")
-    expected = hmac.new(_signing_key(), body.encode(), hashlib.sha256).digest()
     try:
-        given = _unb64(mac)
         payload = json.loads(_unb64(body))
-    except (ValueError, UnicodeDecodeError):
+    except (ValueError, UnicodeDecodeError, RecursionError):
         raise InvalidLink("this link is not valid") from None
-    if not hmac.compare_digest(expected, given) or not isinstance(payload, dict) or payload.get("p") != purpose:
+    if not isinstance(payload, dict) or payload.get("p") != purpose:
         raise InvalidLink("this link is not valid")
-    expires_at = payload.get("x")
+    paywall_id, environment, user, expires_at = payload.get("w"), payload.get("e"), payload.get("u"), payload.get("x")
+    if not (isinstance(paywall_id, str) and isinstance(environment, str) and isinstance(user, str)):
+        raise InvalidLink("this link is not valid")
+    if expires_at is not None and (not isinstance(expires_at, int) or isinstance(expires_at, bool)):
+        raise InvalidLink("this link is not valid")
     if expires_at is not None and time.time() > expires_at:
         raise InvalidLink("this link has expired")
-    return LinkClaims(purpose, payload["w"], payload["e"], payload["u"], expires_at)
+    return LinkClaims(purpose, paywall_id, environment, user, expires_at)
 
 
 def public_base_url(request_base_url: str | None = None) -> str:

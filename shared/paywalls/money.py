@@ -3,14 +3,19 @@
 from __future__ import annotations
 
 import re
-from decimal import ROUND_CEILING, Decimal, InvalidOperation
+from decimal import ROUND_CEILING, Decimal
 
 MICROS_PER_UNIT = 1_000_000
 # A single API amount above this (one million currency units) is refused as absurd: it protects the
 # ledger from typos and overflow-sized numbers without limiting any real top-up.
 MAX_AMOUNT_MICROS = 1_000_000 * MICROS_PER_UNIT
 
-_DECIMAL_RE = re.compile(r"^\d{1,16}(\.\d{1,6})?$")
+# ASCII digits only, anchored at the very end (\Z: `$` would also accept a trailing newline). `\d` and
+# int()/Decimal() accept any Unicode digit ("１", "٣"), and Decimal() also "1_000", " 1" and "1e2":
+# an amount is exactly what the client typed, or refused.
+_DECIMAL_RE = re.compile(r"\A[0-9]{1,16}(?:\.[0-9]{1,6})?\Z")
+_TOO_PRECISE_RE = re.compile(r"\A[0-9]{1,16}\.[0-9]{7,}\Z")
+_PRICE_RE = re.compile(r"\A[0-9]{1,16}(?:\.[0-9]{1,18})?\Z")
 
 
 class InvalidAmount(ValueError):
@@ -19,19 +24,20 @@ class InvalidAmount(ValueError):
 
 def parse_amount(value: object, *, allow_zero: bool = False) -> int:
     """Decimal string (or int) in currency units -> positive micro-units. Strict: no floats, signs,
-    exponents or more than six decimals, so what the client meant is exactly what is charged."""
+    exponents, spaces, underscores, non-ASCII digits or more than six decimals, so what the client
+    meant is exactly what is charged."""
     if isinstance(value, bool) or value is None:
         raise InvalidAmount('amount must be a decimal string such as "10" or "0.25"')
     if isinstance(value, int):
         text = str(value)
     elif isinstance(value, str):
-        text = value.strip()
+        text = value
     else:
         raise InvalidAmount('amount must be a decimal string such as "10" or "0.25", not a float')
     if text.startswith("-"):
         raise InvalidAmount("amount must be positive")
-    if not _DECIMAL_RE.match(text):
-        if re.match(r"^\d+\.\d{7,}$", text):
+    if not _DECIMAL_RE.fullmatch(text):
+        if _TOO_PRECISE_RE.fullmatch(text):
             raise InvalidAmount("amount has more than 6 decimal places")
         raise InvalidAmount('amount must be a decimal string such as "10" or "0.25"')
     micros = int(Decimal(text) * MICROS_PER_UNIT)
@@ -50,15 +56,14 @@ def format_micros(micros: int) -> str:
 
 
 def parse_price(value: object) -> Decimal:
-    """A price (currency units per 1M tokens, or per request) as an exact non-negative Decimal."""
-    if isinstance(value, (bool, float)):
+    """A price (currency units per 1M tokens, or per request) as an exact non-negative Decimal: a whole
+    number or a plain ASCII decimal string (no sign, exponent, spaces or underscores)."""
+    if isinstance(value, bool) or not isinstance(value, int | str):
         raise InvalidAmount('prices must be decimal strings such as "2.50"')
-    try:
-        price = Decimal(str(value).strip())
-    except InvalidOperation:
-        raise InvalidAmount(f"invalid price {value!r}") from None
-    if not price.is_finite() or price < 0:
-        raise InvalidAmount(f"invalid price {value!r}")
+    text = str(value)
+    if not _PRICE_RE.fullmatch(text):
+        raise InvalidAmount(f'invalid price {value!r}: use a decimal string such as "2.50"')
+    price = Decimal(text)
     if price > 1_000_000:
         raise InvalidAmount(f"price {value!r} is too large")
     return price

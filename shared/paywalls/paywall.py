@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import re
 import secrets
 from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, datetime
@@ -224,8 +225,12 @@ def get(paywall_id: str) -> Paywall:
     return _from_item(item)
 
 
+_ID_RE = re.compile(r"\A[A-Za-z0-9_]{1,64}\Z")
+
+
 def _valid_id(paywall_id: str) -> bool:
-    return isinstance(paywall_id, str) and 0 < len(paywall_id) <= 64 and paywall_id.replace("_", "").isalnum()
+    # ASCII only: str.isalnum() would also accept "pw_١٢" and other Unicode letters and digits.
+    return isinstance(paywall_id, str) and _ID_RE.fullmatch(paywall_id) is not None
 
 
 def save(p: Paywall) -> Paywall:

@@ -28,8 +28,9 @@ from paywalls.store import TransactionCancelled
 
 # Deliberately plain: RFC 5321 limits, the characters real providers accept in the local part, and a
 # dotted domain. Anything odder is refused rather than sent to the mail service.
-_EMAIL_RE = re.compile(r"^[A-Za-z0-9.!#$%&'*+/=?^_`{|}~-]{1,64}@[A-Za-z0-9-]{1,63}(\.[A-Za-z0-9-]{1,63})+$")
-_PERSON_ID_RE = re.compile(r"^ps_[0-9a-f]{20}$")
+# \A...\Z throughout (not $, which accepts a trailing newline).
+_EMAIL_RE = re.compile(r"\A[A-Za-z0-9.!#$%&'*+/=?^_`{|}~-]{1,64}@[A-Za-z0-9-]{1,63}(\.[A-Za-z0-9-]{1,63})+\Z")
+_PERSON_ID_RE = re.compile(r"\Aps_[0-9a-f]{20}\Z")
 
 
 class InvalidEmail(InvalidRequest):
@@ -57,7 +58,7 @@ def wallet_id(person_id: str, environment: str) -> str:
 
 
 def valid_person_id(value: object) -> bool:
-    return isinstance(value, str) and bool(_PERSON_ID_RE.match(value))
+    return isinstance(value, str) and _PERSON_ID_RE.fullmatch(value) is not None
 
 
 def normalize_email(value: object) -> str:
@@ -65,7 +66,7 @@ def normalize_email(value: object) -> str:
     if not isinstance(value, str):
         raise InvalidEmail()
     email = value.strip().lower()
-    if len(email) > 254 or not _EMAIL_RE.match(email):
+    if len(email) > 254 or not _EMAIL_RE.fullmatch(email):
         raise InvalidEmail()
     return email
 
@@ -146,9 +147,9 @@ def adjust(
         raise NotFound(f"person {person_id!r} not found")
     if reason is not None and (not isinstance(reason, str) or len(reason) > 500):
         raise InvalidRequest("reason must be a string of at most 500 characters", "reason")
-    text = amount.strip() if isinstance(amount, str) else amount
-    negative = isinstance(text, str) and text.startswith("-")
-    micros = parse_amount(text[1:] if negative else text)  # type: ignore[index]
+    # Signed: a leading "-" debits. Nothing else is trimmed or converted (money.parse_amount is strict).
+    negative = isinstance(amount, str) and amount.startswith("-")
+    micros = parse_amount(amount[1:] if negative else amount)  # type: ignore[index]
     metadata = {"reason": reason} if reason else {}
     key = f"adjust:{idempotency_key}"
     wallet = wallet_id(person_id, environment)

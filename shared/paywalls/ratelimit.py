@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from botocore.exceptions import ClientError
@@ -53,3 +54,37 @@ def hit(rule: Limit, subject: str, *, now: float | None = None) -> None:
         if exc.response["Error"]["Code"] != "ConditionalCheckFailedException":
             raise
         raise RateLimited(max(1, int(end - now))) from None
+
+
+def hit_all(rules: Sequence[tuple[Limit, str]], *, now: float | None = None) -> None:
+    """Count one attempt against each (rule, subject), all or none: when one is full, the ones already
+    counted are given back before RateLimited is raised."""
+    now = time.time() if now is None else now
+    counted: list[tuple[Limit, str]] = []
+    try:
+        for rule, subject in rules:
+            hit(rule, subject, now=now)
+            counted.append((rule, subject))
+    except RateLimited:
+        for rule, subject in counted:
+            give_back(rule, subject, now=now)
+        raise
+
+
+def give_back(rule: Limit, subject: str, *, now: float) -> None:
+    """Undo one attempt counted at `now` (same window), e.g. a sign-in code that turned out right.
+    Never below zero; a window already gone is left alone."""
+    start = int(now) // rule.window_s * rule.window_s
+    try:
+        store.with_retries(
+            lambda: store.ddb().update_item(
+                TableName=store.table_name(),
+                Key={"pk": S(_pk(rule.scope, subject)), "sk": S(f"W#{start}")},
+                UpdateExpression="ADD hits :minus_one",
+                ConditionExpression="hits > :zero",
+                ExpressionAttributeValues={":minus_one": N(-1), ":zero": N(0)},
+            )
+        )
+    except ClientError as exc:
+        if exc.response["Error"]["Code"] != "ConditionalCheckFailedException":
+            raise

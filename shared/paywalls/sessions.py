@@ -9,9 +9,9 @@ stack served over plain http://127.0.0.1."""
 from __future__ import annotations
 
 import base64
-import binascii
 import hmac
 import json
+import re
 import secrets
 import time
 from dataclasses import dataclass
@@ -22,6 +22,7 @@ from paywalls.persons import valid_person_id
 COOKIE_NAME = "pw_wallet"
 SESSION_TTL_S = 12 * 3600
 _LABEL = "paywalls-session-v1"
+_TOKEN_RE = re.compile(r"\A[A-Za-z0-9_-]{1,1000}\.[A-Za-z0-9_-]{43}\Z")  # base64url body "." HMAC-SHA256
 
 
 @dataclass(frozen=True)
@@ -46,16 +47,17 @@ def issue(person_id: str, *, now: float | None = None) -> str:
 
 
 def read(token: str | None, *, now: float | None = None) -> Session | None:
-    """The session of a cookie value, or None (missing, forged, altered, expired)."""
-    if not token or len(token) > 1024:
+    """The session of a cookie value, or None (missing, forged, altered, expired). The MAC is checked
+    (constant time, on the text as sent) before anything is decoded or parsed; the payload is parsed
+    defensively even then."""
+    if not token or len(token) > 1024 or not _TOKEN_RE.fullmatch(token):
         return None
     body, _, mac = token.partition(".")
+    if not hmac.compare_digest(_b64(app_keys.mac(_LABEL, body)), mac):
+        return None
     try:
-        given = _unb64(mac)
-        if not hmac.compare_digest(given, app_keys.mac(_LABEL, body)):
-            return None
         payload = json.loads(_unb64(body))
-    except (binascii.Error, ValueError, UnicodeDecodeError):
+    except (ValueError, UnicodeDecodeError, RecursionError):
         return None
     if not isinstance(payload, dict) or not valid_person_id(payload.get("p")):
         return None

@@ -82,19 +82,12 @@ def secret_name(paywall_id: str, mode: str) -> str:
 # ---- secrets ------------------------------------------------------------------------------------
 
 
-def _not_found(exc: Exception) -> bool:
-    cause = exc.__cause__ or exc.__context__
-    if isinstance(cause, ClientError):
-        return cause.response["Error"]["Code"] == "ResourceNotFoundException"
-    return "ResourceNotFoundException" in str(exc)
-
-
 def load_secrets(paywall_id: str, mode: str, *, force_fetch: bool = False) -> StripeSecrets | None:
+    """The mode's secrets, or None if that mode was never configured (a miss secrets_store remembers
+    for a while, so repeated lookups of an unconfigured mode do not each read Secrets Manager)."""
     try:
-        data = secrets_store.get_json_secret(secret_name(paywall_id, mode), force_fetch=force_fetch)
-    except GetParameterError as exc:
-        if _not_found(exc):
-            return None
+        data = secrets_store.get_json_secret_if_exists(secret_name(paywall_id, mode), force_fetch=force_fetch)
+    except GetParameterError:
         log.warning("stripe secret unreadable", extra={"paywall_id": paywall_id, "mode": mode})
         raise StoreUnavailable("the secrets store is not available, please retry") from None
     if not isinstance(data, dict) or not data.get("webhook_secret"):
@@ -123,6 +116,7 @@ def dev_webhook_secret(paywall_id: str, mode: str) -> str:
     except ClientError as exc:
         if exc.response["Error"]["Code"] != "ResourceExistsException":
             raise
+    secrets_store.forget_missing(secret_name(paywall_id, mode))  # created outside put_secret
     stored = load_secrets(paywall_id, mode, force_fetch=True)
     if stored is None:
         raise StripeNotConfigured("the local webhook secret could not be stored")
@@ -255,7 +249,9 @@ _last_refetch: dict[str, float] = {}
 def webhook_secrets(paywall_id: str, *, refresh: bool = False) -> dict[str, StripeSecrets]:
     """Both modes' secrets that exist. `refresh` re-reads Secrets Manager (after a failed verification:
     the key may just have been reconfigured), at most every 30 s per paywall so forged requests cannot
-    turn into a flood of Secrets Manager calls."""
+    turn into a flood of Secrets Manager calls. A mode recently found missing is not re-read by a
+    refresh: its remembered miss expires on its own (secrets_store.miss_ttl_s), so forged calls to a
+    paywall without Stripe cost at most one read per mode per that TTL."""
     if refresh:
         now = time.monotonic()
         if now - _last_refetch.get(paywall_id, -_REFETCH_INTERVAL_S) < _REFETCH_INTERVAL_S:
@@ -263,7 +259,8 @@ def webhook_secrets(paywall_id: str, *, refresh: bool = False) -> dict[str, Stri
         _last_refetch[paywall_id] = now
     found = {}
     for mode in MODES:
-        value = load_secrets(paywall_id, mode, force_fetch=refresh)
+        force = refresh and not secrets_store.known_missing(secret_name(paywall_id, mode))
+        value = load_secrets(paywall_id, mode, force_fetch=force)
         if value:
             found[mode] = value
     return found

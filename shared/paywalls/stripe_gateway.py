@@ -137,13 +137,15 @@ def verify_event(raw: bytes, signature: str | None, secrets: dict[str, str]) -> 
     if not signature:
         raise InvalidSignature("missing Stripe-Signature header")
     for name, secret in secrets.items():
+        # Signature first (Stripe's own check), then our own parse: construct_event would also build
+        # a StripeObject we do not use, and fail in ways of its own on a signed body that is no object.
         try:
-            stripe.Webhook.construct_event(raw, signature, secret, tolerance=SIGNATURE_TOLERANCE_S)
+            stripe.WebhookSignature.verify_header(raw, signature, secret, tolerance=SIGNATURE_TOLERANCE_S)
+            event = json.loads(raw)
         except stripe.SignatureVerificationError:
             continue
-        except (ValueError, UnicodeDecodeError):
+        except (ValueError, UnicodeDecodeError, RecursionError):  # signed, but not JSON we can read
             raise InvalidSignature("the body is not a JSON Stripe event") from None
-        event = json.loads(raw)
         if not isinstance(event, dict) or event.get("object") != "event":
             raise InvalidSignature("the body is not a Stripe event")
         return name, event

@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import re
 import secrets
 import time
 from dataclasses import dataclass
@@ -222,7 +223,8 @@ async def read_body(request: Request, *, limit: int, message: str | None = None)
     let one client exhaust the memory of all of them."""
     declared = request.headers.get("content-length")
     if declared is not None:
-        if not declared.isdigit():
+        # ASCII digits only: str.isdigit() also accepts "²", which int() then refuses (a 500).
+        if not (declared.isascii() and declared.isdigit()):
             raise ApiError(400, "invalid Content-Length header", code="invalid_request")
         if int(declared) > limit:
             raise BodyTooLarge(limit, message)
@@ -318,6 +320,21 @@ def public_base_url(request: Request) -> str:
     if isinstance(context, dict) and context.get("domainName") and context.get("stage"):
         return f"https://{context['domainName']}/{context['stage']}"
     return str(request.base_url).rstrip("/")
+
+
+_COUNT_RE = re.compile(r"\A[0-9]{1,9}\Z")
+
+
+def count_param(value: str | None, name: str, *, default: int, minimum: int, maximum: int) -> int:
+    """A whole-number query parameter (a page size). Read as text and checked here, not by FastAPI's
+    `int`, which also takes " 1", "1_000", "+1" and "1.0": ASCII digits only, within the range."""
+    if value is None:
+        return default
+    if not _COUNT_RE.fullmatch(value) or not minimum <= int(value) <= maximum:
+        raise ApiError(
+            400, f"{name} must be a whole number between {minimum} and {maximum}", param=name, code=f"invalid_{name}"
+        )
+    return int(value)
 
 
 def idempotency_key(request: Request, *, required: bool = True) -> str | None:

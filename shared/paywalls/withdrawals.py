@@ -45,8 +45,8 @@ from paywalls.store import S, TransactionCancelled
 log = logging.getLogger(__name__)
 
 ATTEMPTS = 10
-_ACCOUNT_RE = re.compile(r"^acct_[A-Za-z0-9]{1,64}$")
-_WITHDRAWAL_ID_RE = re.compile(r"^wd_[A-Za-z0-9]{1,64}$")
+_ACCOUNT_RE = re.compile(r"\Aacct_[A-Za-z0-9]{1,64}\Z")  # \Z: `$` would accept a trailing newline
+_WITHDRAWAL_ID_RE = re.compile(r"\Awd_[A-Za-z0-9]{1,64}\Z")
 CONDITION_FAILED = "ConditionalCheckFailed"
 
 
@@ -149,7 +149,7 @@ def set_payout(paywall: Paywall, data: dict[str, Any]) -> dict[str, Any]:
     account = data.get("stripe_account")
     if account is None:
         store.put({"pk": f"PAYWALL#{paywall.id}", "sk": "PAYOUT", "updated_at": _now()})
-    elif not isinstance(account, str) or not _ACCOUNT_RE.match(account.strip()):
+    elif not isinstance(account, str) or not _ACCOUNT_RE.fullmatch(account.strip()):
         raise InvalidRequest("stripe_account must be a Stripe Connect account id (acct_...)", "stripe_account")
     else:
         store.put(
@@ -497,7 +497,7 @@ def mark_paid(paywall: Paywall, withdrawal_id: str, data: dict[str, Any]) -> tup
 
 def _find(paywall_id: str, withdrawal_id: str) -> Withdrawal:
     """A withdrawal of either environment (its id is unique)."""
-    if not _WITHDRAWAL_ID_RE.match(withdrawal_id):
+    if not isinstance(withdrawal_id, str) or not _WITHDRAWAL_ID_RE.fullmatch(withdrawal_id):
         raise NotFound(f"withdrawal {withdrawal_id!r} not found")
     for environment in ENVIRONMENTS:
         item = store.get(_partition(paywall_id, environment), f"W#{withdrawal_id}")

@@ -1,0 +1,82 @@
+"""Known devices: a signed cookie a browser gets when it signs in, so that the person's next sign-ins
+from it have a sending and guessing quota of their own (otp.Channel "device").
+
+Why: the per-address quota of the plain sign-in form can be used up by anyone who knows the address
+(requesting codes for it over and over). A device cookie is only ever issued to a browser that proved
+it reads that inbox, and is bound to that address, so no one else can spend its quota.
+
+Value: `base64(json{d: device id, e: tag of the email, x: expiry}).HMAC`, with keys derived for this
+purpose only (app_keys): a session cookie or a link token cannot pass as one. The email appears only
+as a keyed tag. 90 days, HttpOnly, SameSite=Lax, Path=/wallet (sent to the sign-in form), Secure like
+the session cookie. It grants nothing but the quota: signing in still takes a code from the inbox.
+Signing out keeps it (it describes the browser, not a session)."""
+
+from __future__ import annotations
+
+import base64
+import hmac
+import json
+import re
+import secrets
+import time
+
+from paywalls import app_keys
+
+COOKIE_NAME = "pw_device"
+DEVICE_TTL_S = 90 * 24 * 3600
+_LABEL = "paywalls-device-v1"
+_EMAIL_LABEL = "paywalls-device-email-v1"
+_TOKEN_RE = re.compile(r"\A[A-Za-z0-9_-]{1,400}\.[A-Za-z0-9_-]{43}\Z")
+_DEVICE_ID_RE = re.compile(r"\A[A-Za-z0-9_-]{16}\Z")
+
+
+def _b64(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).decode().rstrip("=")
+
+
+def _unb64(text: str) -> bytes:
+    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+
+
+def _email_tag(email: str) -> str:
+    return _b64(app_keys.mac(_EMAIL_LABEL, email)[:16])
+
+
+def issue(email: str, *, device_id: str | None = None, now: float | None = None) -> str:
+    """A cookie value for this (normalized) address; `device_id` keeps a known browser's id."""
+    payload = {
+        "d": device_id or secrets.token_urlsafe(12),
+        "e": _email_tag(email),
+        "x": int(time.time() if now is None else now) + DEVICE_TTL_S,
+    }
+    body = _b64(json.dumps(payload, separators=(",", ":"), sort_keys=True).encode())
+    return f"{body}.{_b64(app_keys.mac(_LABEL, body))}"
+
+
+def read(token: str | None, email: str, *, now: float | None = None) -> str | None:
+    """The device id of a valid, unexpired cookie issued for `email` (normalized), else None. The MAC
+    is checked before anything is decoded or parsed."""
+    if not token or not _TOKEN_RE.fullmatch(token):
+        return None
+    body, _, mac = token.partition(".")
+    if not hmac.compare_digest(_b64(app_keys.mac(_LABEL, body)), mac):
+        return None
+    try:
+        payload = json.loads(_unb64(body))
+    except (ValueError, UnicodeDecodeError, RecursionError):
+        return None
+    if not isinstance(payload, dict):
+        return None
+    device_id, tag, expires_at = payload.get("d"), payload.get("e"), payload.get("x")
+    if not (isinstance(device_id, str) and _DEVICE_ID_RE.fullmatch(device_id) and isinstance(tag, str)):
+        return None
+    if not isinstance(expires_at, int) or (time.time() if now is None else now) >= expires_at:
+        return None
+    if not hmac.compare_digest(tag, _email_tag(email)):
+        return None
+    return device_id
+
+
+def cookie(token: str, *, secure: bool) -> str:
+    flags = "; Secure" if secure else ""
+    return f"{COOKIE_NAME}={token}; Path=/wallet; Max-Age={DEVICE_TTL_S}; HttpOnly; SameSite=Lax{flags}"
