@@ -1,14 +1,18 @@
 """What the proxy adds to a chat completion: the same requests straight to the demo provider
 (/_demo/v1/chat/completions) and through the proxy (/v1/chat/completions: key lookup, hold,
-provider call, settlement), non-streaming and streaming, on the local stack it starts itself.
+provider call, settlement), non-streaming and streaming, direct and proxied samples interleaved.
 
-Prints p50/p99 latency and time to first chunk (TTFC) for both, and the difference. Bounded: by
-default 50 requests per case, 4 cases (200 requests) plus a short warm-up; all on 127.0.0.1.
+Two stacks, measured in the same run:
+- "in-process": DynamoDB answered inside the server process (devserver.inprocess): the added
+  latency is our own work plus moto's, with no network hop to a database;
+- "local engine": `make run` (the engine in its own process behind HTTP and one lock).
+Then the DynamoDB round trips of every request kind, placed before the first byte, between the last
+chunk and [DONE], and after the last byte (devserver.inprocess.measure_kinds).
 
-    make bench            # or: .venv/bin/python benchmarks/proxy_overhead.py --requests 50
+Prints p50/p99 latency and time to first chunk (TTFC), and the differences. Bounded: by default 50
+requests per case; all on 127.0.0.1.
 
-Locally the ledger lives in moto behind one lock (devserver/engine.py), so the proxy's DynamoDB
-round trips cost more here than DynamoDB's single-digit milliseconds in AWS."""
+    make bench            # or: .venv/bin/python benchmarks/proxy_overhead.py --requests 50"""
 
 from __future__ import annotations
 
@@ -75,6 +79,89 @@ def local_stack() -> Iterator[tuple[str, dict]]:
         log.close()
 
 
+@contextlib.contextmanager
+def inprocess_server() -> Iterator[tuple[str, dict[str, str]]]:
+    """devserver.inprocess served from its own process; yields (base URL, proxy headers)."""
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "devserver.inprocess"],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+    )
+    try:
+        line = proc.stdout.readline() if proc.stdout else ""
+        if not line.startswith("{"):
+            raise RuntimeError(f"in-process stack failed to start: {line!r}")
+        ready = json.loads(line)
+        yield ready["url"], {"Authorization": f"Bearer {ready['key']}", "X-Paywall-User": ready["user"]}
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+
+
+@contextlib.contextmanager
+def engine_server() -> Iterator[tuple[str, dict[str, str]]]:
+    with local_stack() as (base, local):
+        user = "bench-" + uuid.uuid4().hex[:8]
+        admin = {"Authorization": f"Bearer {local['admin_token']}", "Idempotency-Key": uuid.uuid4().hex}
+        httpx.post(
+            f"{base}/admin/paywalls/{local['paywall_id']}/users/{user}/adjustments",
+            json={"amount": "100", "environment": "live"},
+            headers=admin,
+            timeout=30,
+        ).raise_for_status()
+        yield base, {"Authorization": f"Bearer {local['api_key']}", "X-Paywall-User": user}
+
+
+def measure_stack(base: str, proxy_headers: dict[str, str], count: int) -> dict[tuple[str, bool], list]:
+    targets = {
+        "direct": (f"{base}/_demo/v1/chat/completions", {"Authorization": f"Bearer {DEMO_KEY}"}),
+        "proxy": (f"{base}/v1/chat/completions", proxy_headers),
+    }
+    results: dict[tuple[str, bool], list[tuple[float, float]]] = {
+        key: [] for key in ((n, s) for n in targets for s in (False, True))
+    }
+    with httpx.Client(timeout=60) as client:
+        for stream in (False, True):
+            for url, headers in targets.values():
+                for _ in range(5):  # warm-up: connections, caches, first imports
+                    timed(client, url, headers, stream)
+            for _ in range(count):  # interleaved, so both see the same machine
+                for name, (url, headers) in targets.items():
+                    results[(name, stream)].append(timed(client, url, headers, stream))
+    return results
+
+
+def report(title: str, results: dict[tuple[str, bool], list]) -> dict[str, float]:
+    print(f"\n{title} (ms)")
+    print(f"{'case':<20}{'p50 total':>11}{'p99 total':>11}{'p50 TTFC':>11}{'p99 TTFC':>11}")
+    for (name, stream), samples in results.items():
+        totals = [t * 1000 for _, t in samples]
+        firsts = [f * 1000 for f, _ in samples]
+        label = f"{name} {'stream' if stream else 'json'}"
+        print(
+            f"{label:<20}{percentile(totals, 50):>11.2f}{percentile(totals, 99):>11.2f}"
+            f"{percentile(firsts, 50):>11.2f}{percentile(firsts, 99):>11.2f}"
+        )
+    added = {}
+    for stream in (False, True):
+        direct, proxy = results[("direct", stream)], results[("proxy", stream)]
+        kind = "stream" if stream else "json"
+        metric = 0 if stream else 1  # streams: time to first chunk; json: whole response
+        d50 = statistics.median(x[metric] for x in direct) * 1000
+        p50 = statistics.median(x[metric] for x in proxy) * 1000
+        d99 = percentile([x[metric] for x in direct], 99) * 1000
+        p99 = percentile([x[metric] for x in proxy], 99) * 1000
+        what = "time to first chunk" if stream else "latency"
+        print(f"added by the proxy ({kind}, {what}): p50 +{p50 - d50:.2f} ms, p99 +{p99 - d99:.2f} ms")
+        added[kind] = p50 - d50
+    return added
+
+
 def timed(client: httpx.Client, url: str, headers: dict[str, str], stream: bool) -> tuple[float, float]:
     """(seconds to the first body bytes, seconds to the end) of one request."""
     started = time.perf_counter()
@@ -96,55 +183,31 @@ def percentile(values: list[float], pct: float) -> float:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--requests", type=int, default=50, help="requests per case (4 cases)")
+    parser.add_argument("--requests", type=int, default=50, help="requests per case")
     args = parser.parse_args()
     count = max(5, min(args.requests, 500))
 
-    with local_stack() as (base, local):
-        user = "bench-" + uuid.uuid4().hex[:8]
-        admin = {"Authorization": f"Bearer {local['admin_token']}", "Idempotency-Key": uuid.uuid4().hex}
-        httpx.post(
-            f"{base}/admin/paywalls/{local['paywall_id']}/users/{user}/adjustments",
-            json={"amount": "100", "environment": "live"},
-            headers=admin,
-            timeout=30,
-        ).raise_for_status()
-        targets = {
-            "direct": (f"{base}/_demo/v1/chat/completions", {"Authorization": f"Bearer {DEMO_KEY}"}),
-            "proxy": (
-                f"{base}/v1/chat/completions",
-                {"Authorization": f"Bearer {local['api_key']}", "X-Paywall-User": user},
-            ),
-        }
-        results: dict[tuple[str, bool], list[tuple[float, float]]] = {}
-        with httpx.Client(timeout=60) as client:
-            for name, (url, headers) in targets.items():
-                for stream in (False, True):
-                    for _ in range(5):  # warm-up: connections, caches, first imports
-                        timed(client, url, headers, stream)
-                    results[(name, stream)] = [timed(client, url, headers, stream) for _ in range(count)]
+    with inprocess_server() as (base, headers):
+        inprocess = measure_stack(base, headers, count)
+    with engine_server() as (base, headers):
+        engine = measure_stack(base, headers, count)
+    ours = report(f"in-process DynamoDB (our own cost), {count} requests per case", inprocess)
+    local = report(f"local engine (make run), {count} requests per case", engine)
+    for kind in ("json", "stream"):
+        print(f"added p50, {kind}: in-process {ours[kind]:.2f} ms vs local engine {local[kind]:.2f} ms")
 
-    print(f"\nproxy overhead, {count} sequential requests per case, local stack on 127.0.0.1 (ms)\n")
-    print(f"{'case':<20}{'p50 total':>11}{'p99 total':>11}{'p50 TTFC':>11}{'p99 TTFC':>11}")
-    for (name, stream), samples in results.items():
-        totals = [t * 1000 for _, t in samples]
-        firsts = [f * 1000 for f, _ in samples]
-        label = f"{name} {'stream' if stream else 'json'}"
+    sys.path.insert(0, str(ROOT))
+    from devserver.inprocess import inprocess_stack, measure_kinds
+
+    with inprocess_stack() as stack:
+        placed = measure_kinds(stack)
+    print("\nDynamoDB calls per request (warm instance)")
+    print(f"{'kind':<28}{'waited for before 1st byte':>27}{'last chunk..[DONE]':>20}{'total':>7}  overlapped")
+    for kind, p in placed.items():
         print(
-            f"{label:<20}{percentile(totals, 50):>11.2f}{percentile(totals, 99):>11.2f}"
-            f"{percentile(firsts, 50):>11.2f}{percentile(firsts, 99):>11.2f}"
+            f"{kind:<28}{len(p.critical_before_first_byte):>27}{len(p.before_done):>20}{p.total:>7}"
+            f"  {', '.join(p.while_provider) or '-'}"
         )
-    print()
-    for stream in (False, True):
-        direct, proxy = results[("direct", stream)], results[("proxy", stream)]
-        kind = "stream" if stream else "json"
-        metric = 0 if stream else 1  # streams: time to first chunk; json: whole response
-        d50 = statistics.median(x[metric] for x in direct) * 1000
-        p50 = statistics.median(x[metric] for x in proxy) * 1000
-        d99 = percentile([x[metric] for x in direct], 99) * 1000
-        p99 = percentile([x[metric] for x in proxy], 99) * 1000
-        what = "time to first chunk" if stream else "latency"
-        print(f"added by the proxy ({kind}, {what}): p50 +{p50 - d50:.2f} ms, p99 +{p99 - d99:.2f} ms")
 
 
 if __name__ == "__main__":

@@ -8,7 +8,8 @@ the two models below read only one of them).
 
 Models (any other id behaves like demo/echo):
 - demo/echo       echoes the last user message
-- demo/slow       the same, pausing DEMO_CHUNK_DELAY_S (default 0.5 s) before each streamed word
+- demo/slow       the same, pausing DEMO_CHUNK_DELAY_S (default 0.5 s) before each streamed word (a
+                  non-streamed answer waits as long in all, as a model generating it would)
 - demo/tools      calls the first declared tool with {"echo": <last user message>} (finish "tool_calls")
 - demo/no-usage   like demo/echo but never reports usage
 - demo/fail-500   answers 500 with an OpenAI-style error
@@ -154,6 +155,8 @@ async def chat(request: Request) -> Any:
     model = "demo/tools" if model == "demo/swap" else model  # the model reported as the one that served
     if body.get("stream"):
         return StreamingResponse(_events(body, model, usage), media_type="text/event-stream")
+    if model == "demo/slow":
+        await asyncio.sleep(float(os.environ.get("DEMO_CHUNK_DELAY_S", "0.5")) * len(_answer(body)[0]))
     n = body.get("n") or 1
     call = _tool_call(body)
     if call:

@@ -41,11 +41,13 @@ class Recorder:
 
     calls: list[tuple[float, str]] = field(default_factory=list)
     sends: list[tuple[float, bytes]] = field(default_factory=list)
+    provider: list[tuple[float, float]] = field(default_factory=list)  # (start, end) of provider calls
     finished: threading.Event = field(default_factory=threading.Event)
 
     def reset(self) -> None:
         self.calls.clear()
         self.sends.clear()
+        self.provider.clear()
         self.finished.clear()
 
     def on_call(self, event_name: str, **_: Any) -> None:
@@ -69,6 +71,18 @@ class Recorder:
 
         return recorded
 
+    def wrap_provider_call(self, call: Any) -> Any:
+        """The proxy's own wait for a provider's (non-streamed) answer, from its side of the call."""
+
+        async def timed(*args: Any, **kwargs: Any) -> Any:
+            started = time.monotonic()
+            try:
+                return await call(*args, **kwargs)
+            finally:
+                self.provider.append((started, time.monotonic()))
+
+        return timed
+
 
 @dataclass(frozen=True)
 class Placement:
@@ -78,6 +92,16 @@ class Placement:
     before_done: list[str]  # between the last chunk and [DONE] (streams)
     after_last_byte: list[str]
     total: int
+    while_provider: list[str]  # made while the provider was answering: overlapped, off the critical path
+
+    @property
+    def critical_before_first_byte(self) -> list[str]:
+        """The calls the client waits for before its first byte (those not overlapped by the provider)."""
+        remaining = list(self.before_first_byte)
+        for op in self.while_provider:
+            if op in remaining:
+                remaining.remove(op)
+        return remaining
 
 
 @dataclass
@@ -96,6 +120,7 @@ class InProcessStack:
         if not self.recorder.finished.wait(10):
             raise RuntimeError("the request's ASGI call did not finish")
         calls, sends = list(self.recorder.calls), list(self.recorder.sends)
+        provider = list(self.recorder.provider)
         if not sends:
             raise RuntimeError("the request sent no body")
         first = sends[0][0]
@@ -107,6 +132,7 @@ class InProcessStack:
             before_done=[op for t, op in calls if done is not None and last_chunk < t < done],
             after_last_byte=[op for t, op in calls if t > last_byte],
             total=len(calls),
+            while_provider=[op for t, op in calls if any(a < t < b for a, b in provider)],
         )
 
     # ---- setup helpers ----------------------------------------------------------------------------
@@ -146,11 +172,20 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def _warm_caches() -> None:
+@contextlib.contextmanager
+def _warm_caches() -> Iterator[None]:
+    """Cache TTLs of a deployed instance for the stack's life, then back as they were (tests run
+    with caches off), with nothing cached left behind."""
     from paywalls import connections, web
 
-    web._KEY_CACHE_TTL_S = WARM_CACHE_TTL_S
-    connections.POINTER_TTL_S = WARM_CACHE_TTL_S
+    saved = web._KEY_CACHE_TTL_S, connections.POINTER_TTL_S
+    web._KEY_CACHE_TTL_S = connections.POINTER_TTL_S = WARM_CACHE_TTL_S
+    try:
+        yield
+    finally:
+        web._KEY_CACHE_TTL_S, connections.POINTER_TTL_S = saved
+        web._key_cache.clear()
+        connections._pointers.clear()
 
 
 @contextlib.contextmanager
@@ -160,7 +195,7 @@ def inprocess_stack() -> Iterator[InProcessStack]:
 
     from devserver import moto_patches
     from devserver.stack import build_app, create_app_secret, create_tables
-    from paywalls import aws, secrets_store
+    from paywalls import aws, providers, secrets_store
 
     port = _free_port()
     admin_token = "adm_" + secrets.token_urlsafe(16)
@@ -185,13 +220,14 @@ def inprocess_stack() -> Iterator[InProcessStack]:
     moto_patches.install()
     recorder = Recorder()
     try:
-        with mock_aws():
+        with mock_aws(), _warm_caches():
             aws.reset_clients()
             secrets_store.reset()
             create_tables()
             create_app_secret()
-            _warm_caches()
             aws.client("dynamodb").meta.events.register("before-call.dynamodb.*", recorder.on_call)
+            complete = providers.complete
+            providers.complete = recorder.wrap_provider_call(complete)
             config = uvicorn.Config(
                 recorder.wrap(build_app()), host="127.0.0.1", port=port, log_level="warning", lifespan="off"
             )
@@ -208,6 +244,7 @@ def inprocess_stack() -> Iterator[InProcessStack]:
             finally:
                 server.should_exit = True
                 thread.join(10)
+                providers.complete = complete
                 aws.client("dynamodb").meta.events.unregister("before-call.dynamodb.*", recorder.on_call)
     finally:
         aws.reset_clients()
@@ -231,10 +268,9 @@ def measure_kinds(stack: InProcessStack) -> dict[str, Placement]:
 
     def chat(key: str, user: str, stream: bool) -> Callable[[], None]:
         def run() -> None:
-            # Streams come from demo/slow: a model takes a while between chunks, which is when the
-            # proxy reads the wallet for its settlement (chat_billing, prefetch).
-            model = "demo/slow" if stream else "demo/echo"
-            body = {"model": model, "messages": MESSAGES, "user": user, "stream": stream}
+            # demo/slow answers like a model, taking a while (between chunks, or before a JSON answer):
+            # that is when the proxy reads the wallet for its settlement (chat_billing, prefetch).
+            body = {"model": "demo/slow", "messages": MESSAGES, "user": user, "stream": stream}
             headers = {"Authorization": f"Bearer {key}"}
             with httpx.stream("POST", f"{stack.url}/v1/chat/completions", json=body, headers=headers, timeout=30) as r:
                 r.raise_for_status()
@@ -271,3 +307,26 @@ def measure_kinds(stack: InProcessStack) -> dict[str, Placement]:
         stack.measure(request)  # warm: key, paywall, secret and connection caches; trial granted
         results[name] = stack.measure(request)
     return results
+
+
+def main() -> None:
+    """Serve the in-process stack (for benchmarks/proxy_overhead.py): prints one JSON line with
+    its URL, a funded user's key and the admin token, then serves until SIGTERM/SIGINT."""
+    import json
+    import signal
+    import sys
+
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    signal.signal(signal.SIGINT, lambda *_: stop.set())
+    with inprocess_stack() as stack:
+        paywall = stack.paywall()
+        stack.fund(paywall["id"], "bench", "1000")
+        print(json.dumps({"url": stack.url, "key": paywall["key"], "user": "bench"}), flush=True)
+        while not stop.wait(0.5):
+            pass
+    sys.exit(0)
+
+
+if __name__ == "__main__":
+    main()

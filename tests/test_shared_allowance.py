@@ -192,3 +192,33 @@ def test_the_prefilled_limit_is_a_deployment_setting(wallet: TestClient, monkeyp
     monkeypatch.setenv("DEFAULT_SPENDING_CAP", "not money")  # a bad setting falls back, never to "no limit"
     _, page, _ = consent(wallet, paywall.id, "u3")
     assert form_with(page, decision="approve")["cap"] == "10"
+
+
+def test_a_shared_hold_is_never_sized_on_the_wallet() -> None:
+    """The completion limit a hold sends upstream goes to a provider the app's owner controls: sized
+    on the person's wallet it would reveal the balance. It is lowered to the cap only; a wallet that
+    cannot pay the request's worst case gets the top-up reply, not a shortened answer."""
+    import httpx
+
+    from devserver.inprocess import inprocess_stack
+
+    with inprocess_stack() as stack:
+        app = stack.paywall(mode="shared", platform_fee_percent="10")
+        # demo/echo: 100 micros per request + 1 per prompt token + 2 per completion token. 400 micros
+        # pay a short answer, not the worst case of the default 4096-token limit.
+        stack.connect_person(app["id"], "poor", 400)
+        stack.connect_person(app["id"], "capped", 5_000_000, cap=400)
+
+        def ask(user: str) -> httpx.Response:
+            return httpx.post(
+                f"{stack.url}/v1/chat/completions",
+                json={"model": "demo/echo", "messages": [{"role": "user", "content": "hi"}], "user": user},
+                headers={"Authorization": f"Bearer {app['key']}"},
+                timeout=30,
+            )
+
+        poor = ask("poor")
+        assert poor.status_code == 200 and poor.headers.get("x-paywall-action") == "topup", poor.text
+        capped = ask("capped")
+        assert capped.status_code == 200 and "x-paywall-action" not in capped.headers, capped.text
+        assert capped.json()["usage"]["completion_tokens"] >= 1, "served, within the cap"

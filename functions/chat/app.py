@@ -16,6 +16,7 @@ and its hold would be swept uncharged. A request still waiting for its answer th
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 import os
@@ -23,13 +24,15 @@ from collections.abc import Iterator
 from typing import Any
 
 import anyio
-from fastapi import FastAPI, Request
-from fastapi.responses import JSONResponse, Response
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
 
 from paywalls import chat_pricing, chat_replies, chat_request, links, metering, providers, shared_mode, sse, web
 from paywalls.chat_billing import Refused, Reservation, blocking, reserve
 from paywalls.chat_request import ChatRequest
-from paywalls.chat_stream import STREAM_HEADERS, ChargedAfterBody, MeteredStream
+from paywalls.chat_stream import STREAM_HEADERS, MeteredStream
 from paywalls.identity import resolve_user
 from paywalls.metering import Pricing, StreamTally
 from paywalls.paywall import Paywall
@@ -39,23 +42,33 @@ log = logging.getLogger("paywalls.chat")
 MAX_BODY_BYTES = 6_000_000  # Lambda's request payload limit; vision requests carry base64 images
 DRAIN_TIMEOUT_S = float(os.environ.get("PAYWALLS_STREAM_DRAIN_TIMEOUT_S", "60"))
 MAX_DURATION_S = float(os.environ.get("PAYWALLS_STREAM_MAX_S", "870"))  # module doc: Lambda's 900 s - 30 s
-
-app = web.install(FastAPI(title="Paywalls chat proxy", docs_url=None, redoc_url=None, openapi_url=None))
-
-
-@app.get("/health")
-def health() -> dict[str, str]:
-    return {"status": "ok"}
+_in_flight: set[asyncio.Future[None]] = set()
 
 
-@app.post("/v1/chat/completions")
+
+async def health(request: Request) -> Response:
+    return JSONResponse({"status": "ok"})
+
+
 async def chat_completions(request: Request) -> Response:
     return await _proxy(request, path_user=None)
 
 
-@app.post("/v1/{user}/chat/completions")
-async def user_chat_completions(user: str, request: Request) -> Response:
-    return await _proxy(request, path_user=user)
+async def user_chat_completions(request: Request) -> Response:
+    return await _proxy(request, path_user=request.path_params["user"])
+
+
+# Plain Starlette, not FastAPI: nothing here needs validation models or an OpenAPI document, and
+# FastAPI + pydantic are ~200 ms of a cold start (DESIGN.md "Cold start").
+app = web.install(
+    Starlette(
+        routes=[
+            Route("/health", health, methods=["GET"]),
+            Route("/v1/chat/completions", chat_completions, methods=["POST"]),
+            Route("/v1/{user}/chat/completions", user_chat_completions, methods=["POST"]),
+        ]
+    )
+)
 
 
 async def _proxy(request: Request, *, path_user: str | None) -> Response:
@@ -166,6 +179,11 @@ async def _buffered(
     paywall: Paywall,
     deadline: float,
 ) -> Response:
+    # The wallet read the settlement needs runs while the provider answers, so the charge below is a
+    # single transaction (chat_billing module doc).
+    prefetch = asyncio.ensure_future(reservation.prefetch())
+    _in_flight.add(prefetch)  # asyncio keeps only weak references to tasks
+    prefetch.add_done_callback(_in_flight.discard)
     with _answer_by(deadline):
         completion, raw = await providers.complete(upstream, body)
     _check_served_model(paywall, chat, reservation, completion)
@@ -173,9 +191,11 @@ async def _buffered(
     if usage is None:
         log.warning("completion without usage; charging the estimate", extra={"request_id": reservation.request_id})
         usage = reservation.estimate(metering.completion_bytes(completion))
-    # The provider's bytes as they came: nothing of the answer is re-encoded. Charged after the
-    # last byte (chat_stream.ChargedAfterBody): the client does not wait for the ledger.
-    return ChargedAfterBody(raw, reservation, usage)
+    # Charged before the answer is sent: a client that reads its balance right after the answer
+    # sees this request's charge (as after a stream's [DONE]).
+    await reservation.settle(usage)
+    # The provider's bytes as they came: nothing of the answer is re-encoded.
+    return Response(raw, media_type="application/json")
 
 
 async def _streamed(

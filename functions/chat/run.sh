@@ -8,4 +8,4 @@ set -euo pipefail
 HERE="${LAMBDA_TASK_ROOT:-$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)}"
 export PYTHONPATH="${HERE}:/opt/python${LAMBDA_RUNTIME_DIR:+:${LAMBDA_RUNTIME_DIR}}${PYTHONPATH:+:${PYTHONPATH}}"
 exec python3 -m uvicorn --host 127.0.0.1 --port "${AWS_LWA_PORT:-${PORT:-8080}}" \
-    --app-dir "${HERE}" --no-server-header --log-level warning app:app
+    --app-dir "${HERE}" --no-server-header --no-proxy-headers --log-level warning app:app

@@ -26,37 +26,12 @@ from starlette.types import Receive, Scope, Send
 
 from paywalls import chat_replies, sse
 from paywalls.chat_billing import Reservation
-from paywalls.metering import StreamTally, Usage
+from paywalls.metering import StreamTally
 from paywalls.providers import Chunk, ChunkStream, ProviderFailure
 
 log = logging.getLogger(__name__)
 
 STREAM_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
-
-
-class ChargedAfterBody(Response):
-    """A whole JSON answer, charged after its last byte but before the exchange ends.
-
-    The client has every byte (Content-Length) before the settlement's round trips begin, so the
-    charge adds nothing to its latency; the ASGI call (and so the Lambda invocation, which freezes
-    once its response ends) lasts until the charge is written. A client that disconnects still
-    gets charged: the settlement runs whatever the sends did."""
-
-    def __init__(self, content: bytes, reservation: Reservation, usage: Usage):
-        super().__init__(content, media_type="application/json")
-        self._reservation = reservation
-        self._usage = usage
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        try:
-            await send({"type": "http.response.start", "status": self.status_code, "headers": self.raw_headers})
-            await send({"type": "http.response.body", "body": self.body, "more_body": True})
-        except OSError:
-            pass  # the client left; it is charged all the same
-        finally:
-            await self._reservation.settle(self._usage)  # shielded inside
-        with contextlib.suppress(OSError):
-            await send({"type": "http.response.body", "body": b"", "more_body": False})
 
 
 class MeteredStream(Response):

@@ -1,6 +1,8 @@
 """Secrets Manager adapter: provider and Stripe keys never touch DynamoDB, logs or responses.
 
-Values are cached by Powertools (SECRET_CACHE_S). Misses are cached here too: a secret that does not
+Values are cached for SECRET_CACHE_S per instance (a 401 from a provider forces a refetch). The cache
+is a dict, not Powertools Parameters: that package imports boto3 (~100 ms of every cold start of the
+chat function, which needs nothing else from it). Misses are cached too: a secret that does not
 exist (a paywall without Stripe, one mode of two) is remembered as missing for a while, so requests
 naming it, forged webhook calls above all, do not each cost a Secrets Manager read. That memory is
 bounded (MISS_CACHE_SIZE names, oldest dropped first) and expires after `miss_ttl_s()`; writing the
@@ -13,12 +15,9 @@ import json
 import os
 import threading
 from collections import OrderedDict
-from functools import lru_cache
 from time import monotonic
 from typing import Any
 
-from aws_lambda_powertools.utilities.parameters import SecretsProvider
-from aws_lambda_powertools.utilities.parameters.exceptions import GetParameterError
 from botocore.exceptions import ClientError
 
 from paywalls import aws
@@ -28,11 +27,16 @@ MISS_CACHE_SIZE = 1024
 
 _misses: OrderedDict[str, float] = OrderedDict()  # name -> monotonic time the miss expires
 _misses_lock = threading.Lock()  # handlers run in a threadpool
+_values: dict[str, tuple[float, str]] = {}  # name -> (monotonic time the value expires, value)
+_values_lock = threading.Lock()
 
 
-@lru_cache(maxsize=1)
-def _provider() -> SecretsProvider:
-    return SecretsProvider(boto3_client=aws.client("secretsmanager"))
+class SecretUnavailable(RuntimeError):
+    """Secrets Manager did not answer the secret (access, throttling, a network failure...)."""
+
+
+class SecretMissing(SecretUnavailable):
+    """The secret does not exist."""
 
 
 def miss_ttl_s() -> float:
@@ -46,20 +50,28 @@ def miss_ttl_s() -> float:
 
 
 def get_secret(name: str, *, force_fetch: bool = False) -> str:
-    """Cached read (Powertools); force_fetch after the secret was rotated (e.g. provider said 401)."""
-    value = _provider().get(name, max_age=SECRET_CACHE_S, force_fetch=force_fetch)
-    return value if isinstance(value, str) else value.decode()
+    """Cached read; force_fetch after the secret was rotated (e.g. provider said 401)."""
+    now = monotonic()
+    if not force_fetch:
+        with _values_lock:
+            cached = _values.get(name)
+        if cached and cached[0] > now:
+            return cached[1]
+    try:
+        answer = aws.client("secretsmanager").get_secret_value(SecretId=name)
+    except ClientError as exc:
+        code = exc.response.get("Error", {}).get("Code")
+        if code == "ResourceNotFoundException":
+            raise SecretMissing(f"secret {name} does not exist") from None
+        raise SecretUnavailable(f"secret {name} could not be read ({code})") from None
+    value = answer["SecretString"] if "SecretString" in answer else answer["SecretBinary"].decode()
+    with _values_lock:
+        _values[name] = (now + SECRET_CACHE_S, value)
+    return value
 
 
 def get_json_secret(name: str, *, force_fetch: bool = False) -> dict[str, Any]:
     return json.loads(get_secret(name, force_fetch=force_fetch))
-
-
-def _is_not_found(exc: Exception) -> bool:
-    cause = exc.__cause__ or exc.__context__
-    if isinstance(cause, ClientError):
-        return cause.response["Error"]["Code"] == "ResourceNotFoundException"
-    return "ResourceNotFoundException" in str(exc)
 
 
 def known_missing(name: str) -> bool:
@@ -94,14 +106,12 @@ def forget_missing(name: str) -> None:
 def get_json_secret_if_exists(name: str, *, force_fetch: bool = False) -> dict[str, Any] | None:
     """The secret's JSON, or None when it does not exist. A miss is remembered (see the module doc);
     force_fetch reads Secrets Manager whatever is cached, hit or miss. Other read failures raise
-    GetParameterError."""
+    SecretUnavailable."""
     if not force_fetch and known_missing(name):
         return None
     try:
         value = get_json_secret(name, force_fetch=force_fetch)
-    except GetParameterError as exc:
-        if not _is_not_found(exc):
-            raise
+    except SecretMissing:
         _remember_missing(name)
         return None
     forget_missing(name)
@@ -117,11 +127,13 @@ def put_secret(name: str, value: str) -> None:
         if exc.response["Error"]["Code"] != "ResourceNotFoundException":
             raise
         client.create_secret(Name=name, SecretString=value)
-    _provider().clear_cache()
+    with _values_lock:
+        _values.pop(name, None)
     forget_missing(name)
 
 
 def reset() -> None:
-    _provider.cache_clear()
+    with _values_lock:
+        _values.clear()
     with _misses_lock:
         _misses.clear()

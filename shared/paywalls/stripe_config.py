@@ -17,7 +17,6 @@ from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
-from aws_lambda_powertools.utilities.parameters.exceptions import GetParameterError
 from botocore.exceptions import ClientError
 
 from paywalls import aws, secrets_store, stripe_gateway
@@ -87,7 +86,7 @@ def load_secrets(paywall_id: str, mode: str, *, force_fetch: bool = False) -> St
     for a while, so repeated lookups of an unconfigured mode do not each read Secrets Manager)."""
     try:
         data = secrets_store.get_json_secret_if_exists(secret_name(paywall_id, mode), force_fetch=force_fetch)
-    except GetParameterError:
+    except secrets_store.SecretUnavailable:
         log.warning("stripe secret unreadable", extra={"paywall_id": paywall_id, "mode": mode})
         raise StoreUnavailable("the secrets store is not available, please retry") from None
     if not isinstance(data, dict) or not data.get("webhook_secret"):

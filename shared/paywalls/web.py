@@ -1,6 +1,9 @@
 """HTTP glue shared by every function's ASGI app: OpenAI-style errors, request ids, paywall-key auth.
 
-Adapters only; the rules they call live in the domain modules."""
+Adapters only; the rules they call live in the domain modules. Starlette only at import time: the chat
+function is a plain Starlette app (FastAPI and pydantic cost ~200 ms of its cold start), so what the
+FastAPI apps alone need (request validation errors, the `JsonBody` dependency) is imported when first
+used."""
 
 from __future__ import annotations
 
@@ -11,12 +14,12 @@ import re
 import secrets
 import time
 from dataclasses import dataclass
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
-from fastapi import Depends, FastAPI, Request
-from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from starlette.applications import Starlette
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.requests import Request
+from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from paywalls import logs
@@ -163,20 +166,26 @@ class RequestIdMiddleware:
         await self.app(scope, receive, send_with_id)
 
 
-def install(app: FastAPI) -> FastAPI:
-    """Every app answers errors in OpenAI's shape and never leaks a traceback."""
+AppT = TypeVar("AppT", bound=Starlette)
+
+
+def install(app: AppT) -> AppT:
+    """Every app (Starlette or FastAPI) answers errors in OpenAI's shape and never leaks a traceback."""
     logs.configure()
 
-    @app.exception_handler(RequestValidationError)
-    async def _validation(request: Request, exc: RequestValidationError) -> JSONResponse:
-        first = exc.errors()[0] if exc.errors() else {}
-        loc = [str(p) for p in first.get("loc", []) if p not in ("body", "query", "path", "header")]
-        message = first.get("msg", "invalid request")
-        param = ".".join(loc) or None
-        text = f"{param}: {message}" if param else message
-        return error_response(ApiError(400, text, param=param, code="invalid_request"), request_id_of(request))
+    if "fastapi" in type(app).__module__:
+        from fastapi.exceptions import RequestValidationError
 
-    @app.exception_handler(StarletteHTTPException)
+        async def _validation(request: Request, exc: RequestValidationError) -> JSONResponse:
+            first = exc.errors()[0] if exc.errors() else {}
+            loc = [str(p) for p in first.get("loc", []) if p not in ("body", "query", "path", "header")]
+            message = first.get("msg", "invalid request")
+            param = ".".join(loc) or None
+            text = f"{param}: {message}" if param else message
+            return error_response(ApiError(400, text, param=param, code="invalid_request"), request_id_of(request))
+
+        app.add_exception_handler(RequestValidationError, _validation)  # type: ignore[arg-type]
+
     async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
         message = exc.detail if isinstance(exc.detail, str) else "request failed"
         if exc.status_code == 404 and message == "Not Found":
@@ -184,6 +193,8 @@ def install(app: FastAPI) -> FastAPI:
         if exc.status_code == 405:
             message = f"method {request.method} not allowed on {request.url.path}"
         return error_response(ApiError(exc.status_code, message), request_id_of(request))
+
+    app.add_exception_handler(StarletteHTTPException, _http)  # type: ignore[arg-type]
 
     async def _known(request: Request, exc: Exception) -> JSONResponse:
         error = translate(exc)
@@ -195,12 +206,13 @@ def install(app: FastAPI) -> FastAPI:
     for known in CLIENT_ERRORS:
         app.add_exception_handler(known, _known)
 
-    @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
         error = translate(exc) or ApiError(
             500, "internal error; the request id identifies it in the logs", code="internal_error"
         )
         return error_response(error, request_id_of(request))
+
+    app.add_exception_handler(Exception, _unexpected)
 
     app.add_middleware(RequestIdMiddleware)
     return app
@@ -298,7 +310,20 @@ async def json_object(request: Request) -> dict[str, Any]:
     return await json_body(request)
 
 
-JsonBody = Annotated[dict[str, Any], Depends(json_object)]
+if TYPE_CHECKING:
+    JsonBody = Annotated[dict[str, Any], Any]
+
+
+def __getattr__(name: str) -> Any:
+    # `JsonBody` (a FastAPI dependency) is built on first use, so importing this module does not
+    # import FastAPI (module doc). The FastAPI apps name it in annotations: resolved when they load.
+    if name == "JsonBody":
+        from fastapi import Depends
+
+        value = Annotated[dict[str, Any], Depends(json_object)]
+        globals()["JsonBody"] = value
+        return value
+    raise AttributeError(name)
 
 
 def public_base_url(request: Request) -> str:

@@ -1,0 +1,53 @@
+"""The DynamoDB round trips of each request kind on a warm instance, placed against what the client
+received (devserver.inprocess): a count that grows fails here. Counts, never timings.
+
+Budget (DESIGN.md "Hot path"): a funded stream makes ONE call before its first byte (the hold) and
+one between its last chunk and [DONE] (the settlement; its wallet read runs while chunks are relayed),
+in default, trial and shared mode; a JSON answer is charged before it is sent, so the client waits for
+two (hold, settlement; the wallet read runs while the provider answers); charges and deposits take a
+wallet read and one transaction."""
+
+from __future__ import annotations
+
+import pytest
+
+from devserver.inprocess import inprocess_stack, measure_kinds
+
+BUDGET = {
+    # kind: (waited for before the first byte, between the last chunk and [DONE], in all)
+    "chat json": (2, 0, 3),
+    "chat stream": (1, 1, 3),
+    "chat json, trial paywall": (2, 0, 3),
+    "chat stream, trial paywall": (1, 1, 3),
+    "chat json, shared mode": (2, 0, 3),
+    "chat stream, shared mode": (1, 1, 3),
+    "user charge": (2, 0, 2),
+    "deposit": (2, 0, 2),
+}
+
+
+@pytest.fixture(scope="module")
+def placements():
+    with inprocess_stack() as stack:
+        yield measure_kinds(stack)
+
+
+@pytest.mark.parametrize("kind", sorted(BUDGET))
+def test_round_trips_stay_within_budget(placements, kind: str) -> None:
+    placed = placements[kind]
+    before_first, before_done, total = BUDGET[kind]
+    print(f"{kind}: {placed}")
+    assert len(placed.critical_before_first_byte) <= before_first, placed
+    assert len(placed.before_done) <= before_done, placed
+    assert placed.total <= total, placed
+
+
+def test_a_stream_waits_for_the_hold_only_and_a_json_answer_reads_the_wallet_while_the_provider_answers(
+    placements,
+) -> None:
+    for kind in ("chat stream", "chat stream, shared mode"):
+        assert placements[kind].before_first_byte == ["TransactWriteItems"], kind
+        assert placements[kind].before_done == ["TransactWriteItems"], kind
+    for kind in ("chat json", "chat json, shared mode"):
+        assert placements[kind].while_provider == ["GetItem"], kind
+        assert placements[kind].critical_before_first_byte == ["TransactWriteItems", "TransactWriteItems"], kind
