@@ -420,7 +420,7 @@ def test_parallel_withdrawals_never_exceed_matured_earnings_while_new_charges_ar
     assert outcome == Counter({"withdrawn": 4, "refused": 16, "charged": 20})
     summary = earnings.summary(paywall.id, "live")
     assert (summary["available"], summary["withdrawn"], summary["pending"]) == ("0", "200000", "200000")
-    assert ledger.get_wallet(person.wallet_id).balance == 600_000
+    assert ledger.get_wallet(person.wallet_for("live")).balance == 600_000
     _ledgers_consistent(paywall)
 
 
@@ -614,20 +614,20 @@ def test_a_refund_after_spending_records_the_loss_and_takes_back_the_pending_ear
     pi = session["payment_intent"]
     assert operator_hook.deliver("checkout.session.completed", session)["result"] == "credited"
     a, b = shared_paywall("A", fee="10"), shared_paywall("B", fee="0")
-    connections.connect(a.id, "live", "ua", person.id, cap=None)
-    connections.connect(b.id, "live", "ub", person.id, cap=None)
-    assert shared_mode.charge(a, "live", "ua", "8", idempotency_key="a1").posting  # A earns 7.20
-    assert shared_mode.charge(b, "live", "ub", "4", idempotency_key="b1").posting
-    assert shared_mode.charge(b, "live", "ub", "3", idempotency_key="b2").posting
-    assert consistent(person.wallet_id) == 5_000_000
+    connections.connect(a.id, "test", "ua", person.id, cap=None)
+    connections.connect(b.id, "test", "ub", person.id, cap=None)
+    assert shared_mode.charge(a, "test", "ua", "8", idempotency_key="a1").posting  # A earns 7.20
+    assert shared_mode.charge(b, "test", "ub", "4", idempotency_key="b1").posting
+    assert shared_mode.charge(b, "test", "ub", "3", idempotency_key="b2").posting
+    assert consistent(person.wallet_for("test")) == 5_000_000
     # A partial refund the balance covers is no loss.
     small = st.refund("re_small", 300, payment_intent=pi, charge_id="ch_s")
     assert operator_hook.deliver("refund.updated", small)["result"] == "debited"
-    assert losses.list_losses("test") == [] and consistent(person.wallet_id) == 2_000_000
+    assert losses.list_losses("test") == [] and consistent(person.wallet_for("test")) == 2_000_000
 
     refund = st.refund("re_rest", 1_700, payment_intent=pi, charge_id="ch_s")
     assert operator_hook.deliver("refund.updated", refund)["result"] == "debited"
-    assert consistent(person.wallet_id) == -15_000_000  # a debt the person owes
+    assert consistent(person.wallet_for("test")) == -15_000_000  # a debt the person owes
     reply = admin.client.get("/admin/losses", params={"environment": "test"})
     assert reply.status_code == 200, reply.text
     [loss] = reply.json()["data"]
@@ -640,7 +640,7 @@ def test_a_refund_after_spending_records_the_loss_and_takes_back_the_pending_ear
     assert loss["topup"]["payment_intent"] == pi and loss["topup"]["checkout_session"] == session["id"]
     assert (loss["person_id"], loss["wallet_id"], loss["wallet_balance_after"]) == (
         person.id,
-        person.wallet_id,
+        person.wallet_for("test"),
         "-15000000",
     )
     # Newest first: B's 3 and 4, then A's 8 cover the 15; all still pending, so all taken back.
@@ -649,18 +649,18 @@ def test_a_refund_after_spending_records_the_loss_and_takes_back_the_pending_ear
     assert admin.client.get("/admin/losses", params={"environment": "live"}).json()["data"] == []
 
     for paywall, earned in ((a, "7200000"), (b, "7000000")):
-        summary = earnings.summary(paywall.id, "live")
+        summary = earnings.summary(paywall.id, "test")
         assert (summary["earned"], summary["reversed"], summary["pending"], summary["available"]) == (
             earned,
             earned,
             "0",
             "0",
         )
-        _ledgers_consistent(paywall)
+        _ledgers_consistent(paywall, "test")
         reversals = [
             e
             for i in range(earnings.SHARDS)
-            for e in earnings.entries(paywall.id, "live", i)
+            for e in earnings.entries(paywall.id, "test", i)
             if e["type"] == "reversal"
         ]
         assert reversals and {e["loss_id"] for e in reversals} == {loss["id"]}
@@ -668,14 +668,14 @@ def test_a_refund_after_spending_records_the_loss_and_takes_back_the_pending_ear
 
     # Redelivered: nothing more is debited, recorded or taken back.
     assert operator_hook.deliver("refund.updated", refund)["result"] == "duplicate"
-    assert len(losses.list_losses("test")) == 1 and earnings.summary(b.id, "live")["reversed"] == "7000000"
+    assert len(losses.list_losses("test")) == 1 and earnings.summary(b.id, "test")["reversed"] == "7000000"
     # The negative wallet pays for nothing more: no charge, no hold.
-    assert shared_mode.charge(a, "live", "ua", "0.01", idempotency_key="a2").refusal == "topup"
+    assert shared_mode.charge(a, "test", "ua", "0.01", idempotency_key="a2").refusal == "topup"
     with pytest.raises(ledger.InsufficientFunds):
-        ledger.hold(person.wallet_id, 1, hold_id="after-loss")
+        ledger.hold(person.wallet_for("test"), 1, hold_id="after-loss")
     admin.clock.past_hold()
     assert admin.withdraw(a.id, "nothing-left")[0] == 409
-    assert consistent(person.wallet_id) == -15_000_000
+    assert consistent(person.wallet_for("test")) == -15_000_000
 
 
 def test_a_charge_is_attributed_to_one_loss_only(operator_hook: OperatorHook) -> None:
@@ -684,11 +684,11 @@ def test_a_charge_is_attributed_to_one_loss_only(operator_hook: OperatorHook) ->
     pi = session["payment_intent"]
     assert operator_hook.deliver("checkout.session.completed", session)["result"] == "credited"
     a, b = shared_paywall("A", fee="0"), shared_paywall("B", fee="0")
-    connections.connect(a.id, "live", "u", person.id, cap=None)
-    connections.connect(b.id, "live", "u", person.id, cap=None)
+    connections.connect(a.id, "test", "u", person.id, cap=None)
+    connections.connect(b.id, "test", "u", person.id, cap=None)
     for paywall, amount, key in ((a, "6", "c1"), (b, "4", "c2"), (a, "5", "c3")):
-        assert shared_mode.charge(paywall, "live", "u", amount, idempotency_key=key).posting
-    assert consistent(person.wallet_id) == 5_000_000
+        assert shared_mode.charge(paywall, "test", "u", amount, idempotency_key=key).posting
+    assert consistent(person.wallet_for("test")) == 5_000_000
 
     first = st.refund("re_one", 1_200, payment_intent=pi, charge_id="ch_t")
     assert operator_hook.deliver("refund.updated", first)["result"] == "debited"
@@ -706,12 +706,12 @@ def test_a_charge_is_attributed_to_one_loss_only(operator_hook: OperatorHook) ->
         b.id: ("2000000",) * 2 + ("0",),
     }
     for paywall in (a, b):
-        summary = earnings.summary(paywall.id, "live")
+        summary = earnings.summary(paywall.id, "test")
         assert summary["pending"] == "0" and summary["reversed"] == summary["earned"]
-        _ledgers_consistent(paywall)
-    records = list(store.query_all(f"PLOSS#{person.wallet_id}", sk_prefix="LOSS#"))
+        _ledgers_consistent(paywall, "test")
+    records = list(store.query_all(f"PLOSS#{person.wallet_for('test')}", sk_prefix="LOSS#"))
     assert sorted(sum(r["charges"].values()) for r in records) == [7_000_000, 8_000_000]
-    assert consistent(person.wallet_id) == -15_000_000
+    assert consistent(person.wallet_for("test")) == -15_000_000
 
 
 def test_a_lost_dispute_of_an_already_withdrawn_earning_records_the_loss_and_reverses_nothing(
@@ -722,10 +722,10 @@ def test_a_lost_dispute_of_an_already_withdrawn_earning_records_the_loss_and_rev
     pi = session["payment_intent"]
     assert operator_hook.deliver("checkout.session.completed", session)["result"] == "credited"
     paywall = shared_paywall(fee="20")
-    connections.connect(paywall.id, "live", "u", person.id, cap=None)
-    assert shared_mode.charge(paywall, "live", "u", "10", idempotency_key="all").posting
+    connections.connect(paywall.id, "test", "u", person.id, cap=None)
+    assert shared_mode.charge(paywall, "test", "u", "10", idempotency_key="all").posting
     admin.clock.past_hold()
-    status, withdrawal = admin.withdraw(paywall.id, "out")
+    status, withdrawal = admin.withdraw(paywall.id, "out", environment="test")
     assert status == 201 and withdrawal["amount"] == "8000000"
 
     lost = st.dispute(payment_intent=pi, cents=1_000, status="lost", dispute_id="dp_gone")
@@ -739,15 +739,15 @@ def test_a_lost_dispute_of_an_already_withdrawn_earning_records_the_loss_and_rev
         "10000000",
     )
     assert _shares(loss) == {paywall.id: ("10000000", "0", "8000000")}  # matured: the app keeps it
-    summary = earnings.summary(paywall.id, "live")
+    summary = earnings.summary(paywall.id, "test")
     assert (summary["withdrawn"], summary["reversed"], summary["available"], summary["pending"]) == (
         "8000000",
         "0",
         "0",
         "0",
     )
-    _ledgers_consistent(paywall)
-    assert consistent(person.wallet_id) == -10_000_000
+    _ledgers_consistent(paywall, "test")
+    assert consistent(person.wallet_for("test")) == -10_000_000
     assert operator_hook.deliver("charge.dispute.closed", lost)["result"] == "duplicate"
     assert len(losses.list_losses("test")) == 1
 
