@@ -254,7 +254,7 @@ def test_changes_say_when_instances_see_them(stack: LocalStack) -> None:
     pid = json.loads(paywalls(stack, "--json", "create", "--name", "Cached").stdout)["id"]
     assert "PAYWALLS_CACHE_TTL_S" not in paywalls(stack, "get", pid).stderr
     for args in (("update", pid, "--description", "d"), ("pricing", pid, "--model", "demo/echo=1,2")):
-        assert "PAYWALLS_CACHE_TTL_S (30 s" in paywalls(stack, *args).stderr
+        assert "PAYWALLS_CACHE_TTL_S (30 s by default" in paywalls(stack, *args).stderr
 
 
 def test_amounts_are_shown_in_currency(stack: LocalStack) -> None:

@@ -153,8 +153,8 @@ LOCAL_HOSTS = ("127.0.0.1", "localhost")
 # an API key's paywall (settings, prices, provider) for PAYWALLS_CACHE_TTL_S.
 CACHED_CHANGES = {"update", "provider", "pricing", "templates", "stripe", "keys revoke"}
 CACHE_NOTE = (
-    "note: running instances cache API keys and paywall settings for PAYWALLS_CACHE_TTL_S (30 s unless "
-    "changed, `make run` included): requests may see the previous settings until then"
+    "note: instances cache API keys and paywall settings for PAYWALLS_CACHE_TTL_S (30 s by default, `make run` "
+    "too): every request sees this change within that time"
 )
 
 
