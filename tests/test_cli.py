@@ -229,6 +229,10 @@ def test_list_shows_every_paywall(stack: LocalStack) -> None:
     assert f"id={pid}  mode=default  name=Listed app  provider=none  models=0" in listed
     assert f"id={stack.config['paywall_id']}" in listed
     assert pid in {p["id"] for p in json.loads(paywalls(stack, "--json", "list").stdout)["data"]}
+    first = paywalls(stack, "list", "--limit", "1").stdout.splitlines()
+    assert len(first) == 2 and first[1].startswith("(more: --cursor ")
+    second = json.loads(paywalls(stack, "--json", "list", "--limit", "1", "--cursor", first[1].split()[-1][:-1]).stdout)
+    assert len(second["data"]) == 1 and second["data"][0]["id"] not in first[0]
 
 
 def test_pricing_merges_unless_replace_and_removes(stack: LocalStack) -> None:

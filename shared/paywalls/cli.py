@@ -213,13 +213,18 @@ def _person_id(client: AdminClient, person: str) -> str:
     return client.request("GET", f"/persons?{httpx.QueryParams(email=person)}")["id"]
 
 
+def _page(args: argparse.Namespace, **params: str) -> httpx.QueryParams:
+    """A listing page: --limit, and --cursor (the `next_cursor` of the page before)."""
+    return httpx.QueryParams({**params, "limit": args.limit, **({"cursor": args.cursor} if args.cursor else {})})
+
+
 def run(args: argparse.Namespace, client: AdminClient) -> Any:
     p = f"/paywalls/{getattr(args, 'paywall_id', '')}"
     match args.command:
         case "create":
             return client.request("POST", "/paywalls", {"mode": args.mode, **_fields(args, PAYWALL_FIELDS)})
         case "list":
-            return client.request("GET", f"/paywalls?{httpx.QueryParams(limit=args.limit)}")
+            return client.request("GET", f"/paywalls?{_page(args)}")
         case "get":
             return client.request("GET", p)
         case "update":
@@ -257,9 +262,7 @@ def run(args: argparse.Namespace, client: AdminClient) -> Any:
         case "stripe":
             return client.request("PUT", f"{p}/stripe", _stripe_body(args))
         case "users":
-            return client.request(
-                "GET", f"{p}/users?{httpx.QueryParams(environment=args.environment, limit=args.limit)}"
-            )
+            return client.request("GET", f"{p}/users?{_page(args, environment=args.environment)}")
         case "usage":
             params = {
                 k: v for k, v in {"environment": args.environment, "from": args.start, "to": args.end}.items() if v
@@ -346,9 +349,9 @@ def build_parser() -> argparse.ArgumentParser:
         default="default",
         help="default: a wallet per app user; shared: one wallet per person across apps. Fixed at creation",
     )
-    command("list", "list the paywalls, oldest first").add_argument(
-        "--limit", type=int, default=100, help="at most this many (1-100)"
-    )
+    listing_all = command("list", "list the paywalls, oldest first")
+    listing_all.add_argument("--limit", type=int, default=100, help="at most this many (1-100)")
+    listing_all.add_argument("--cursor", help="the next_cursor of the page before")
     paywall_cmd("get", "show a paywall")
     # No --mode: a paywall's mode is fixed at creation (the API answers 409 to a change).
     update = paywall_cmd("update", "change a paywall's profile (the mode is fixed at creation)")
@@ -405,6 +408,7 @@ def build_parser() -> argparse.ArgumentParser:
     users = paywall_cmd("users", "list users with balances")
     environment(users, default="live")
     users.add_argument("--limit", type=int, default=100, help="at most this many (1-1000)")
+    users.add_argument("--cursor", help="the next_cursor of the page before")
 
     usage = paywall_cmd("usage", "revenue, provider cost and profit by model and user")
     environment(usage, default="live")
@@ -511,7 +515,7 @@ def render(result: Any, command: str | None = None) -> str:
         items = [_paywall_summary(p) for p in result["data"]] if command == "list" else result["data"]
         lines = [_one_line(i) if isinstance(i, dict) else str(i) for i in items] or ["(none)"]
         if result.get("has_more"):
-            lines.append(f"(more: next_cursor {result.get('next_cursor')})")
+            lines.append(f"(more: --cursor {result.get('next_cursor')})")
         return "\n".join(lines)
     if isinstance(result, dict):
         return "\n".join(_lines(result))
