@@ -8,7 +8,7 @@ SAM := $(SAM_VENV)/bin/sam
 JS_DIR := tests/js
 PORT ?= 8000
 
-.PHONY: run test test-aws lint bench deps deps-dev clean
+.PHONY: run test test-aws lint bench docs docs-serve deps deps-dev clean
 
 $(PY):
 	@$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "Python 3.11+ is required"'
@@ -48,6 +48,14 @@ lint: $(VENV)/.deps-dev
 test: deps-dev lint
 	$(VENV)/bin/pytest
 
+# The documentation site (mkdocs.yml, docs/): --strict fails on a broken link, page or snippet, as
+# tests/test_docs.py does. docs-serve: http://127.0.0.1:8001 with live reload.
+docs: $(VENV)/.deps-dev
+	$(VENV)/bin/mkdocs build --strict
+
+docs-serve: $(VENV)/.deps-dev
+	$(VENV)/bin/mkdocs serve --dev-addr 127.0.0.1:8001
+
 # Opt-in: the ledger's concurrency suite against a deployed stack's real DynamoDB table, with your AWS
 # credentials: make test-aws TABLE=<TableName output>
 test-aws: $(VENV)/.deps-dev
@@ -59,4 +67,4 @@ bench: deps
 	$(PY) benchmarks/cold_start.py
 
 clean:
-	rm -rf .aws-sam .paywalls .pytest_cache
+	rm -rf .aws-sam .paywalls .pytest_cache site

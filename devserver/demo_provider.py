@@ -42,6 +42,22 @@ from fastapi.responses import JSONResponse, Response, StreamingResponse
 app = FastAPI(docs_url=None, redoc_url=None, openapi_url=None)
 
 DEMO_KEY = "demo-provider-key"
+# Every model the module doc lists: `make run` prices each on the demo paywall.
+MODELS = (
+    "demo/echo",
+    "demo/slow",
+    "demo/tools",
+    "demo/no-usage",
+    "demo/fail-500",
+    "demo/garbage",
+    "demo/hang",
+    "demo/stall",
+    "demo/reject",
+    "demo/rate-limit",
+    "demo/swap",
+    "demo/max-tokens-only",
+    "demo/max-completion-tokens-only",
+)
 _received: deque[dict[str, Any]] = deque(maxlen=500)
 
 

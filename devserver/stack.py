@@ -14,20 +14,62 @@ import logging
 import os
 import secrets
 import signal
+import socket
 import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from devserver import demo_provider
+
 ROOT = Path(__file__).resolve().parent.parent
 TEMPLATE = ROOT / "template.yaml"
 SWEEP_INTERVAL_S = 30
-DEMO_MODELS = {
-    # Prices per 1M tokens: with word-count "tokens", one short question costs a few micro-units.
-    "demo/echo": {"prompt": "1", "completion": "2", "request": "0.0001"},
-    "demo/slow": {"prompt": "1", "completion": "2", "request": "0.0001"},
-}
+# Prices per 1M tokens: with word-count "tokens", one short question costs a few micro-units. Every
+# demo model is priced, so each failure path the README lists can be tried right away.
+DEMO_PRICE = {"prompt": "1", "completion": "2", "request": "0.0001"}
+DEMO_MODELS = dict.fromkeys(demo_provider.MODELS, DEMO_PRICE)
+
+
+class PortBusy(Exception):
+    pass
+
+
+def bind_port(port: int) -> socket.socket:
+    """Bind the server's port before anything else starts or is written, so a busy port fails at once
+    with a clear message (and a running stack's .paywalls/local.json is left alone). The socket is
+    handed to uvicorn, so nothing can take the port in between."""
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    # As uvicorn does: a restart may rebind at once while the last run's connections are in TIME_WAIT.
+    # A port another process listens on still refuses the bind.
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind(("127.0.0.1", port))
+    except OSError as exc:
+        sock.close()
+        raise PortBusy(
+            f"cannot serve on 127.0.0.1:{port}: {exc.strerror or exc}. Is another `make run` (or another "
+            f"server) using it? Stop it, or choose another port: PORT={port + 1} make run"
+        ) from None
+    return sock
+
+
+def write_private(path: Path, text: str) -> None:
+    """Write a file readable by its owner only (local.json holds the admin token): created 0600 under a
+    temporary name, then renamed over the old one, so it is never readable by others, not even briefly."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    try:
+        os.fchmod(fd, 0o600)  # O_CREAT's mode is masked by the umask; a leftover tmp keeps its mode
+        with os.fdopen(fd, "w") as f:
+            fd = -1
+            f.write(text)
+        os.replace(tmp, path)
+    finally:
+        if fd != -1:
+            os.close(fd)
+        tmp.unlink(missing_ok=True)
 
 
 @contextlib.contextmanager
@@ -146,8 +188,13 @@ def main(argv: list[str] | None = None) -> None:
 
     import uvicorn
 
+    try:
+        listener = bind_port(args.port)
+    except PortBusy as exc:
+        print(f"make run: {exc}", file=sys.stderr, flush=True)
+        raise SystemExit(1) from None
     admin_token = "adm_" + secrets.token_urlsafe(24)
-    with engine_process() as endpoint:
+    with contextlib.closing(listener), engine_process() as endpoint:
         configure_environment(endpoint, args.port, admin_token)
         create_tables()
         create_app_secret()
@@ -162,8 +209,8 @@ def main(argv: list[str] | None = None) -> None:
             "admin_token": admin_token,
         }
         state_dir = Path(args.state_dir)
-        state_dir.mkdir(parents=True, exist_ok=True)
-        (state_dir / "local.json").write_text(json.dumps(local, indent=2) + "\n")
+        state_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+        write_private(state_dir / "local.json", json.dumps(local, indent=2) + "\n")
 
         config = uvicorn.Config(
             build_app(),
@@ -182,7 +229,7 @@ def main(argv: list[str] | None = None) -> None:
         async def serve() -> None:
             sweeper = asyncio.create_task(sweep_forever())
             try:
-                await server.serve()
+                await server.serve(sockets=[listener])
             finally:
                 sweeper.cancel()
 
@@ -209,7 +256,9 @@ Paywalls is running at {local["base_url"].removesuffix("/v1")}  (Ctrl-C to stop)
   OpenAI base_url : {local["base_url"]}
   API key         : {local["api_key"]}
   admin           : {local["admin_url"]}  (Bearer {local["admin_token"]})
-  settings        : {path}
+  settings        : {path}  (readable by you only: it holds the admin token)
+  models          : demo/echo and {len(DEMO_MODELS) - 1} more demo/* models, all priced on this paywall
+  your paywalls   : .venv/bin/paywalls provider <paywall id> --demo  uses this demo provider
 
 Try it:
   curl -s {local["base_url"]}/chat/completions -H "Authorization: Bearer {local["api_key"]}" \\

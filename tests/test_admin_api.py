@@ -424,6 +424,34 @@ def test_users_cursor_must_be_one_this_listing_issued(admin: TestClient) -> None
         assert response.status_code == 400 and response.json()["error"]["param"] == "cursor", (bad, response.text)
 
 
+def test_paywalls_are_listed_oldest_first_in_pages(admin: TestClient) -> None:
+    """GET /admin/paywalls (CLI `paywalls list`): every paywall, including one changed since, paged by a
+    cursor that only this listing accepts."""
+    assert admin.get("/admin/paywalls").json() == {"object": "list", "data": [], "has_more": False, "next_cursor": None}
+    ids = [create(admin, name=f"App {i}")["id"] for i in range(3)]
+    admin.patch(f"/admin/paywalls/{ids[0]}", json={"description": "changed"})
+    first = admin.get("/admin/paywalls", params={"limit": 2}).json()
+    assert first["has_more"] and first["next_cursor"]
+    second = admin.get("/admin/paywalls", params={"limit": 2, "cursor": first["next_cursor"]}).json()
+    listed = first["data"] + second["data"]
+    assert sorted(p["id"] for p in listed) == sorted(ids) and not second["has_more"]
+    assert {p["id"]: p["description"] for p in listed}[ids[0]] == "changed"
+    assert all(p["object"] == "paywall" and "provider" in p for p in listed)
+
+    import base64
+    import json
+
+    issued = json.loads(base64.urlsafe_b64decode(first["next_cursor"]))
+    for bad in (
+        _cursor({**issued, "gsi1pk": "USERS#x#live"}),  # another listing's partition
+        _cursor({**issued, "gsi1sk": "nope"}),
+        "!!!",
+    ):
+        response = admin.get("/admin/paywalls", params={"cursor": bad})
+        assert response.status_code == 400 and response.json()["error"]["param"] == "cursor", (bad, response.text)
+    assert admin.get("/admin/paywalls", params={"limit": 0}).status_code == 400
+
+
 @pytest.mark.parametrize(
     "raw",
     [

@@ -118,12 +118,17 @@ def test_provider_key_refused_is_a_502_never_an_auth_error_for_the_app(stack: Lo
         ).raise_for_status()
     user = new_user()
     fund(stack, broken["id"], user, "1")
-    with pytest.raises(openai.InternalServerError) as raised:
-        sdk(stack, broken["key"]).chat.completions.create(
-            model="demo/echo", messages=[{"role": "user", "content": "hi"}], user=user
-        )
-    assert raised.value.status_code == 502
-    assert "wrong-key" not in raised.value.response.text
+    for stream in (False, True):
+        with pytest.raises(openai.InternalServerError) as raised:
+            sdk(stack, broken["key"]).chat.completions.create(
+                model="demo/echo", messages=[{"role": "user", "content": "hi"}], user=user, stream=stream
+            )
+        # Not the generic "provider is not answering": the operator's key was refused, and says so.
+        assert raised.value.status_code == 502 and raised.value.code == "provider_auth_failed"
+        assert "refused this paywall's provider API key" in raised.value.body["message"]
+        assert raised.value.response.headers["x-should-retry"] == "false", "retrying cannot fix a key"
+        assert "wrong-key" not in raised.value.response.text
+    assert f"refused the provider key of paywall {broken['id']}" in stack.log(), "the console names the cause"
     assert "wrong-key" not in stack.log(), "the provider key must never be logged"
     assert_untouched(stack, broken, user)
 

@@ -73,7 +73,7 @@ def test_401_refetches_the_key_once_and_retries(keys, monkeypatch) -> None:
 def test_401_twice_is_a_failure_not_the_clients_auth_error(keys, monkeypatch) -> None:
     with pytest.raises(providers.ProviderFailure) as failed:
         run(lambda r: httpx.Response(401, json={"error": {}}), lambda: providers.complete(UPSTREAM, BODY), monkeypatch)
-    assert failed.value.status == 502
+    assert failed.value.status == 502 and failed.value.code == "provider_auth_failed"
     assert len(keys) == 2
 
 

@@ -3,6 +3,7 @@ for a deployed stack (checked against a local server that records what it receiv
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import subprocess
@@ -48,7 +49,7 @@ def test_cli_wraps_every_admin_call(stack: LocalStack) -> None:
     assert "name: CLI app" in paywalls(stack, "get", pid).stdout
     assert json.loads(paywalls(stack, "--json", "update", pid, "--description", "d").stdout)["description"] == "d"
     refused = paywalls(stack, "update", pid, "--mode", "shared", check=False)
-    assert refused.returncode == 1 and "409" in refused.stderr
+    assert refused.returncode == 2 and "unrecognized arguments: --mode" in refused.stderr  # mode is immutable
 
     key = json.loads(paywalls(stack, "--json", "keys", "create", pid, "--environment", "test").stdout)
     assert key["key"].startswith("sk-paywalls-test-")
@@ -219,4 +220,122 @@ def test_losses_and_earnings_read_the_operator_reports() -> None:
         ("GET", "/losses?environment=live", None),
         ("GET", "/losses?environment=test", None),
         ("GET", "/paywalls/pw_1/earnings?environment=test", None),
+    ]
+
+
+# ---- the rough edges a new user hit (issue: docs and developer experience) -----------------------
+
+
+def test_every_option_and_argument_has_help_text() -> None:
+    missing = []
+
+    def walk(parser: Any, path: str) -> None:
+        for action in parser._actions:
+            if isinstance(action, argparse._SubParsersAction):
+                helps = {choice.dest: choice.help for choice in action._choices_actions}
+                for name, sub in action.choices.items():
+                    if not helps.get(name):
+                        missing.append(f"{path} {name}")
+                    walk(sub, f"{path} {name}")
+            elif not isinstance(action, argparse._HelpAction) and not action.help:
+                missing.append(f"{path} {'/'.join(action.option_strings) or action.dest}")
+
+    walk(cli.build_parser(), "paywalls")
+    assert not missing, missing
+
+
+def test_list_shows_every_paywall(stack: LocalStack) -> None:
+    pid = json.loads(paywalls(stack, "--json", "create", "--name", "Listed app").stdout)["id"]
+    listed = paywalls(stack, "list").stdout
+    assert f"id={pid}  mode=default  name=Listed app  provider=none  models=0" in listed
+    assert f"id={stack.config['paywall_id']}" in listed
+    assert pid in {p["id"] for p in json.loads(paywalls(stack, "--json", "list").stdout)["data"]}
+    first = paywalls(stack, "list", "--limit", "1").stdout.splitlines()
+    assert len(first) == 2 and first[1].startswith("(more: --cursor ")
+    second = json.loads(paywalls(stack, "--json", "list", "--limit", "1", "--cursor", first[1].split()[-1][:-1]).stdout)
+    assert len(second["data"]) == 1 and second["data"][0]["id"] not in first[0]
+
+
+def test_pricing_merges_unless_replace_and_removes(stack: LocalStack) -> None:
+    pid = json.loads(paywalls(stack, "--json", "create", "--name", "Prices").stdout)["id"]
+
+    def models(*args: str) -> dict[str, Any]:
+        return json.loads(paywalls(stack, "--json", "pricing", pid, *args).stdout)["models"]
+
+    assert set(models("--model", "demo/echo=1,2")) == {"demo/echo"}
+    assert set(models("--model", "demo/slow=3,4")) == {"demo/echo", "demo/slow"}, "merged, not replaced"
+    assert models("--model", "demo/echo=5,6")["demo/echo"]["prompt"] == "5"
+    assert set(models("--remove", "demo/slow")) == {"demo/echo"}
+    assert set(models("--replace", "--model", "demo/tools=1,1")) == {"demo/tools"}
+    markup = json.loads(paywalls(stack, "--json", "pricing", pid, "--markup-percent", "7").stdout)
+    assert markup["markup_percent"] == "7" and set(markup["models"]) == {"demo/tools"}, "markup alone keeps prices"
+    unknown = paywalls(stack, "pricing", pid, "--remove", "nope", check=False)
+    assert unknown.returncode == 1 and "not in the price table" in unknown.stderr
+    empty = paywalls(stack, "pricing", pid, "--replace", check=False)
+    assert empty.returncode == 1 and "--replace needs" in empty.stderr
+
+
+def test_changes_say_when_instances_see_them(stack: LocalStack) -> None:
+    pid = json.loads(paywalls(stack, "--json", "create", "--name", "Cached").stdout)["id"]
+    assert "PAYWALLS_CACHE_TTL_S" not in paywalls(stack, "get", pid).stderr
+    for args in (("update", pid, "--description", "d"), ("pricing", pid, "--model", "demo/echo=1,2")):
+        assert "PAYWALLS_CACHE_TTL_S (30 s by default" in paywalls(stack, *args).stderr
+
+
+def test_amounts_are_shown_in_currency(stack: LocalStack) -> None:
+    pid = json.loads(paywalls(stack, "--json", "create", "--name", "Money").stdout)["id"]
+    human = paywalls(stack, "adjust", pid, "carol", "1.25").stdout
+    assert "amount: 1.250000" in human and "balance_after: 1.250000" in human and "1250000" not in human
+    assert paywalls(stack, "users", pid).stdout.strip() == "user=carol  balance=1.250000  available=1.250000"
+    assert json.loads(paywalls(stack, "--json", "users", pid).stdout)["data"][0]["balance"] == "1250000"
+
+
+def test_provider_demo_serves_a_new_paywall_and_only_locally(stack: LocalStack) -> None:
+    from devserver.demo_provider import DEMO_KEY
+
+    assert cli.DEMO_PROVIDER_KEY == DEMO_KEY
+    pid = json.loads(paywalls(stack, "--json", "create", "--name", "Demo-backed").stdout)["id"]
+    provider = json.loads(paywalls(stack, "--json", "provider", pid, "--demo").stdout)
+    assert provider["base_url"] == f"{stack.url}/_demo/v1" and provider["kind"] == "openai-compatible"
+    paywalls(stack, "pricing", pid, "--model", "demo/echo=1,2")
+    key = json.loads(paywalls(stack, "--json", "keys", "create", pid).stdout)["key"]
+    paywalls(stack, "adjust", pid, "dave", "1")
+    reply = httpx.post(
+        f"{stack.url}/v1/chat/completions",
+        headers={"Authorization": f"Bearer {key}"},
+        json={"model": "demo/echo", "user": "dave", "messages": [{"role": "user", "content": "served by the demo"}]},
+        timeout=30,
+    )
+    assert reply.status_code == 200 and reply.json()["choices"][0]["message"]["content"] == "served by the demo"
+    mixed = paywalls(stack, "provider", pid, "--demo", "--kind", "openai", check=False)
+    assert mixed.returncode == 1 and "--demo" in mixed.stderr
+    remote = cli.main(
+        ["--url", "https://abc.execute-api.eu-west-1.amazonaws.com/prod/admin", "--token", "t"]
+        + ["provider", pid, "--demo"]
+    )
+    assert remote == 1
+
+
+class Recording:
+    """An AdminClient stand-in that records calls and answers from a script."""
+
+    def __init__(self, answers: dict[tuple[str, str], Any] | None = None) -> None:
+        self.calls: list[tuple[str, str, Any]] = []
+        self.answers = answers or {}
+
+    def request(self, method: str, path: str, body: Any = None, headers: Any = None) -> Any:
+        self.calls.append((method, path, body))
+        return self.answers.get((method, path), {"ok": True})
+
+
+def test_person_adjust_accepts_an_email_or_an_id() -> None:
+    client = Recording({("GET", "/persons?email=ann%40example.com"): {"id": "per_1", "object": "person"}})
+    parser = cli.build_parser()
+    by_email = parser.parse_args(["person-adjust", "ann@example.com", "5", "--environment", "live"])
+    cli.run(by_email, client)  # type: ignore[arg-type]
+    cli.run(parser.parse_args(["person-adjust", "per_2", "-1", "--environment", "test"]), client)  # type: ignore[arg-type]
+    assert client.calls == [
+        ("GET", "/persons?email=ann%40example.com", None),
+        ("POST", "/persons/per_1/adjustments", {"amount": "5", "environment": "live"}),
+        ("POST", "/persons/per_2/adjustments", {"amount": "-1", "environment": "test"}),
     ]

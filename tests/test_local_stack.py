@@ -5,10 +5,12 @@ from __future__ import annotations
 
 import socket
 import subprocess
+import sys
+from pathlib import Path
 
 import httpx
 
-from tests.conftest import LocalStack, run_local_stack
+from tests.conftest import ROOT, LocalStack, run_local_stack
 
 
 def child_pids(pid: int) -> list[int]:
@@ -82,3 +84,36 @@ def test_x_forwarded_for_does_not_change_the_client_a_rate_limit_counts() -> Non
             if reply.status_code != 200:
                 break
     assert statuses[-1] == 429 and set(statuses[:-1]) == {200}, statuses
+
+
+def test_every_demo_model_is_priced_out_of_the_box(stack: LocalStack) -> None:
+    from devserver import demo_provider
+
+    listed = {line.split()[1] for line in demo_provider.__doc__.splitlines() if line.startswith("- demo/")}
+    assert listed == set(demo_provider.MODELS), "MODELS names every model the module documents"
+    models = httpx.get(
+        f"{stack.config['base_url']}/models", headers={"Authorization": f"Bearer {stack.config['api_key']}"}
+    )
+    assert {m["id"] for m in models.json()["data"]} == set(demo_provider.MODELS)
+
+
+def test_local_json_is_readable_by_its_owner_only(stack: LocalStack) -> None:
+    assert (stack.state_dir / "local.json").stat().st_mode & 0o777 == 0o600
+
+
+def test_a_busy_port_fails_at_once_without_touching_local_json(tmp_path: Path) -> None:
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        (tmp_path / "local.json").write_text('{"from": "the stack already running"}')
+        proc = subprocess.run(
+            [sys.executable, "-m", "devserver", "--port", str(port), "--state-dir", str(tmp_path)],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+    assert proc.returncode == 1
+    assert f"127.0.0.1:{port}" in proc.stderr and "PORT=" in proc.stderr and "Traceback" not in proc.stderr
+    assert (tmp_path / "local.json").read_text() == '{"from": "the stack already running"}'

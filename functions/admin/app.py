@@ -57,6 +57,11 @@ def create_paywall(body: web.JsonBody) -> dict[str, Any]:
     return paywalls.create(body).as_api()
 
 
+@app.get("/admin/paywalls", dependencies=admin)
+def list_paywalls(limit: int = 100, cursor: str | None = None) -> dict[str, Any]:
+    return admin_reports.paywalls_page(limit=limit, cursor=cursor)
+
+
 @app.get("/admin/paywalls/{paywall_id}", dependencies=admin)
 def get_paywall(paywall_id: str) -> dict[str, Any]:
     return paywalls.get(paywall_id).as_api()

@@ -45,7 +45,6 @@ MAX_DURATION_S = float(os.environ.get("PAYWALLS_STREAM_MAX_S", "870"))  # module
 _in_flight: set[asyncio.Future[None]] = set()
 
 
-
 async def health(request: Request) -> Response:
     return JSONResponse({"status": "ok"})
 
@@ -115,9 +114,7 @@ async def _proxy(request: Request, *, path_user: str | None) -> Response:
     )
     if isinstance(reservation, Refused):
         if paywall.mode == "shared":
-            return await _shared_reply(
-                request, paywall, caller.environment, user, chat, request_id, reservation.action
-            )
+            return await _shared_reply(request, paywall, caller.environment, user, chat, request_id, reservation.action)
         return await _paywall_reply(request, paywall, caller.environment, user, chat, request_id)
 
     upstream = providers.upstream_of(paywall.provider)
@@ -130,12 +127,10 @@ async def _proxy(request: Request, *, path_user: str | None) -> Response:
         return await _buffered(upstream, upstream_body, chat, reservation, paywall, deadline)
     except providers.ProviderFailure as failure:
         await reservation.release()
+        if failure.code == providers.AUTH_FAILED:
+            raise _provider_auth_failed(paywall, request_id) from None
         log.warning("provider failure: %s", failure.reason, extra={"request_id": request_id})
-        raise web.ApiError(
-            failure.status,
-            paywall.render("provider_error"),
-            code="provider_timeout" if failure.status == 504 else "provider_error",
-        ) from None
+        raise web.ApiError(failure.status, paywall.render("provider_error"), code=failure.code) from None
     except providers.ProviderRejected as rejected:
         await reservation.release()
         headers = {"Retry-After": rejected.retry_after} if rejected.retry_after else None
@@ -143,6 +138,29 @@ async def _proxy(request: Request, *, path_user: str | None) -> Response:
     except BaseException:
         await reservation.release()
         raise
+
+
+PROVIDER_AUTH_FAILED_MESSAGE = (
+    "The AI provider refused this paywall's provider API key (HTTP 401). "
+    "The paywall's operator must set a valid key (`paywalls provider <paywall id>`)."
+)
+
+
+def _provider_auth_failed(paywall: Paywall, request_id: str) -> web.ApiError:
+    """The provider refused the paywall's key, also after refetching it: a configuration error only the
+    operator can fix, so it says so to the client (not the generic provider-error text, which reads as
+    an outage) and to the console/logs, at error level, naming the paywall."""
+    log.error(
+        "the provider refused the provider key of paywall %s (HTTP 401, also after refetching the key); "
+        "set a valid key with `paywalls provider %s`",
+        paywall.id,
+        paywall.id,
+        extra={"request_id": request_id, "paywall_id": paywall.id},
+    )
+    # Retrying cannot succeed until the key is fixed: tell the OpenAI SDKs not to retry in vain.
+    return web.ApiError(
+        502, PROVIDER_AUTH_FAILED_MESSAGE, code=providers.AUTH_FAILED, headers={"x-should-retry": "false"}
+    )
 
 
 def _check_served_model(paywall: Paywall, chat: ChatRequest, reservation: Reservation, payload: Any) -> None:

@@ -1,17 +1,21 @@
-"""Operator reports: a paywall's users with balances, and usage (revenue, provider cost, profit)."""
+"""Operator reports: the paywalls of the deployment, a paywall's users with balances, and usage
+(revenue, provider cost, profit)."""
 
 from __future__ import annotations
 
 import base64
 import binascii
 import json
+import re
 from collections import defaultdict
+from collections.abc import Callable
 from typing import Any
 
 from paywalls import ledger, store
+from paywalls import paywall as paywalls
 from paywalls.identity import USER_ID_RE, app_wallet_id
 from paywalls.money import format_micros
-from paywalls.paywall import ENVIRONMENTS, InvalidRequest
+from paywalls.paywall import ENVIRONMENTS, PAYWALLS_INDEX_PK, InvalidRequest
 
 
 def _check_environment(environment: str) -> None:
@@ -50,14 +54,36 @@ def users_page(paywall_id: str, environment: str, *, limit: int = 100, cursor: s
     }
 
 
+def paywalls_page(*, limit: int = 100, cursor: str | None = None) -> dict[str, Any]:
+    """Every paywall of the deployment, oldest first (gsi1 `PAYWALLS`, written by paywall.save)."""
+    if not 1 <= limit <= 100:  # one BatchGetItem
+        raise InvalidRequest("limit must be between 1 and 100", "limit")
+    start = _decode_key(cursor, PAYWALLS_INDEX_PK, _PAYWALL_SK.fullmatch) if cursor else None
+    items, last = store.query(PAYWALLS_INDEX_PK, index="gsi1", limit=limit, start_key=start)
+    listed = paywalls.get_many([i["pk"].removeprefix("PAYWALL#") for i in items])
+    return {
+        "object": "list",
+        "data": [p.as_api() for p in listed],
+        "has_more": last is not None,
+        "next_cursor": _encode_cursor(last) if last else None,
+    }
+
+
+_PAYWALL_SK = re.compile(r"[0-9TZ:.+-]{1,40}#pw_[0-9a-f]{1,40}")  # {created_at}#{id}
+
+
 def _encode_cursor(key: dict[str, str]) -> str:
     return base64.urlsafe_b64encode(json.dumps(key).encode()).decode()
 
 
 def _decode_cursor(cursor: str, paywall_id: str, environment: str) -> dict[str, str]:
-    """The start key of a users page, accepted only in the exact shape _encode_cursor wrote for this
-    listing: anything else would reach DynamoDB as an ExclusiveStartKey it rejects (a 500), or start a
-    listing of another paywall's partition."""
+    return _decode_key(cursor, _users_index_pk(paywall_id, environment), USER_ID_RE.match)
+
+
+def _decode_key(cursor: str, index_pk: str, valid_sk: Callable[[str], object]) -> dict[str, str]:
+    """The start key of a gsi1 listing page, accepted only in the exact shape _encode_cursor wrote for
+    this listing: anything else would reach DynamoDB as an ExclusiveStartKey it rejects (a 500), or
+    start a listing of another partition (e.g. another paywall's users)."""
     try:
         key = json.loads(base64.urlsafe_b64decode(cursor.encode()))
     except (binascii.Error, ValueError, UnicodeError, RecursionError):
@@ -66,8 +92,8 @@ def _decode_cursor(cursor: str, paywall_id: str, environment: str) -> dict[str, 
         not isinstance(key, dict)
         or set(key) != _CURSOR_KEYS
         or not all(_valid_key_value(v) for v in key.values())
-        or key["gsi1pk"] != _users_index_pk(paywall_id, environment)
-        or not USER_ID_RE.match(key["gsi1sk"])
+        or key["gsi1pk"] != index_pk
+        or not valid_sk(key["gsi1sk"])
     ):
         raise InvalidRequest("invalid cursor", "cursor")
     return key

@@ -19,6 +19,8 @@ from typing import Any
 
 import httpx
 
+from paywalls.money import format_micros
+
 LOCAL_JSON = Path(".paywalls") / "local.json"
 _REGION_IN_HOST = re.compile(r"\.execute-api\.([a-z0-9-]+)\.amazonaws\.com")
 
@@ -143,18 +145,90 @@ def _parse_feature(spec: str) -> tuple[str, dict[str, str]]:
     return name, price
 
 
+# The local stack's built-in demo provider (devserver.demo_provider.DEMO_KEY; a test keeps them equal).
+DEMO_PROVIDER_KEY = "demo-provider-key"
+LOCAL_HOSTS = ("127.0.0.1", "localhost")
+
+# Commands whose change running instances see only once their cache expires: web.authenticate keeps
+# an API key's paywall (settings, prices, provider) for PAYWALLS_CACHE_TTL_S.
+CACHED_CHANGES = {"update", "provider", "pricing", "templates", "stripe", "keys revoke"}
+CACHE_NOTE = (
+    "note: instances cache API keys and paywall settings for PAYWALLS_CACHE_TTL_S (30 s by default, `make run` "
+    "too): every request sees this change within that time"
+)
+
+
+def _demo_provider(client: AdminClient) -> dict[str, Any]:
+    """The provider body for the local stack's demo provider, served beside its admin API."""
+    if httpx.URL(client.url).host not in LOCAL_HOSTS or not client.url.endswith("/admin"):
+        raise CliError("--demo is the local stack's built-in demo provider: it works only against `make run`")
+    base = client.url.removesuffix("/admin")
+    return {"kind": "openai-compatible", "base_url": f"{base}/_demo/v1", "api_key": DEMO_PROVIDER_KEY}
+
+
+def _pricing_body(args: argparse.Namespace, client: AdminClient, path: str) -> dict[str, Any]:
+    """PUT /pricing replaces the whole model table; the CLI merges into the current one unless
+    --replace. (Read-modify-write: two operators changing one paywall's prices at the same moment may
+    lose one change; the admin API is the operator's own tool, not a shared hot path.)"""
+    given: dict[str, Any] = {}
+    if args.file:
+        try:
+            given = json.loads(Path(args.file).read_text())
+        except (OSError, ValueError) as exc:
+            raise CliError(f"--file {args.file}: {exc}") from None
+        if not isinstance(given, dict):
+            raise CliError("--file must hold a JSON object {models: {...}, markup_percent?, features?}")
+    models = {**(given.get("models") or {}), **dict(_parse_model(m) for m in args.model or [])}
+    features = {**(given.get("features") or {}), **dict(_parse_feature(f) for f in args.feature or [])}
+    if args.replace:
+        if args.remove:
+            raise CliError("--remove and --replace do not go together: --replace sets the whole table")
+        if not models:
+            raise CliError("--replace needs the whole table: --model MODEL=PROMPT,COMPLETION[,REQUEST] or --file")
+        body: dict[str, Any] = {"models": models}
+        if "features" in given or features:
+            body["features"] = features
+    else:
+        current = client.request("GET", path)
+        merged = {**(current.get("pricing") or {}), **models}
+        for model in args.remove or []:
+            if model not in merged:
+                raise CliError(f"--remove {model}: not in the price table")
+            del merged[model]
+        if not merged:
+            raise CliError("give at least one --model MODEL=PROMPT,COMPLETION[,REQUEST]: the price table is empty")
+        body = {"models": merged}
+        if features:
+            body["features"] = {**(current.get("features") or {}), **features}
+    markup = args.markup_percent if args.markup_percent is not None else given.get("markup_percent")
+    if markup is not None:
+        body["markup_percent"] = markup
+    return body
+
+
+def _person_id(client: AdminClient, person: str) -> str:
+    """A person named by id, or by the email they signed in with."""
+    if "@" not in person:
+        return person
+    return client.request("GET", f"/persons?{httpx.QueryParams(email=person)}")["id"]
+
+
+def _page(args: argparse.Namespace, **params: str) -> httpx.QueryParams:
+    """A listing page: --limit, and --cursor (the `next_cursor` of the page before)."""
+    return httpx.QueryParams({**params, "limit": args.limit, **({"cursor": args.cursor} if args.cursor else {})})
+
+
 def run(args: argparse.Namespace, client: AdminClient) -> Any:
     p = f"/paywalls/{getattr(args, 'paywall_id', '')}"
     match args.command:
         case "create":
             return client.request("POST", "/paywalls", {"mode": args.mode, **_fields(args, PAYWALL_FIELDS)})
+        case "list":
+            return client.request("GET", f"/paywalls?{_page(args)}")
         case "get":
             return client.request("GET", p)
         case "update":
-            body = _fields(args, PAYWALL_FIELDS)
-            if args.mode:
-                body["mode"] = args.mode
-            return client.request("PATCH", p, body)
+            return client.request("PATCH", p, _fields(args, PAYWALL_FIELDS))
         case "keys":
             if args.keys_command == "create":
                 return client.request("POST", f"{p}/keys", {"environment": args.environment})
@@ -162,22 +236,18 @@ def run(args: argparse.Namespace, client: AdminClient) -> Any:
                 return client.request("GET", f"{p}/keys")
             return client.request("DELETE", f"{p}/keys/{args.key_id}")
         case "provider":
+            if args.demo:
+                if args.kind or args.base_url or args.stdin:
+                    raise CliError("--demo sets kind, base URL and key itself: leave out --kind, --base-url, --stdin")
+                return client.request("PUT", f"{p}/provider", _demo_provider(client))
+            if not args.kind:
+                raise CliError("give --kind (or --demo for the local stack's demo provider)")
             body = {"kind": args.kind, "api_key": _secret(args, "PAYWALLS_PROVIDER_API_KEY", "provider API key")}
             if args.base_url:
                 body["base_url"] = args.base_url
             return client.request("PUT", f"{p}/provider", body)
         case "pricing":
-            if args.file:
-                body = json.loads(Path(args.file).read_text())
-            else:
-                if not args.model:
-                    raise CliError("give --model MODEL=PROMPT,COMPLETION[,REQUEST] (repeatable) or --file")
-                body = {"models": dict(_parse_model(m) for m in args.model)}
-            if args.markup_percent is not None:
-                body["markup_percent"] = args.markup_percent
-            if args.feature:
-                body["features"] = dict(_parse_feature(f) for f in args.feature)
-            return client.request("PUT", f"{p}/pricing", body)
+            return client.request("PUT", f"{p}/pricing", _pricing_body(args, client, p))
         case "templates":
             body = {
                 k: v
@@ -192,9 +262,7 @@ def run(args: argparse.Namespace, client: AdminClient) -> Any:
         case "stripe":
             return client.request("PUT", f"{p}/stripe", _stripe_body(args))
         case "users":
-            return client.request(
-                "GET", f"{p}/users?{httpx.QueryParams(environment=args.environment, limit=args.limit)}"
-            )
+            return client.request("GET", f"{p}/users?{_page(args, environment=args.environment)}")
         case "usage":
             params = {
                 k: v for k, v in {"environment": args.environment, "from": args.start, "to": args.end}.items() if v
@@ -231,134 +299,232 @@ def run(args: argparse.Namespace, client: AdminClient) -> Any:
             body = {"amount": args.amount, "environment": args.environment}
             if args.reason:
                 body["reason"] = args.reason
-            return client.request("POST", f"/persons/{args.person_id}/adjustments", body, _idempotency(args))
+            person_id = _person_id(client, args.person)
+            return client.request("POST", f"/persons/{person_id}/adjustments", body, _idempotency(args))
     raise CliError(f"unknown command {args.command}")
 
 
+PAYWALL_ID_HELP = "the paywall's id, pw_..."
+RETRY_HELP = "reuse to retry without applying twice"
+ENVIRONMENT_HELP = "live (live keys, real money) or test (test keys)"
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="paywalls", description="Operate a Paywalls deployment (admin API).")
+    parser = argparse.ArgumentParser(
+        prog="paywalls",
+        description="Operate a Paywalls deployment (admin API). Amounts are decimal currency units, e.g. 5 or 0.25.",
+    )
     parser.add_argument("--url", help="admin API URL, e.g. https://<api>.execute-api.<region>.amazonaws.com/prod/admin")
     parser.add_argument("--token", help="admin bearer token (local stack); omit to sign with AWS credentials")
     parser.add_argument("--region", help="AWS region for SigV4 (default: from the URL)")
-    parser.add_argument("--json", action="store_true", help="print the raw JSON response")
-    sub = parser.add_subparsers(dest="command", required=True)
+    parser.add_argument("--json", action="store_true", help="print the raw JSON response (amounts in micro-units)")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    def command(name: str, help_text: str) -> argparse.ArgumentParser:
+        return sub.add_parser(name, help=help_text, description=help_text)
 
     def paywall_cmd(name: str, help_text: str) -> argparse.ArgumentParser:
-        cmd = sub.add_parser(name, help=help_text)
-        cmd.add_argument("paywall_id")
+        cmd = command(name, help_text)
+        cmd.add_argument("paywall_id", help=PAYWALL_ID_HELP)
         return cmd
 
+    def environment(cmd: argparse.ArgumentParser, **kwargs: Any) -> None:
+        cmd.add_argument("--environment", choices=["live", "test"], help=ENVIRONMENT_HELP, **kwargs)
+
     def add_profile(cmd: argparse.ArgumentParser, *, name_required: bool) -> None:
-        cmd.add_argument("--name", required=name_required)
-        cmd.add_argument("--description")
-        cmd.add_argument("--icon-url", dest="icon_url")
-        cmd.add_argument("--markup-percent", dest="markup_percent")
-        cmd.add_argument("--trial-credits", dest="trial_credits", help="decimal amount, e.g. 0.50")
-        cmd.add_argument("--platform-fee-percent", dest="platform_fee_percent")
+        cmd.add_argument("--name", required=name_required, help="the app's name, shown on the hosted pages")
+        cmd.add_argument("--description", help="a line about the app, shown on the authorization page")
+        cmd.add_argument("--icon-url", dest="icon_url", help="https URL of the app's icon")
+        cmd.add_argument("--markup-percent", dest="markup_percent", help="added to every price, e.g. 20")
+        cmd.add_argument("--trial-credits", dest="trial_credits", help="given once to every new user, e.g. 0.50")
+        cmd.add_argument(
+            "--platform-fee-percent",
+            dest="platform_fee_percent",
+            help="shared mode: the operator's share of every charge, e.g. 10",
+        )
 
-    create = sub.add_parser("create", help="create a paywall")
+    create = command("create", "create a paywall")
     add_profile(create, name_required=True)
-    create.add_argument("--mode", choices=["default", "shared"], default="default")
-
+    create.add_argument(
+        "--mode",
+        choices=["default", "shared"],
+        default="default",
+        help="default: a wallet per app user; shared: one wallet per person across apps. Fixed at creation",
+    )
+    listing_all = command("list", "list the paywalls, oldest first")
+    listing_all.add_argument("--limit", type=int, default=100, help="at most this many (1-100)")
+    listing_all.add_argument("--cursor", help="the next_cursor of the page before")
     paywall_cmd("get", "show a paywall")
-    update = paywall_cmd("update", "change a paywall's profile (mode is immutable)")
+    # No --mode: a paywall's mode is fixed at creation (the API answers 409 to a change).
+    update = paywall_cmd("update", "change a paywall's profile (the mode is fixed at creation)")
     add_profile(update, name_required=False)
-    update.add_argument("--mode", choices=["default", "shared"])
 
-    keys = sub.add_parser("keys", help="API keys")
-    keys_sub = keys.add_subparsers(dest="keys_command", required=True)
+    keys = command("keys", "API keys: create, list, revoke")
+    keys_sub = keys.add_subparsers(dest="keys_command", required=True, metavar="ACTION")
     key_create = keys_sub.add_parser("create", help="issue a key (shown once)")
-    key_create.add_argument("paywall_id")
-    key_create.add_argument("--environment", choices=["live", "test"], default="live")
-    keys_sub.add_parser("list", help="list keys").add_argument("paywall_id")
+    key_create.add_argument("paywall_id", help=PAYWALL_ID_HELP)
+    environment(key_create, default="live")
+    keys_sub.add_parser("list", help="list keys").add_argument("paywall_id", help=PAYWALL_ID_HELP)
     revoke = keys_sub.add_parser("revoke", help="revoke a key")
-    revoke.add_argument("paywall_id")
-    revoke.add_argument("key_id")
+    revoke.add_argument("paywall_id", help=PAYWALL_ID_HELP)
+    revoke.add_argument("key_id", help="the key's id (key_...), from `keys list`")
 
     provider = paywall_cmd("provider", "set the LLM provider (key from stdin or $PAYWALLS_PROVIDER_API_KEY)")
     provider.add_argument(
-        "--kind", required=True, choices=["openai", "openrouter", "together", "anthropic", "openai-compatible"]
+        "--kind",
+        choices=["openai", "openrouter", "together", "anthropic", "openai-compatible"],
+        help="the provider's API; openai-compatible needs --base-url",
     )
-    provider.add_argument("--base-url", dest="base_url")
+    provider.add_argument(
+        "--base-url", dest="base_url", help="as the OpenAI SDK takes it, e.g. https://api.openai.com/v1"
+    )
     provider.add_argument("--stdin", action="store_true", help="read the API key from stdin")
+    provider.add_argument(
+        "--demo", action="store_true", help="the local stack's built-in demo provider (demo/* models; make run only)"
+    )
 
-    pricing = paywall_cmd("pricing", "set the price table")
-    pricing.add_argument("--model", action="append", help="MODEL=PROMPT,COMPLETION[,REQUEST] per 1M tokens")
+    pricing = paywall_cmd("pricing", "set prices, merged into the current table (--replace to replace it)")
+    pricing.add_argument(
+        "--model", action="append", help="MODEL=PROMPT,COMPLETION[,REQUEST]: per 1M tokens and per request (repeatable)"
+    )
     pricing.add_argument("--file", help="JSON file {models: {...}, markup_percent?, features?}")
-    pricing.add_argument("--markup-percent", dest="markup_percent")
+    pricing.add_argument("--markup-percent", dest="markup_percent", help="added to every price, e.g. 20")
     pricing.add_argument(
         "--feature",
         action="append",
         help="NAME=REQUEST[,PROMPT,COMPLETION]: price a paid extra (web_search, audio, priority_tier, "
         "provider_routing) as a surcharge; unpriced ones are refused",
     )
+    pricing.add_argument("--remove", action="append", metavar="MODEL", help="take a model off the table (repeatable)")
+    pricing.add_argument("--replace", action="store_true", help="replace the whole model table instead of merging")
 
     templates = paywall_cmd("templates", "set reply templates ({{url}}, {{name}})")
-    templates.add_argument("--topup")
-    templates.add_argument("--authorize")
-    templates.add_argument("--provider-error", dest="provider_error")
+    templates.add_argument("--topup", help="the reply when a balance is too low; {{url}} is the top-up link")
+    templates.add_argument("--authorize", help="shared mode: the reply asking the person to authorize the app")
+    templates.add_argument("--provider-error", dest="provider_error", help="the error text when the provider fails")
 
     stripe = paywall_cmd("stripe", "connect Stripe (key from stdin or $PAYWALLS_STRIPE_SECRET_KEY)")
     stripe.add_argument("--stdin", action="store_true", help="read the secret key from stdin")
-    stripe.add_argument("--topup-amounts", dest="topup_amounts", help="e.g. 5,10,20")
+    stripe.add_argument("--topup-amounts", dest="topup_amounts", help="top-up page presets, e.g. 5,10,20")
 
     users = paywall_cmd("users", "list users with balances")
-    users.add_argument("--environment", choices=["live", "test"], default="live")
-    users.add_argument("--limit", type=int, default=100)
+    environment(users, default="live")
+    users.add_argument("--limit", type=int, default=100, help="at most this many (1-1000)")
+    users.add_argument("--cursor", help="the next_cursor of the page before")
 
     usage = paywall_cmd("usage", "revenue, provider cost and profit by model and user")
-    usage.add_argument("--environment", choices=["live", "test"], default="live")
+    environment(usage, default="live")
     usage.add_argument("--from", dest="start", help="ISO timestamp, inclusive")
     usage.add_argument("--to", dest="end", help="ISO timestamp, exclusive")
 
     adjust = paywall_cmd("adjust", "credit (positive) or debit (negative) a user's balance")
-    adjust.add_argument("user")
+    adjust.add_argument("user", help="the app's user id")
     adjust.add_argument("amount", help='decimal, e.g. "5" or "-0.25"')
-    adjust.add_argument("--environment", choices=["live", "test"], default="live")
-    adjust.add_argument("--reason")
-    adjust.add_argument("--idempotency-key", dest="idempotency_key")
+    environment(adjust, default="live")
+    adjust.add_argument("--reason", help="kept with the ledger entry")
+    adjust.add_argument("--idempotency-key", dest="idempotency_key", help=RETRY_HELP)
 
     # Shared mode (SPEC §6).
     earn = paywall_cmd(
         "earnings", "a shared-mode paywall's earnings: gross, fees, earned, withdrawn, available, pending (and when)"
     )
-    earn.add_argument("--environment", choices=["live", "test"], default="live")
+    environment(earn, default="live")
     withdraw = paywall_cmd("withdraw", "withdraw available earnings (Stripe transfer if a payout account is set)")
     withdraw.add_argument("--amount", help='decimal, e.g. "25"; default: everything available (whole cents)')
-    withdraw.add_argument("--environment", choices=["live", "test"], default="live")
+    environment(withdraw, default="live")
     withdraw.add_argument("--idempotency-key", dest="idempotency_key", help="reuse to retry without paying twice")
-    listing = paywall_cmd("withdrawals", "list withdrawals")
-    listing.add_argument("--environment", choices=["live", "test"], default="live")
+    environment(paywall_cmd("withdrawals", "list withdrawals"), default="live")
     paid = paywall_cmd("withdrawal-paid", "mark a pending withdrawal paid (after paying it by hand)")
-    paid.add_argument("withdrawal_id")
+    paid.add_argument("withdrawal_id", help="the withdrawal's id, from `withdrawals`")
     paid.add_argument("--reference", help="e.g. the bank transfer's id, kept with the withdrawal")
     payout = paywall_cmd("payout", "where withdrawals are paid")
     target = payout.add_mutually_exclusive_group(required=True)
     target.add_argument("--stripe-account", dest="stripe_account", help="Stripe Connect account id, acct_...")
     target.add_argument("--manual", action="store_true", help="no transfer: withdrawals stay pending for manual payout")
-    lost = sub.add_parser("losses", help="refunded or disputed wallet top-ups that had been spent: who, which apps")
-    lost.add_argument("--environment", choices=["live", "test"], default="live")
-    operator = sub.add_parser("operator-stripe", help="the operator's Stripe key (wallet top-ups, payouts)")
+    lost = command("losses", "refunded or disputed wallet top-ups that had been spent: who, which apps")
+    environment(lost, default="live")
+    operator = command("operator-stripe", "the operator's Stripe key (wallet top-ups, payouts)")
     operator.add_argument("--stdin", action="store_true", help="read the secret key from stdin")
     operator.add_argument("--topup-amounts", dest="topup_amounts", help="wallet top-up presets, e.g. 5,10,20")
-    person = sub.add_parser("person", help="a wallet owner by email: live and test balances, authorized apps")
-    person.add_argument("email")
-    person_adjust = sub.add_parser("person-adjust", help="credit (positive) or debit (negative) a person's wallet")
-    person_adjust.add_argument("person_id")
+    command("person", "a wallet owner by email: live and test balances, authorized apps").add_argument(
+        "email", help="the email the person signs in with"
+    )
+    person_adjust = command("person-adjust", "credit (positive) or debit (negative) a person's wallet")
+    person_adjust.add_argument("person", help="the person's email, or their id (from `person`)")
     person_adjust.add_argument("amount", help='decimal, e.g. "5" or "-0.25"')
     # Required: a person's live wallet is real money, the test wallet test money; never guessed.
-    person_adjust.add_argument("--environment", choices=["live", "test"], required=True)
-    person_adjust.add_argument("--reason")
-    person_adjust.add_argument("--idempotency-key", dest="idempotency_key")
+    environment(person_adjust, required=True)
+    person_adjust.add_argument("--reason", help="kept with the ledger entry")
+    person_adjust.add_argument("--idempotency-key", dest="idempotency_key", help=RETRY_HELP)
     return parser
 
 
-def render(result: Any) -> str:
-    """Human output: `key: value` lines; lists as one line per item."""
+# API fields that hold integer micro-units (10^-6 of the currency): `render` shows them in currency.
+MICRO_FIELDS = frozenset(
+    {"amount", "balance", "balance_after", "available", "earned", "withdrawn", "gross", "fees", "provider_cost"}
+    | {"cap", "spent"}
+)
+_INTEGER = re.compile(r"-?\d+")
+
+
+def _scalar(name: str, value: Any) -> str:
+    if name in MICRO_FIELDS and isinstance(value, str) and _INTEGER.fullmatch(value):
+        return format_micros(int(value))
+    if value is None:
+        return "-"
+    if isinstance(value, dict | list):
+        return json.dumps(value)
+    return str(value)
+
+
+def _shown(item: dict[str, Any]) -> dict[str, Any]:
+    """Without duplicates: `balanceFormatted` beside `balance` (shown in currency anyway), and the
+    usage report's `currency_unit` (its amounts are already decimal currency)."""
+    return {
+        k: v
+        for k, v in item.items()
+        if k != "currency_unit" and not (k.endswith("Formatted") and k.removesuffix("Formatted") in item)
+    }
+
+
+def _lines(result: dict[str, Any], indent: str = "") -> list[str]:
+    lines: list[str] = []
+    for name, value in _shown(result).items():
+        if isinstance(value, dict) and value:
+            lines += [f"{indent}{name}:", *_lines(value, indent + "  ")]
+        elif isinstance(value, list) and value and all(isinstance(v, dict) for v in value):
+            lines += [f"{indent}{name}:", *(f"{indent}  - {_one_line(v)}" for v in value)]
+        else:
+            lines.append(f"{indent}{name}: {_scalar(name, value)}")
+    return lines
+
+
+def _one_line(item: dict[str, Any]) -> str:
+    return "  ".join(f"{k}={_scalar(k, v)}" for k, v in _shown(item).items() if k != "object" and v is not None)
+
+
+def _paywall_summary(paywall: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "id": paywall.get("id"),
+        "mode": paywall.get("mode"),
+        "name": paywall.get("name"),
+        "provider": (paywall.get("provider") or {}).get("kind") or "none",
+        "models": len(paywall.get("pricing") or {}),
+        "created_at": paywall.get("created_at"),
+    }
+
+
+def render(result: Any, command: str | None = None) -> str:
+    """Human output: `key: value` lines (nested objects indented), lists one line per item, micro-unit
+    amounts in currency (`--json` prints the API's own micro-unit strings)."""
     if isinstance(result, dict) and isinstance(result.get("data"), list):
-        return "\n".join(render(item) for item in result["data"]) or "(none)"
+        items = [_paywall_summary(p) for p in result["data"]] if command == "list" else result["data"]
+        lines = [_one_line(i) if isinstance(i, dict) else str(i) for i in items] or ["(none)"]
+        if result.get("has_more"):
+            lines.append(f"(more: --cursor {result.get('next_cursor')})")
+        return "\n".join(lines)
     if isinstance(result, dict):
-        return "\n".join(f"{k}: {json.dumps(v) if isinstance(v, dict | list) else v}" for k, v in result.items())
+        return "\n".join(_lines(result))
     return str(result)
 
 
@@ -373,7 +539,9 @@ def main(argv: list[str] | None = None) -> int:
     except httpx.HTTPError as exc:
         print(f"paywalls: cannot reach the admin API: {exc}", file=sys.stderr)
         return 1
-    print(json.dumps(result, indent=2) if args.json else render(result))
+    print(json.dumps(result, indent=2) if args.json else render(result, args.command))
+    if f"{args.command} {getattr(args, 'keys_command', '')}".strip() in CACHED_CHANGES:
+        print(CACHE_NOTE, file=sys.stderr)
     return 0
 
 

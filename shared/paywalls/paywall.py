@@ -23,6 +23,7 @@ from paywalls.money import (
 from paywalls.store import TransactionCancelled
 
 MODES = ("default", "shared")
+PAYWALLS_INDEX_PK = "PAYWALLS"
 ENVIRONMENTS = ("live", "test")
 KEY_PREFIX = "sk-paywalls-"
 TEST_KEY_PREFIX = "sk-paywalls-test-"
@@ -189,7 +190,10 @@ def _to_item(p: Paywall) -> dict[str, Any]:
     data["platform_fee_percent"] = str(p.platform_fee_percent)
     data["pricing"] = {m: {k: str(v) for k, v in asdict(mp).items()} for m, mp in p.pricing.items()}
     data["features"] = {f: {k: str(v) for k, v in asdict(fp).items()} for f, fp in p.features.items()}
-    return {"pk": f"PAYWALL#{p.id}", "sk": "META", **data}
+    # gsi1 `PAYWALLS` lists every paywall, oldest first (admin `GET /admin/paywalls`, `paywalls list`).
+    # Written by every save (admin changes only, never on a request path), so it costs no hot partition.
+    index = {"gsi1pk": PAYWALLS_INDEX_PK, "gsi1sk": f"{p.created_at}#{p.id}"}
+    return {"pk": f"PAYWALL#{p.id}", "sk": "META", **data, **index}
 
 
 def _from_item(item: dict[str, Any]) -> Paywall:
@@ -223,6 +227,13 @@ def get(paywall_id: str) -> Paywall:
     if not item:
         raise NotFound(f"paywall {paywall_id!r} not found")
     return _from_item(item)
+
+
+def get_many(paywall_ids: list[str]) -> list[Paywall]:
+    """The paywalls that exist among `paywall_ids`, in that order (one BatchGetItem per 100)."""
+    items = store.batch_get([(f"PAYWALL#{i}", "META") for i in paywall_ids if _valid_id(i)])
+    by_id = {item["id"]: _from_item(item) for item in items}
+    return [by_id[i] for i in paywall_ids if i in by_id]
 
 
 _ID_RE = re.compile(r"\A[A-Za-z0-9_]{1,64}\Z")

@@ -3,7 +3,9 @@ Secrets Manager, and provider answers sorted into what the proxy does with them:
 
 - `ProviderFailure` (connect error, timeout, 5xx, 401 after a key refetch, invalid JSON, a
   completion larger than MAX_COMPLETION_BYTES): the hold is released and the client gets a 502 (504
-  for timeouts);
+  for timeouts) with the failure's `code`: `provider_auth_failed` when the provider refused the
+  paywall's key (the operator must fix it; retrying cannot help), else `provider_error` /
+  `provider_timeout`;
 - `ProviderRejected` (other 4xx, e.g. 400 invalid request, 429): the provider's status and error
   pass through in OpenAI's shape.
 
@@ -37,13 +39,17 @@ _ERROR_BODY_LIMIT = 64_000
 MAX_COMPLETION_BYTES = 20_000_000
 
 
-class ProviderFailure(Exception):
-    """Nothing usable came back; `reason` is for logs (never holds a secret)."""
+AUTH_FAILED = "provider_auth_failed"
 
-    def __init__(self, status: int, reason: str):
+
+class ProviderFailure(Exception):
+    """Nothing usable came back; `reason` is for logs (never holds a secret), `code` for the client."""
+
+    def __init__(self, status: int, reason: str, *, code: str | None = None):
         super().__init__(reason)
         self.status = status  # 502, or 504 for timeouts
         self.reason = reason
+        self.code = code or ("provider_timeout" if status == 504 else "provider_error")
 
 
 class ProviderRejected(Exception):
@@ -163,7 +169,10 @@ async def _raise_for_status(response: httpx.Response, key: str) -> None:
     raw = await _read(response, _ERROR_BODY_LIMIT)
     await response.aclose()
     if status == 401:
-        raise ProviderFailure(502, "provider refused the paywall's provider key (401)")
+        # Still 401 after refetching the key: the stored key is wrong or revoked, which only the
+        # operator can fix. Its own code, so neither the client nor the operator mistakes it for an
+        # outage (the provider's text is not passed on: it may quote the key).
+        raise ProviderFailure(502, "provider refused the paywall's provider key (401)", code=AUTH_FAILED)
     if status == 408:
         raise ProviderFailure(504, "provider timeout (408)")
     if status >= 500 or status < 400:
