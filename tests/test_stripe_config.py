@@ -148,7 +148,7 @@ def test_keys_stripe_refuses_are_400_without_echoing_the_key(admin: TestClient, 
     for reply in (rejected, forbidden):
         assert "9999" not in reply.text and "7777" not in reply.text and "sk_test_" not in reply.text
     assert paywalls.get(pid).stripe is None
-    with pytest.raises(Exception, match="ResourceNotFound"):
+    with pytest.raises(secrets_store.SecretMissing):
         stored(pid, "test")
 
 

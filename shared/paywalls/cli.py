@@ -464,7 +464,7 @@ MICRO_FIELDS = frozenset(
     {"amount", "balance", "balance_after", "available", "earned", "withdrawn", "gross", "fees", "provider_cost"}
     | {"cap", "spent"}
 )
-_INTEGER = re.compile(r"-?\d+")
+_INTEGER = re.compile(r"-?[0-9]+")
 
 
 def _scalar(name: str, value: Any) -> str:
