@@ -34,6 +34,7 @@ from paywalls import (
     shared_mode,
     stripe_config,
     stripe_gateway,
+    telemetry,
     topup,
     wallet_pages,
     wallet_topup,
@@ -636,4 +637,4 @@ def wallet_not_found() -> HTMLResponse:
     return html(pages.message_page("Not found", "This page does not exist."), 404)
 
 
-handler = Mangum(app, lifespan="off")
+handler = telemetry.lambda_handler(Mangum(app, lifespan="off"))

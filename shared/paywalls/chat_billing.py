@@ -15,9 +15,10 @@ from typing import Any, TypeVar
 
 import anyio
 
-from paywalls import accounts, ledger
+from paywalls import accounts, ledger, telemetry
 from paywalls.chat_request import ChatRequest
-from paywalls.metering import HoldPlan, Pricing, StreamTally, Usage, estimated_usage, plan_hold
+from paywalls.limits import UserLimits
+from paywalls.metering import NO_LIMIT_TOKENS, HoldPlan, Pricing, StreamTally, Usage, estimated_usage, plan_hold
 from paywalls.paywall import Paywall
 
 log = logging.getLogger(__name__)
@@ -56,6 +57,7 @@ class Reservation:
     model: str
     closed: bool = field(default=False)
     funding: Funding | None = None
+    paywall_id: str = ""  # metrics only
 
     def estimate(self, generated: int) -> Usage:
         return estimated_usage(self.plan, prompt_bound=self.prompt_bound, n=self.n, generated=generated)
@@ -88,7 +90,17 @@ class Reservation:
             except Exception:
                 # The hold stays active; the sweeper releases it. Served but not charged: loud log.
                 log.exception("settlement failed", extra={"request_id": self.request_id, "hold_id": self.hold_id})
+                telemetry.emit({"SettlementFailures": 1})
                 return 0
+        telemetry.emit(
+            {
+                "Charges": 1,
+                "RevenueMicros": cost,
+                "PromptTokens": usage.prompt_tokens,
+                "CompletionTokens": usage.completion_tokens,
+            },
+            by={"paywall": self.paywall_id, "model": self.model},
+        )
         return cost
 
     async def release(self) -> None:
@@ -126,43 +138,79 @@ async def reserve(
     prompt_bound: int,
     request_id: str,
     funding: Funding | None = None,
+    limits: UserLimits | None = None,
 ) -> Reservation | None:
     """Hold the worst case of this request, lowered to what the balance covers; None when the
     balance cannot pay for a minimal answer (the caller shows the paywall, nothing is held).
-    With `funding` (shared mode) the person's wallet pays, within the connection's cap."""
+    With `funding` (shared mode) the person's wallet pays, within the connection's cap.
+    With `limits` the hold is also lowered to what the user's spend and token limits still allow
+    and reserves from them in the same transaction (limits.py); raises limits.LimitReached."""
     if funding:
         wallet_id = funding.wallet_id
     else:
         wallet_id = accounts.wallet_id(paywall, environment, user)
         await blocking(accounts.ensure_trial, paywall, environment, user)
+    refused: ledger.QuotaExceeded | None = None
     for attempt in range(HOLD_ATTEMPTS):
         if funding:
             available = await blocking(funding.spendable)
         else:
             available = (await blocking(ledger.get_wallet, wallet_id)).available
+        requested_limit = chat.requested_limit
+        room = None
+        if limits is not None:
+            room = await blocking(limits.room)
+            requested_limit = room.cap_limit(requested_limit, NO_LIMIT_TOKENS, prompt_bound, chat.n)
         plan = plan_hold(
             pricing,
             prompt_bound=prompt_bound,
-            requested_limit=chat.requested_limit,
+            requested_limit=requested_limit,
             n=chat.n,
-            available=available,
+            available=available if room is None else room.cap_available(available),
         )
         if plan is None:
+            if room is not None and (reached := room.short_of(available)):
+                raise reached
             return None
         reservation = Reservation(
-            wallet_id, None, plan, pricing, prompt_bound, chat.n, request_id, chat.model, funding=funding
+            wallet_id,
+            None,
+            plan,
+            pricing,
+            prompt_bound,
+            chat.n,
+            request_id,
+            chat.model,
+            funding=funding,
+            paywall_id=paywall.id,
         )
         if plan.amount == 0:
             return reservation
         # A fresh hold id per attempt: a retried transaction must not reuse another's request token.
         hold_id = request_id if attempt == 0 else f"{request_id}.{attempt}"
+        quotas = limits.quotas(plan.amount, prompt_bound + chat.n * plan.tokens_per_choice) if limits else ()
         try:
             await blocking(
-                ledger.hold, wallet_id, plan.amount, hold_id=hold_id, budget=funding.budget if funding else None
+                ledger.hold,
+                wallet_id,
+                plan.amount,
+                hold_id=hold_id,
+                budget=funding.budget if funding else None,
+                quotas=quotas,
             )
         except (ledger.InsufficientFunds, ledger.BudgetExceeded):
             # Another request (or a revocation, or a lowered cap) took the room since we read it.
+            telemetry.emit({"HoldRetries": 1})
+            continue
+        except ledger.QuotaExceeded as exceeded:
+            assert limits is not None
+            if exceeded.quota.measure == "requests":
+                raise limits.reached(exceeded) from None  # a rate limit: retrying would not change it
+            refused = exceeded  # concurrent requests used the limit's room: plan again on a fresh read
+            telemetry.emit({"HoldRetries": 1})
             continue
         reservation.hold_id = hold_id
         return reservation
+    if refused is not None and limits is not None:
+        raise limits.reached(refused)
     return None

@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Literal
 
-from paywalls import store
+from paywalls import store, telemetry
 from paywalls.store import N, S, StoreUnavailable, TransactionCancelled
 
 log = logging.getLogger(__name__)
@@ -55,6 +55,14 @@ class BudgetExceeded(LedgerError):
     def __init__(self, required: int):
         super().__init__(f"spending cap reached: {required} more needed")
         self.required = required
+
+
+class QuotaExceeded(LedgerError):
+    """A usage limit (Quota) does not cover the request; nothing was reserved."""
+
+    def __init__(self, quota: Quota):
+        super().__init__(f"usage limit reached: {quota.sk}")
+        self.quota = quota
 
 
 class HoldNotActive(LedgerError):
@@ -135,6 +143,23 @@ class Budget:
 
     pk: str
     sk: str
+
+
+@dataclass(frozen=True)
+class Quota:
+    """A usage counter with a ceiling beside the balance, e.g. a user's spend this day (limits.py):
+    an item whose `used` grows by what a hold reserves, under the condition that it stays within
+    `limit`, in the hold's own transaction, so no burst of concurrent requests can pass it. Settle
+    gives back what the request did not use, by `measure` (`money`: the charge, `tokens`: prompt +
+    completion tokens, `requests`: nothing, a request counts once made); release gives back a money
+    or tokens reservation whole. `expires_at` is the item's TTL (its window is over by then)."""
+
+    pk: str
+    sk: str
+    limit: int
+    reserve: int
+    measure: Literal["money", "tokens", "requests"]
+    expires_at: int
 
 
 # Builds extra transaction items from the entry being posted (e.g. a paywall's earnings credit), so
@@ -340,6 +365,7 @@ def _post(
             if "wallet" in failed:
                 # Version race (or funds gone): back off so colliding writers spread out instead
                 # of re-colliding in lockstep, then re-read and decide again.
+                telemetry.emit({"PostingConflicts": 1})
                 store.backoff(min(attempt, 4))
                 continue
             raise
@@ -560,10 +586,21 @@ def _require_positive(amount: int) -> None:
 # ---- holds --------------------------------------------------------------------------------------
 
 
-def hold(wallet_id: str, amount: int, *, hold_id: str, ttl_s: int = 20 * 60, budget: Budget | None = None) -> Hold:
-    """Reserve `amount` of the available balance (and of the budget, if any). Never retried on a
-    failed balance check."""
+def hold(
+    wallet_id: str,
+    amount: int,
+    *,
+    hold_id: str,
+    ttl_s: int = 20 * 60,
+    budget: Budget | None = None,
+    quotas: tuple[Quota, ...] = (),
+) -> Hold:
+    """Reserve `amount` of the available balance (and of the budget and the quotas, if any). Never
+    retried on a failed balance check."""
     _require_positive(amount)
+    for quota in quotas:
+        if quota.reserve > quota.limit:
+            raise QuotaExceeded(quota)
     now = int(time.time())
     expires_at = now + ttl_s
     shard = zlib.crc32(hold_id.encode()) % HOLD_SHARDS
@@ -582,6 +619,8 @@ def hold(wallet_id: str, amount: int, *, hold_id: str, ttl_s: int = 20 * 60, bud
         # Settle and release (also the sweeper's) give the unused part back to the same budget.
         "budget_pk": budget.pk if budget else None,
         "budget_sk": budget.sk if budget else None,
+        # Settle and release give back what the request did not use of each quota.
+        "quotas": [_quota_record(q) for q in quotas] or None,
     }
     items = [
         {
@@ -603,11 +642,17 @@ def hold(wallet_id: str, amount: int, *, hold_id: str, ttl_s: int = 20 * 60, bud
     ]
     if budget:
         items.append(_budget_update(budget, -amount, 0, check=True))
+    first_quota = len(items)
+    items += [_quota_reserve(q) for q in quotas]
     try:
         store.transact(items, token_seed=f"hold|{hold_id}")
     except TransactionCancelled as cancelled:
         if budget and cancelled.codes[2] == CONDITION_FAILED and cancelled.codes[0] != CONDITION_FAILED:
             raise BudgetExceeded(amount) from None
+        for index, quota in enumerate(quotas, start=first_quota):
+            codes = cancelled.codes
+            if index < len(codes) and codes[index] == CONDITION_FAILED and codes[0] != CONDITION_FAILED:
+                raise QuotaExceeded(quota) from None
         if cancelled.codes[1] == CONDITION_FAILED:
             existing = get_hold(hold_id)
             if existing and existing["wallet_id"] == wallet_id and existing["amount"] == amount:
@@ -615,6 +660,77 @@ def hold(wallet_id: str, amount: int, *, hold_id: str, ttl_s: int = 20 * 60, bud
             raise LedgerError(f"hold id {hold_id} already used") from None
         raise InsufficientFunds(get_wallet(wallet_id).available, amount) from None
     return Hold(hold_id, wallet_id, amount, "active", expires_at)
+
+
+def _quota_record(quota: Quota) -> dict[str, Any]:
+    return {
+        "pk": quota.pk,
+        "sk": quota.sk,
+        "reserved": quota.reserve,
+        "measure": quota.measure,
+        "expires_at": quota.expires_at,
+    }
+
+
+def _quota_reserve(quota: Quota) -> dict[str, Any]:
+    return {
+        "Update": {
+            "TableName": store.table_name(),
+            "Key": store.key(quota.pk, quota.sk),
+            "UpdateExpression": "ADD used :amount SET expires_at_ttl = :ttl",
+            # `used + reserve <= limit`, written as `used <= limit - reserve` (no arithmetic in
+            # conditions). The limit is not stored: an operator's change applies to the next request.
+            "ConditionExpression": "attribute_not_exists(used) OR used <= :room",
+            "ExpressionAttributeValues": {
+                ":amount": N(quota.reserve),
+                ":room": N(quota.limit - quota.reserve),
+                ":ttl": N(quota.expires_at),
+            },
+        }
+    }
+
+
+def _quota_adjust(record: dict[str, Any], delta: int) -> dict[str, Any]:
+    """Unconditional: giving back (or recording a late charge) must never fail. The TTL is set if a
+    lagging TTL deletion removed the item, so it never lingers without one."""
+    return {
+        "Update": {
+            "TableName": store.table_name(),
+            "Key": store.key(record["pk"], record["sk"]),
+            "UpdateExpression": "ADD used :delta SET expires_at_ttl = if_not_exists(expires_at_ttl, :ttl)",
+            "ExpressionAttributeValues": {":delta": N(delta), ":ttl": N(record["expires_at"])},
+        }
+    }
+
+
+def _quota_usage(record: dict[str, Any], cost: int, tokens: int | None) -> int:
+    """What the request used of a quota, at most what it reserved."""
+    if record["measure"] == "money":
+        used = cost
+    elif record["measure"] == "tokens":
+        used = record["reserved"] if tokens is None else tokens
+    else:
+        used = record["reserved"]
+    return max(0, min(used, record["reserved"]))
+
+
+def _quota_settlement(item: dict[str, Any], cost: int, tokens: int | None) -> list[dict[str, Any]]:
+    """Settling a hold: each quota keeps what was used and gets the rest of its reservation back."""
+    records = item.get("quotas") or []
+    deltas = [(r, _quota_usage(r, cost, tokens) - r["reserved"]) for r in records]
+    return [_quota_adjust(r, delta) for r, delta in deltas if delta]
+
+
+def _with_items(also: Also | None, extra: list[dict[str, Any]]) -> Also | None:
+    if not extra:
+        return also
+    return lambda entry: [*extra, *(also(entry) if also else [])]
+
+
+def _tokens(prompt_tokens: int | None, completion_tokens: int | None) -> int | None:
+    if prompt_tokens is None and completion_tokens is None:
+        return None
+    return (prompt_tokens or 0) + (completion_tokens or 0)
 
 
 def _budget_of(item: dict[str, Any]) -> Budget | None:
@@ -679,7 +795,7 @@ def settle(
                 settle_hold=hold_id,
                 budget=_budget_of(item),
                 budget_delta=(held.amount - cost, cost),
-                also=also,
+                also=_with_items(also, _quota_settlement(item, cost, _tokens(prompt_tokens, completion_tokens))),
                 details=details,
             )
         except HoldNotActive:
@@ -690,6 +806,12 @@ def settle(
     cost = max(0, min(cost, wallet.available))
     if cost == 0:
         raise HoldNotActive(hold_id, held.status)
+    # The release gave the quotas their reservations back: what was used counts again.
+    used = [
+        (record, _quota_usage(record, cost, _tokens(prompt_tokens, completion_tokens)))
+        for record in item.get("quotas") or []
+        if record["measure"] != "requests"
+    ]
     return charge(
         held.wallet_id,
         cost,
@@ -697,7 +819,7 @@ def settle(
         request_id=request_id,
         metadata={**(metadata or {}), "late_settlement": "true"},
         budget=_budget_of(item),
-        also=also,
+        also=_with_items(also, [_quota_adjust(record, amount) for record, amount in used if amount]),
     )
 
 
@@ -720,6 +842,8 @@ def release(hold_id: str) -> bool:
     ]
     if budget := _budget_of(item):
         items.append(_budget_update(budget, item["amount"], 0, check=False))
+    # A request that never ran gives its money and tokens back; it still counted as a request.
+    items += [_quota_adjust(r, -r["reserved"]) for r in item.get("quotas") or [] if r["measure"] != "requests"]
     try:
         store.transact(items, token_seed=f"release|{hold_id}")
     except TransactionCancelled:
@@ -732,6 +856,17 @@ def expired_hold_ids(now: int | None = None) -> Iterator[str]:
     for shard in range(HOLD_SHARDS):
         for item in store.query_all(f"HOLDEXP#{shard:02d}", index="gsi1", sk_below=cutoff):
             yield item["pk"].removeprefix("HOLD#")
+
+
+def overdue_hold_expiries(before: int) -> list[int]:
+    """Expiry times of the holds still active that expired before `before`: the sweeper's own health
+    (a hold it should have released long ago). Index keys only, like expired_hold_ids."""
+    cutoff = f"{before:012d}~"
+    return [
+        int(item["gsi1sk"].split("#", 1)[0])
+        for shard in range(HOLD_SHARDS)
+        for item in store.query_all(f"HOLDEXP#{shard:02d}", index="gsi1", sk_below=cutoff)
+    ]
 
 
 def sweep_expired_holds(now: int | None = None) -> int:

@@ -22,6 +22,7 @@ class Transfer:
     destination: str
 
 
+@stripe_gateway.traced
 def create_transfer(
     api_key: str,
     *,
