@@ -381,12 +381,22 @@ def test_policy_actions_per_function(template):
     }
 
 
-def test_transformed_roles_add_only_basic_logging(translated):
+def test_transformed_roles_add_only_basic_logging_and_xray(translated):
+    """Each function's role gets logging and X-Ray writes (Tracing: Active) beside its inline policy;
+    the only other role is API Gateway's account-level CloudWatch role (access logs)."""
     basic = "arn:aws:iam::aws:policy/service-role/AWSLambdaBasicExecutionRole"
+    xray = "arn:aws:iam::aws:policy/AWSXrayWriteOnlyAccess"
     roles = {k: v for k, v in translated["Resources"].items() if v["Type"] == "AWS::IAM::Role"}
-    assert set(roles) == {f"{name}Role" for name in EXPECTED_FUNCTIONS}
+    assert set(roles) == {f"{name}Role" for name in EXPECTED_FUNCTIONS} | {"ApiGatewayCloudWatchRole"}
     for name, role in roles.items():
-        assert role["Properties"]["ManagedPolicyArns"] == [basic], name
+        if name == "ApiGatewayCloudWatchRole":
+            assert role["Properties"]["ManagedPolicyArns"] == [
+                {"Fn::Sub": "arn:${AWS::Partition}:iam::aws:policy/service-role/AmazonAPIGatewayPushToCloudWatchLogs"}
+            ]
+            [statement] = role["Properties"]["AssumeRolePolicyDocument"]["Statement"]
+            assert statement["Principal"] == {"Service": "apigateway.amazonaws.com"}
+            continue
+        assert sorted(role["Properties"]["ManagedPolicyArns"]) == sorted([basic, xray]), name
 
 
 # ---- table, secret, outputs -----------------------------------------------------------------------
