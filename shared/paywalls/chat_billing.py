@@ -75,7 +75,7 @@ class Reservation:
             metadata = {**self.funding.metadata, **(metadata or {})}
         with anyio.CancelScope(shield=True):  # a cancelled request must still be charged
             try:
-                await blocking(
+                posting = await blocking(
                     ledger.settle,
                     self.hold_id,
                     cost,
@@ -95,7 +95,7 @@ class Reservation:
         telemetry.emit(
             {
                 "Charges": 1,
-                "RevenueMicros": cost,
+                "RevenueMicros": -posting.entry.amount,  # what the ledger charged (never beyond the hold)
                 "PromptTokens": usage.prompt_tokens,
                 "CompletionTokens": usage.completion_tokens,
             },

@@ -143,6 +143,34 @@ def _parse_feature(spec: str) -> tuple[str, dict[str, str]]:
     return name, price
 
 
+LIMIT_FLAGS = {
+    "requests_per_minute": "requests_per_minute",
+    "tokens_per_day": "tokens_per_day",
+    "spend_per_day": "spend_per_day",
+    "spend_per_month": "spend_per_month",
+}
+
+
+def _limits_body(args: argparse.Namespace) -> dict[str, Any]:
+    """Limit flags as the admin API takes them: counts as integers, spend as decimal strings, `none`
+    as null (no limit). Flags not given are left out."""
+    body: dict[str, Any] = {}
+    for attr, name in LIMIT_FLAGS.items():
+        value = getattr(args, attr, None)
+        if value is None:
+            continue
+        if value.lower() == "none":
+            body[name] = None
+        elif name.startswith("spend_"):
+            body[name] = value
+        else:
+            try:
+                body[name] = int(value)
+            except ValueError:
+                raise CliError(f"--{name.replace('_', '-')} takes a whole number or `none`") from None
+    return body
+
+
 def run(args: argparse.Namespace, client: AdminClient) -> Any:
     p = f"/paywalls/{getattr(args, 'paywall_id', '')}"
     match args.command:
@@ -191,6 +219,16 @@ def run(args: argparse.Namespace, client: AdminClient) -> Any:
             return client.request("PUT", f"{p}/templates", body)
         case "stripe":
             return client.request("PUT", f"{p}/stripe", _stripe_body(args))
+        case "limits":
+            return client.request("PUT", f"{p}/limits", _limits_body(args))
+        case "user-limits":
+            path = f"{p}/users/{args.user}/limits"
+            if args.delete:
+                return client.request("DELETE", f"{path}?{httpx.QueryParams(environment=args.environment)}")
+            body = _limits_body(args)
+            if not body:
+                return client.request("GET", f"{path}?{httpx.QueryParams(environment=args.environment)}")
+            return client.request("PUT", path, {"environment": args.environment, **body})
         case "users":
             return client.request(
                 "GET", f"{p}/users?{httpx.QueryParams(environment=args.environment, limit=args.limit)}"
@@ -299,6 +337,23 @@ def build_parser() -> argparse.ArgumentParser:
     stripe = paywall_cmd("stripe", "connect Stripe (key from stdin or $PAYWALLS_STRIPE_SECRET_KEY)")
     stripe.add_argument("--stdin", action="store_true", help="read the secret key from stdin")
     stripe.add_argument("--topup-amounts", dest="topup_amounts", help="e.g. 5,10,20")
+
+    def add_limits(cmd: argparse.ArgumentParser, absent: str) -> None:
+        note = f"`none`: no limit; not given: {absent}"
+        cmd.add_argument("--requests-per-minute", dest="requests_per_minute", help=f"requests per minute ({note})")
+        cmd.add_argument(
+            "--tokens-per-day", dest="tokens_per_day", help=f"prompt + completion tokens per UTC day ({note})"
+        )
+        cmd.add_argument("--spend-per-day", dest="spend_per_day", help=f"decimal amount per UTC day ({note})")
+        cmd.add_argument("--spend-per-month", dest="spend_per_month", help=f"decimal amount per UTC month ({note})")
+
+    limits = paywall_cmd("limits", "set every user's default limits (replaces all four)")
+    add_limits(limits, "no limit")
+    user_limits = paywall_cmd("user-limits", "show, set or remove one user's own limits")
+    user_limits.add_argument("user")
+    user_limits.add_argument("--environment", choices=["live", "test"], default="live")
+    add_limits(user_limits, "the paywall's limit")
+    user_limits.add_argument("--delete", action="store_true", help="remove the user's own limits")
 
     users = paywall_cmd("users", "list users with balances")
     users.add_argument("--environment", choices=["live", "test"], default="live")

@@ -314,7 +314,7 @@ def refusal_text(paywall: Paywall, reached: LimitReached) -> str:
     """The paywall reply for a spend limit, in the paywall's `limit` template."""
     period = "daily" if reached.name == "spend_per_day" else "monthly"
     resets = datetime.fromtimestamp(reached.resets_at, UTC).strftime("%Y-%m-%d %H:%M UTC")
-    amount = f"{format_micros(reached.limit)} {paywall.currency.upper()}"
+    amount = f"{_readable(reached.limit)} {paywall.currency.upper()}"
     return (
         paywall.template("limit")
         .replace("{{period}}", period)
@@ -322,6 +322,12 @@ def refusal_text(paywall: Paywall, reached: LimitReached) -> str:
         .replace("{{resets}}", resets)
         .replace("{{name}}", paywall.name)
     )
+
+
+def _readable(micros: int) -> str:
+    """5000000 -> "5.00", 10 -> "0.00001": at least cents, no trailing zeros beyond."""
+    whole, _, frac = format_micros(micros).partition(".")
+    return f"{whole}.{frac.rstrip('0').ljust(2, '0')}"
 
 
 def rate_limit_message(reached: LimitReached) -> str:
