@@ -22,7 +22,12 @@ _CLIENT_CONFIG = Config(
 
 @cache
 def client(service: str) -> Any:
-    return boto3.client(service, region_name=settings().region, config=_CLIENT_CONFIG)
+    config = settings()
+    if config.sam_local_endpoint:  # `sam local invoke` against the `make run` engine
+        return boto3.client(
+            service, region_name=config.region, config=_CLIENT_CONFIG, endpoint_url=config.sam_local_endpoint
+        )
+    return boto3.client(service, region_name=config.region, config=_CLIENT_CONFIG)
 
 
 def reset_clients() -> None:

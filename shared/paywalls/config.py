@@ -16,6 +16,9 @@ class Settings:
     admin_auth: str  # "iam" (API Gateway enforced SigV4) or "token" (local bearer token)
     admin_token: str | None
     local_dev: bool  # enables dev-only behaviour such as simulated payments; never set in AWS
+    # `sam local invoke` only: the `make run` engine as seen from SAM CLI's container
+    # (events/sam-local/env.json). Honoured only inside that container (AWS_SAM_LOCAL=true).
+    sam_local_endpoint: str | None = None
 
 
 @lru_cache(maxsize=1)
@@ -28,4 +31,7 @@ def settings() -> Settings:
         admin_auth=os.environ.get("ADMIN_AUTH", "token"),
         admin_token=os.environ.get("ADMIN_TOKEN") or None,
         local_dev=os.environ.get("PAYWALLS_LOCAL_DEV") == "1",
+        sam_local_endpoint=(os.environ.get("PAYWALLS_LOCAL_ENDPOINT_URL") or None)
+        if os.environ.get("AWS_SAM_LOCAL") == "true"
+        else None,
     )
