@@ -63,7 +63,7 @@ sam-events: deps
 # deployed stack, checked against its ledger, then cleaned up (README "Operate"). Your AWS credentials.
 verify-deploy: $(VENV)/.deps-dev
 	@test -n "$(STACK)" || (echo "usage: make verify-deploy STACK=<stack name> [REGION=...]"; exit 2)
-	$(PY) -m devserver.verify_deploy --stack "$(STACK)" $(if $(REGION),--region "$(REGION)")
+	$(PY) -m ops.verify_deploy --stack "$(STACK)" $(if $(REGION),--region "$(REGION)")
 
 bench: deps
 	$(PY) benchmarks/proxy_overhead.py

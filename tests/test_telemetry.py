@@ -465,6 +465,16 @@ with mock_aws():
                 json={"model": "m", "user": "alice", "messages": [{"role": "user", "content": "hi"}]})
             assert reply.status_code == 200, reply.text
     anyio.run(call)
+    user_api = load_function_module("functions/user_api", "UserApiFunction")
+    event = json.load(open("events/user_api-balance.json"))
+    event.update(resource="/health", path="/health", queryStringParameters=None, multiValueQueryStringParameters=None)
+    event["requestContext"].update(resourcePath="/health", path="/prod/health")
+
+    class Context:
+        function_name, memory_limit_in_mb, aws_request_id = "f", 512, "r2"
+        invoked_function_arn = "arn:aws:lambda:us-east-1:123456789012:function:f"
+
+    assert user_api.handler(event, Context())["statusCode"] == 200
     try:
         stripe_gateway.list_refunds("sk_test_x", "ch_1")
     except Exception:
@@ -475,8 +485,9 @@ with mock_aws():
 
 def test_subsegments_reach_xray_and_the_trace_id_is_in_the_logs(tmp_path: Path) -> None:
     """With tracing on (in Lambda), a chat request sends X-Ray subsegments for DynamoDB, Secrets
-    Manager and the provider, a Stripe call its own, to the daemon address; the trace id of the
-    invocation (from the adapter's Lambda context header) is on the log lines."""
+    Manager and the provider, a Stripe call its own, a buffered function's handler `## handler`, to
+    the daemon address; the trace id of the invocation (from the adapter's Lambda context header) is
+    on the log lines."""
     daemon = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     daemon.bind(("127.0.0.1", 0))
     daemon.settimeout(0.5)
@@ -513,7 +524,7 @@ def test_subsegments_reach_xray_and_the_trace_id_is_in_the_logs(tmp_path: Path) 
         documents.append(json.loads(body))
     daemon.close()
     names = {d["name"] for d in documents}
-    assert {"## provider", "dynamodb", "secretsmanager", "## stripe list_refunds"} <= names, names
+    assert {"## provider", "dynamodb", "secretsmanager", "## stripe list_refunds", "## handler"} <= names, names
     root = trace.split(";")[0].removeprefix("Root=")
     assert {d["trace_id"] for d in documents} == {root}
     logged = [json.loads(line) for line in proc.stdout.splitlines() + proc.stderr.splitlines() if line.startswith("{")]

@@ -226,12 +226,13 @@ def test_layers(template):
 def test_dependency_layer_pins_the_project_dependencies():
     """The layer pins exactly the runtime dependencies of pyproject.toml (boto3 comes with Lambda)."""
     pins: dict[str, str] = {}
-    for line in (ROOT / "layers" / "dependencies" / "requirements.txt").read_text().splitlines():
-        line = line.split("#", 1)[0].strip()
-        if line:
-            name, sep, version = line.partition("==")
-            assert sep and version, f"not pinned exactly: {line!r}"
-            pins[_norm(name)] = version
+    for requirements in ("requirements.txt", "requirements-nodeps.txt"):
+        for line in (ROOT / "layers" / "dependencies" / requirements).read_text().splitlines():
+            line = line.split("#", 1)[0].strip()
+            if line:
+                name, sep, version = line.partition("==")
+                assert sep and version, f"not pinned exactly: {line!r}"
+                pins[_norm(name)] = version
     project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
     wanted = {_norm(re.split(r"[<>=!~\[; ]", dep, maxsplit=1)[0]) for dep in project["dependencies"]}
     assert set(pins) == wanted - {"boto3", "botocore"}

@@ -16,8 +16,8 @@ line per call, at once (a streamed chat may outlive any per-invocation flush):
 Tracing (Powertools Tracer, X-Ray) only runs in Lambda with POWERTOOLS_TRACE_DISABLED false. The
 X-Ray SDK costs ~200-400 ms to import, so nothing imports it until `tracer()` is first called: the
 chat app does that in its startup hook (Lambda's init phase), never at module import. The Tracer
-patches botocore (DynamoDB and Secrets Manager calls become subsegments) and httplib (Stripe's
-HTTP client); `subsegment()` names the provider call and the Stripe operations.
+patches botocore (DynamoDB and Secrets Manager calls become subsegments) and requests/httplib
+(Stripe's HTTP client); `subsegment()` names the provider call and the Stripe operations.
 """
 
 from __future__ import annotations
@@ -131,9 +131,9 @@ def tracer() -> Any:
         return None
     from aws_lambda_powertools import Tracer
 
-    # botocore: DynamoDB + Secrets Manager subsegments; httplib: Stripe's HTTP calls. Not httpx: the
-    # provider call is one named subsegment (subsegment("## provider")) rather than one per stream read.
-    return Tracer(patch_modules=("botocore", "httplib"))
+    # botocore: DynamoDB + Secrets Manager subsegments; requests/httplib: Stripe's HTTP calls. Not
+    # httpx: the provider call is one named subsegment (subsegment("## provider")), not one per read.
+    return Tracer(patch_modules=("botocore", "requests", "httplib"))
 
 
 def subsegment(name: str) -> contextlib.AbstractContextManager[Any]:
@@ -162,17 +162,25 @@ def _guarded_subsegment(active: Any, name: str) -> Iterator[Any]:
 
 
 def lambda_handler(handler: Callable[[Any, Any], Any]) -> Callable[[Any, Any], Any]:
-    """A Lambda entry point traced when tracing is on (its response is never recorded: it may hold
-    balances). The Tracer is created on the first invocation, not at import."""
+    """A Lambda entry point traced when tracing is on: its subsegment is `## handler`, its response
+    never recorded (it may hold balances). The Tracer is created on the first invocation, not at
+    import. `handler` may be any callable (e.g. a Mangum instance)."""
 
-    @functools.wraps(handler)
-    def traced(event: Any, context: Any) -> Any:
+    def handler_entry(event: Any, context: Any) -> Any:
+        return handler(event, context)
+
+    handler_entry.__name__ = "handler"  # Powertools names the subsegment after it
+    traced: list[Callable[[Any, Any], Any]] = []
+
+    def entry(event: Any, context: Any) -> Any:
         active = tracer()
         if active is None:
             return handler(event, context)
-        return active.capture_lambda_handler(handler, capture_response=False)(event, context)
+        if not traced:
+            traced.append(active.capture_lambda_handler(handler_entry, capture_response=False))
+        return traced[0](event, context)
 
-    return traced
+    return entry
 
 
 def use_trace_header(headers: Mapping[str, str]) -> None:
