@@ -92,6 +92,8 @@ class Reservation:
                 log.exception("settlement failed", extra={"request_id": self.request_id, "hold_id": self.hold_id})
                 telemetry.emit({"SettlementFailures": 1})
                 return 0
+        if posting.duplicate:  # settled before (a retried settlement): counted then
+            return cost
         telemetry.emit(
             {
                 "Charges": 1,
@@ -203,7 +205,8 @@ async def reserve(
             telemetry.emit({"HoldRetries": 1})
             continue
         except ledger.QuotaExceeded as exceeded:
-            assert limits is not None
+            if limits is None:  # no quotas were asked for: cannot happen
+                raise
             if exceeded.quota.measure == "requests":
                 raise limits.reached(exceeded) from None  # a rate limit: retrying would not change it
             refused = exceeded  # concurrent requests used the limit's room: plan again on a fresh read
