@@ -71,7 +71,16 @@ def layers(built: artifact.Artifact) -> str:
 
 def test_the_artifact_holds_only_shipped_code(built: artifact.Artifact) -> None:
     site = built.root / "DependenciesLayer" / "python"
-    for package in ("fastapi", "mangum", "uvicorn", "httpx", "stripe", "aws_lambda_powertools", "aws_xray_sdk", "wrapt"):
+    for package in (
+        "fastapi",
+        "mangum",
+        "uvicorn",
+        "httpx",
+        "stripe",
+        "aws_lambda_powertools",
+        "aws_xray_sdk",
+        "wrapt",
+    ):
         assert (site / package).is_dir(), package
     assert not (site / "botocore").exists(), "botocore comes with the runtime, never in the layer"
     assert (built.root / "SharedLayer" / "python" / "paywalls" / "telemetry.py").is_file()
