@@ -420,6 +420,13 @@ def test_user_overrides_through_the_cli(stack: LocalStack, capsys: pytest.Captur
         c["prompt_tokens"] + c["completion_tokens"] for c in charges(stack, paywall["key"], vip)
     )
     assert run("user-limits", paywall["id"], vip, "--delete")["override"] is None
+    # The operator's own wording of the spend-limit reply.
+    templates = run("templates", paywall["id"], "--limit", "Spent {{limit}} {{period}}; back {{resets}}.")
+    assert templates["limit"] == "Spent {{limit}} {{period}}; back {{resets}}."
+    run("user-limits", paywall["id"], regular, "--spend-per-day", "0.000001")
+    reply = client.chat.completions.with_raw_response.create(model="demo/echo", messages=HI, user=regular)
+    assert reply.headers["x-paywall-action"] == "limit"
+    assert reply.parse().choices[0].message.content.startswith("Spent 0.000001 USD daily; back ")
     assert cli.main([*base, "limits", paywall["id"], "--requests-per-minute", "many"]) == 1
     assert "takes a whole number or `none`" in capsys.readouterr().err
     assert cli.main([*base, "user-limits", paywall["id"], vip, "--delete"]) == 1  # nothing left to delete

@@ -213,6 +213,7 @@ def run(args: argparse.Namespace, client: AdminClient) -> Any:
                     "topup": args.topup,
                     "authorize": args.authorize,
                     "provider_error": args.provider_error,
+                    "limit": args.limit,
                 }.items()
                 if v is not None
             }
@@ -333,6 +334,7 @@ def build_parser() -> argparse.ArgumentParser:
     templates.add_argument("--topup")
     templates.add_argument("--authorize")
     templates.add_argument("--provider-error", dest="provider_error")
+    templates.add_argument("--limit", help="spend limit reached ({{period}}, {{limit}}, {{resets}}, {{name}})")
 
     stripe = paywall_cmd("stripe", "connect Stripe (key from stdin or $PAYWALLS_STRIPE_SECRET_KEY)")
     stripe.add_argument("--stdin", action="store_true", help="read the secret key from stdin")
