@@ -8,7 +8,7 @@ SAM := $(SAM_VENV)/bin/sam
 JS_DIR := tests/js
 PORT ?= 8000
 
-.PHONY: run test test-aws lint bench docs docs-serve deps deps-dev clean
+.PHONY: run test test-aws lint bench docs docs-serve deps deps-dev clean sam-events verify-deploy
 
 $(PY):
 	@$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "Python 3.11+ is required"'
@@ -61,6 +61,17 @@ docs-serve: $(VENV)/.deps-dev
 test-aws: $(VENV)/.deps-dev
 	@test -n "$(TABLE)" || (echo "usage: make test-aws TABLE=<TableName output of the stack>"; exit 2)
 	PAYWALLS_TEST_DYNAMODB_TABLE=$(TABLE) $(VENV)/bin/pytest tests/test_ledger_concurrency.py
+
+# `sam local invoke` against `make run` (README "sam local invoke"): start the stack with
+# PAYWALLS_ENGINE_PORT=4566 first; this writes the sample events, filled in, to .paywalls/sam-events/.
+sam-events: deps
+	$(PY) -m devserver.sam_events
+
+# After `sam deploy`: a throwaway paywall, key, deposit and two chats through the OpenAI SDK against the
+# deployed stack, checked against its ledger, then cleaned up (README "Operate"). Your AWS credentials.
+verify-deploy: $(VENV)/.deps-dev
+	@test -n "$(STACK)" || (echo "usage: make verify-deploy STACK=<stack name> [REGION=...]"; exit 2)
+	$(PY) -m ops.verify_deploy --stack "$(STACK)" $(if $(REGION),--region "$(REGION)")
 
 bench: deps
 	$(PY) benchmarks/proxy_overhead.py

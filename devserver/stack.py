@@ -74,9 +74,13 @@ def write_private(path: Path, text: str) -> None:
 
 @contextlib.contextmanager
 def engine_process() -> Iterator[str]:
-    """The local engine in its own process (its own GIL); yields its endpoint URL."""
+    """The local engine in its own process (its own GIL); yields its endpoint URL. A free port on
+    127.0.0.1 unless PAYWALLS_ENGINE_PORT / PAYWALLS_ENGINE_HOST say otherwise (`sam local invoke`
+    containers reach a fixed port on the host: README "sam local invoke")."""
+    port = os.environ.get("PAYWALLS_ENGINE_PORT") or "0"
+    host = os.environ.get("PAYWALLS_ENGINE_HOST") or "127.0.0.1"
     proc = subprocess.Popen(
-        [sys.executable, "-m", "devserver.engine", "--port", "0"],
+        [sys.executable, "-m", "devserver.engine", "--host", host, "--port", port],
         stdout=subprocess.PIPE,
         text=True,
         cwd=ROOT,
@@ -207,6 +211,7 @@ def main(argv: list[str] | None = None) -> None:
             "paywall_id": seeded["paywall_id"],
             "admin_url": f"{base}/admin",
             "admin_token": admin_token,
+            "engine_url": endpoint,
         }
         state_dir = Path(args.state_dir)
         state_dir.mkdir(mode=0o700, parents=True, exist_ok=True)

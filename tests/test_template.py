@@ -230,12 +230,13 @@ def test_layers(template):
 def test_dependency_layer_pins_the_project_dependencies():
     """The layer pins exactly the runtime dependencies of pyproject.toml (boto3 comes with Lambda)."""
     pins: dict[str, str] = {}
-    for line in (ROOT / "layers" / "dependencies" / "requirements.txt").read_text().splitlines():
-        line = line.split("#", 1)[0].strip()
-        if line:
-            name, sep, version = line.partition("==")
-            assert sep and version, f"not pinned exactly: {line!r}"
-            pins[_norm(name)] = version
+    for requirements in ("requirements.txt", "requirements-nodeps.txt"):
+        for line in (ROOT / "layers" / "dependencies" / requirements).read_text().splitlines():
+            line = line.split("#", 1)[0].strip()
+            if line:
+                name, sep, version = line.partition("==")
+                assert sep and version, f"not pinned exactly: {line!r}"
+                pins[_norm(name)] = version
     project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
     wanted = {_norm(re.split(r"[<>=!~\[; ]", dep, maxsplit=1)[0]) for dep in project["dependencies"]}
     assert set(pins) == wanted - {"boto3", "botocore"}
@@ -385,12 +386,22 @@ def test_policy_actions_per_function(template):
     }
 
 
-def test_transformed_roles_add_only_basic_logging(translated):
+def test_transformed_roles_add_only_basic_logging_and_xray(translated):
+    """Each function's role gets logging and X-Ray writes (Tracing: Active) beside its inline policy;
+    the only other role is API Gateway's account-level CloudWatch role (access logs)."""
     basic = "arn:aws:iam::aws:policy/service-role/AWSLambdaBasicExecutionRole"
+    xray = "arn:aws:iam::aws:policy/AWSXrayWriteOnlyAccess"
     roles = {k: v for k, v in translated["Resources"].items() if v["Type"] == "AWS::IAM::Role"}
-    assert set(roles) == {f"{name}Role" for name in EXPECTED_FUNCTIONS}
+    assert set(roles) == {f"{name}Role" for name in EXPECTED_FUNCTIONS} | {"ApiGatewayCloudWatchRole"}
     for name, role in roles.items():
-        assert role["Properties"]["ManagedPolicyArns"] == [basic], name
+        if name == "ApiGatewayCloudWatchRole":
+            assert role["Properties"]["ManagedPolicyArns"] == [
+                {"Fn::Sub": "arn:${AWS::Partition}:iam::aws:policy/service-role/AmazonAPIGatewayPushToCloudWatchLogs"}
+            ]
+            [statement] = role["Properties"]["AssumeRolePolicyDocument"]["Statement"]
+            assert statement["Principal"] == {"Service": "apigateway.amazonaws.com"}
+            continue
+        assert sorted(role["Properties"]["ManagedPolicyArns"]) == sorted([basic, xray]), name
 
 
 # ---- table, secret, outputs -----------------------------------------------------------------------

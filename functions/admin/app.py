@@ -18,6 +18,7 @@ from paywalls import (
     adjustments,
     admin_reports,
     earnings,
+    limits,
     losses,
     operator_stripe,
     persons,
@@ -25,6 +26,7 @@ from paywalls import (
     shared_mode,
     stripe_config,
     stripe_gateway,
+    telemetry,
     web,
     withdrawals,
 )
@@ -131,6 +133,45 @@ def set_pricing(paywall_id: str, body: web.JsonBody) -> dict[str, Any]:
 @app.put("/admin/paywalls/{paywall_id}/templates", dependencies=admin)
 def set_templates(paywall_id: str, body: web.JsonBody) -> dict[str, Any]:
     return paywalls.set_templates(paywall_id, body).as_api()["templates"]
+
+
+@app.put("/admin/paywalls/{paywall_id}/limits", dependencies=admin)
+def set_limits(paywall_id: str, body: web.JsonBody) -> dict[str, Any]:
+    """The paywall's default per-user limits: {requests_per_minute?, tokens_per_day?, spend_per_day?,
+    spend_per_month?} (spend as decimal amounts); absent or null: no limit. Replaces all four."""
+    return limits.set_defaults(paywall_id, body).as_api()["limits"]
+
+
+@app.get("/admin/paywalls/{paywall_id}/users/{user}/limits", dependencies=admin)
+def get_user_limits(paywall_id: str, user: str, environment: str = "live") -> dict[str, Any]:
+    return limits.describe(paywalls.get(paywall_id), _environment(environment), resolve_user(user))
+
+
+@app.put("/admin/paywalls/{paywall_id}/users/{user}/limits", dependencies=admin)
+def set_user_limits(paywall_id: str, user: str, body: web.JsonBody) -> dict[str, Any]:
+    """One user's override: {environment?, <limit>: value | null}; a limit given replaces the
+    paywall's (null: no limit for this user), one left out follows the paywall's."""
+    paywall = paywalls.get(paywall_id)
+    environment = _environment(body.get("environment", "live"))
+    user = resolve_user(user)
+    limits.set_override(paywall, environment, user, {k: v for k, v in body.items() if k != "environment"})
+    return limits.describe(paywalls.get(paywall_id), environment, user)
+
+
+@app.delete("/admin/paywalls/{paywall_id}/users/{user}/limits", dependencies=admin)
+def delete_user_limits(paywall_id: str, user: str, environment: str = "live") -> dict[str, Any]:
+    paywall = paywalls.get(paywall_id)
+    environment = _environment(environment)
+    user = resolve_user(user)
+    if not limits.delete_override(paywall, environment, user):
+        raise web.ApiError(404, "this user has no limits of their own", code="not_found")
+    return limits.describe(paywall, environment, user)
+
+
+def _environment(value: Any) -> str:
+    if value not in paywalls.ENVIRONMENTS:
+        raise paywalls.InvalidRequest("environment must be 'live' or 'test'", "environment")
+    return value
 
 
 @app.put("/admin/paywalls/{paywall_id}/stripe", dependencies=admin)
@@ -284,4 +325,4 @@ def adjust_person(person_id: str, request: Request, body: web.JsonBody) -> dict[
     return {"entry": posting.entry.as_api(), "duplicate": posting.duplicate}
 
 
-handler = Mangum(app, lifespan="off")
+handler = telemetry.lambda_handler(Mangum(app, lifespan="off"))

@@ -20,7 +20,8 @@ import asyncio
 import contextlib
 import logging
 import os
-from collections.abc import Iterator
+import time
+from collections.abc import AsyncIterator, Awaitable, Iterator
 from typing import Any
 
 import anyio
@@ -29,7 +30,19 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from paywalls import chat_pricing, chat_replies, chat_request, links, metering, providers, shared_mode, sse, web
+from paywalls import (
+    chat_pricing,
+    chat_replies,
+    chat_request,
+    limits,
+    links,
+    metering,
+    providers,
+    shared_mode,
+    sse,
+    telemetry,
+    web,
+)
 from paywalls.chat_billing import Refused, Reservation, blocking, reserve
 from paywalls.chat_request import ChatRequest
 from paywalls.chat_stream import STREAM_HEADERS, MeteredStream
@@ -45,16 +58,54 @@ MAX_DURATION_S = float(os.environ.get("PAYWALLS_STREAM_MAX_S", "870"))  # module
 _in_flight: set[asyncio.Future[None]] = set()
 
 
+@contextlib.asynccontextmanager
+async def _lifespan(_app: Starlette) -> AsyncIterator[None]:
+    # Lambda's init phase (uvicorn starts before the adapter's readiness check): the X-Ray SDK is
+    # imported here when tracing is on, never at module import (cold start) nor in a request.
+    telemetry.tracer()
+    yield
+
+
 async def health(request: Request) -> Response:
     return JSONResponse({"status": "ok"})
 
 
 async def chat_completions(request: Request) -> Response:
-    return await _proxy(request, path_user=None)
+    return await _counted(request, _proxy(request, path_user=None))
 
 
 async def user_chat_completions(request: Request) -> Response:
-    return await _proxy(request, path_user=request.path_params["user"])
+    return await _counted(request, _proxy(request, path_user=request.path_params["user"]))
+
+
+_PROVIDER_CODES = ("provider_error", "provider_timeout")
+
+
+async def _counted(request: Request, call: Awaitable[Response]) -> Response:
+    """Every request counted once by outcome, with low-cardinality dimensions only (README "Operate")."""
+    telemetry.use_trace_header(request.headers)
+    try:
+        response = await call
+    except Exception as exc:
+        error = web.translate(exc)
+        if error is None:
+            outcome = "server_error"
+        elif error.status == 429:
+            outcome = "rate_limited"
+        elif error.code in _PROVIDER_CODES:
+            outcome = "provider_error"
+        else:
+            outcome = "client_error" if error.status < 500 else "server_error"
+        telemetry.emit({"Requests": 1}, by={"outcome": outcome})
+        raise
+    action = response.headers.get("x-paywall-action")
+    if action:
+        telemetry.emit({"Requests": 1}, by={"outcome": "paywall_reply"})
+        telemetry.emit({"PaywallReplies": 1}, by={"action": action})
+    else:
+        outcome = "provider_rejected" if response.status_code >= 400 else "served"
+        telemetry.emit({"Requests": 1}, by={"outcome": outcome})
+    return response
 
 
 # Plain Starlette, not FastAPI: nothing here needs validation models or an OpenAPI document, and
@@ -65,7 +116,8 @@ app = web.install(
             Route("/health", health, methods=["GET"]),
             Route("/v1/chat/completions", chat_completions, methods=["POST"]),
             Route("/v1/{user}/chat/completions", user_chat_completions, methods=["POST"]),
-        ]
+        ],
+        lifespan=_lifespan,
     )
 )
 
@@ -102,16 +154,24 @@ async def _proxy(request: Request, *, path_user: str | None) -> Response:
         if funding is None:
             return await _shared_reply(request, paywall, caller.environment, user, chat, request_id, "authorize")
     prompt_bound = metering.prompt_token_bound(body)
-    reservation = await reserve(
-        paywall,
-        caller.environment,
-        user,
-        Pricing(price, paywall.markup_percent),
-        chat,
-        prompt_bound=prompt_bound,
-        request_id=request_id,
-        funding=funding,
-    )
+    # Per-user limits: nothing read, nothing reserved when the paywall has none.
+    user_limits = None
+    if paywall.limits or paywall.user_limits:
+        user_limits = await blocking(limits.for_user, paywall, caller.environment, user)
+    try:
+        reservation = await reserve(
+            paywall,
+            caller.environment,
+            user,
+            Pricing(price, paywall.markup_percent),
+            chat,
+            prompt_bound=prompt_bound,
+            request_id=request_id,
+            funding=funding,
+            limits=user_limits,
+        )
+    except limits.LimitReached as reached:
+        return _limit_reply(paywall, chat, request_id, reached)
     if isinstance(reservation, Refused):
         if paywall.mode == "shared":
             return await _shared_reply(request, paywall, caller.environment, user, chat, request_id, reservation.action)
@@ -163,6 +223,18 @@ def _provider_auth_failed(paywall: Paywall, request_id: str) -> web.ApiError:
     )
 
 
+def _limit_reply(paywall: Paywall, chat: ChatRequest, request_id: str, reached: limits.LimitReached) -> Response:
+    """Rate limits (requests per minute, tokens per day): 429 in OpenAI's shape with Retry-After (the
+    SDKs wait and retry by themselves, unless the wait is long). Spend limits: the paywall reply."""
+    telemetry.emit({"LimitRefusals": 1}, by={"limit": reached.name})
+    if reached.is_rate_limit:
+        headers = {"Retry-After": str(reached.retry_after)}
+        if reached.retry_after > 60:
+            headers["x-should-retry"] = "false"  # hours away: an SDK retrying now would only fail again
+        raise web.ApiError(429, limits.rate_limit_message(reached), code="rate_limit_exceeded", headers=headers)
+    return _assistant_reply(chat, request_id, limits.refusal_text(paywall, reached), "limit")
+
+
 def _check_served_model(paywall: Paywall, chat: ChatRequest, reservation: Reservation, payload: Any) -> None:
     """The charge stays at the requested model's price; a costlier model served instead is logged so
     the operator can see (and price) the provider's substitutions."""
@@ -202,8 +274,10 @@ async def _buffered(
     prefetch = asyncio.ensure_future(reservation.prefetch())
     _in_flight.add(prefetch)  # asyncio keeps only weak references to tasks
     prefetch.add_done_callback(_in_flight.discard)
-    with _answer_by(deadline):
+    started = time.monotonic()
+    with telemetry.subsegment("## provider"), _answer_by(deadline):
         completion, raw = await providers.complete(upstream, body)
+    telemetry.emit({"ProviderLatency": telemetry.elapsed_ms(started, time.monotonic())}, by={"provider": upstream.kind})
     _check_served_model(paywall, chat, reservation, completion)
     usage = metering.reported_usage(completion)
     if usage is None:
@@ -224,13 +298,18 @@ async def _streamed(
     paywall: Paywall,
     deadline: float,
 ) -> Response:
-    with _answer_by(deadline):
+    started = time.monotonic()
+    with telemetry.subsegment("## provider"), _answer_by(deadline):
         stream = await providers.open_stream(upstream, body)
     chunks = stream.chunks()
     try:
         # The first chunk decides the status: until it came, a failure can still be a clean 502/504.
-        with _answer_by(deadline):
+        with telemetry.subsegment("## provider first chunk"), _answer_by(deadline):
             first = await anext(chunks, None)
+        telemetry.emit(
+            {"ProviderTimeToFirstByte": telemetry.elapsed_ms(started, time.monotonic())},
+            by={"provider": upstream.kind},
+        )
         if first is None:
             raise providers.ProviderFailure(502, "provider stream ended before its first chunk")
         if first.is_error:
@@ -250,6 +329,8 @@ async def _streamed(
         drain_timeout_s=DRAIN_TIMEOUT_S,
         deadline=deadline,
         time_limit_text=f"The answer was cut off: an answer may take at most {MAX_DURATION_S:.0f} seconds here.",
+        started_at=started,
+        provider_kind=upstream.kind,
     )
 
 

@@ -25,7 +25,7 @@ from fastapi import FastAPI, Request
 from mangum import Mangum
 from starlette.concurrency import run_in_threadpool
 
-from paywalls import operator_stripe, stripe_config, stripe_gateway, wallet_topup, web, webhooks
+from paywalls import operator_stripe, stripe_config, stripe_gateway, telemetry, wallet_topup, web, webhooks
 from paywalls import paywall as paywalls
 
 log = logging.getLogger(__name__)
@@ -80,7 +80,9 @@ def _process(paywall_id: str, raw: bytes, signature: str | None) -> dict[str, An
         outcome = handle(mode, event, list_refunds=list_refunds if api_key else None)
     except (stripe_gateway.StripeUnavailable, stripe_gateway.StripeRejected) as exc:
         # Only reached for a refund whose details we must fetch: let Stripe deliver it again later.
+        telemetry.emit({"StripeWebhookEvents": 1}, by={"outcome": "retry_later"})
         raise web.ApiError(503, str(exc), code="stripe_unavailable", headers={"Retry-After": "60"}) from None
+    telemetry.emit({"StripeWebhookEvents": 1}, by={"outcome": "processed"})
     log.info(
         "stripe event processed",
         extra={"paywall_id": paywall_id, "event_id": event.get("id"), "type": event.get("type"), **outcome.as_api()},
@@ -103,7 +105,8 @@ def _verify(paywall_id: str, raw: bytes, signature: str) -> tuple[str, dict[str,
             return stripe_gateway.verify_event(raw, signature, {m: s.webhook_secret for m, s in fresh.items()})
         except stripe_gateway.InvalidSignature:
             pass
+    telemetry.emit({"StripeWebhookEvents": 1}, by={"outcome": "invalid_signature"})
     raise _rejected(paywall_id, "bad signature")
 
 
-handler = Mangum(app, lifespan="off")
+handler = telemetry.lambda_handler(Mangum(app, lifespan="off"))

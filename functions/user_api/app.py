@@ -9,7 +9,7 @@ from fastapi.responses import JSONResponse
 from mangum import Mangum
 from starlette.concurrency import run_in_threadpool
 
-from paywalls import accounts, deposits, ledger, links, shared_mode, web
+from paywalls import accounts, deposits, ledger, limits, links, shared_mode, telemetry, web
 from paywalls.identity import app_wallet_id, resolve_user
 from paywalls.money import format_micros
 from paywalls.paywall import InvalidRequest
@@ -69,10 +69,16 @@ def balance(request: Request) -> dict[str, Any]:
     user = _user(request)
     if caller.paywall.mode == "shared":
         # The app's own allowance, never the person's wallet balance (shared_mode.Allowance).
-        return shared_mode.allowance(caller.paywall, caller.environment, user).as_api(caller.paywall.currency)
-    accounts.ensure_trial(caller.paywall, caller.environment, user)
-    wallet = ledger.get_wallet(app_wallet_id(caller.paywall.id, caller.environment, user))
-    return _balance_fields(wallet.balance, caller.paywall.currency)
+        shown = shared_mode.allowance(caller.paywall, caller.environment, user).as_api(caller.paywall.currency)
+    else:
+        accounts.ensure_trial(caller.paywall, caller.environment, user)
+        wallet = ledger.get_wallet(app_wallet_id(caller.paywall.id, caller.environment, user))
+        shown = _balance_fields(wallet.balance, caller.paywall.currency)
+    # The user's limits (limits.py), only when some apply: what is left of each and when it resets.
+    user_limits = limits.for_user(caller.paywall, caller.environment, user)
+    if user_limits is not None:
+        shown["limits"] = user_limits.status(caller.paywall.currency)
+    return shown
 
 
 def _topup_url(request: Request, caller: web.Caller, user: str) -> str:
@@ -230,4 +236,4 @@ def entries(request: Request, limit: str | None = None, cursor: str | None = Non
     }
 
 
-handler = Mangum(app, lifespan="off")
+handler = telemetry.lambda_handler(Mangum(app, lifespan="off"))

@@ -35,6 +35,7 @@ from paywalls import (
     shared_mode,
     stripe_config,
     stripe_gateway,
+    telemetry,
     topup,
     wallet_pages,
     wallet_topup,
@@ -675,4 +676,4 @@ def wallet_not_found() -> HTMLResponse:
     return html(pages.message_page("Not found", "This page does not exist."), 404)
 
 
-handler = Mangum(app, lifespan="off")
+handler = telemetry.lambda_handler(Mangum(app, lifespan="off"))

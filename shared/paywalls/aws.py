@@ -32,8 +32,13 @@ def _session() -> botocore.session.Session:
 
 @cache
 def client(service: str) -> Any:
+    config = settings()
     with _lock:
-        return _session().create_client(service, region_name=settings().region, config=_CLIENT_CONFIG)
+        if config.sam_local_endpoint:  # `sam local invoke` against the `make run` engine
+            return _session().create_client(
+                service, region_name=config.region, config=_CLIENT_CONFIG, endpoint_url=config.sam_local_endpoint
+            )
+        return _session().create_client(service, region_name=config.region, config=_CLIENT_CONFIG)
 
 
 def reset_clients() -> None:

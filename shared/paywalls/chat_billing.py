@@ -25,9 +25,10 @@ from typing import Any, Literal, TypeVar
 
 import anyio
 
-from paywalls import accounts, ledger
+from paywalls import accounts, ledger, telemetry
 from paywalls.chat_request import ChatRequest
-from paywalls.metering import HoldPlan, Pricing, StreamTally, Usage, estimated_usage, plan_hold
+from paywalls.limits import UserLimits
+from paywalls.metering import NO_LIMIT_TOKENS, HoldPlan, Pricing, StreamTally, Usage, estimated_usage, plan_hold
 from paywalls.paywall import Paywall
 
 log = logging.getLogger(__name__)
@@ -79,6 +80,7 @@ class Reservation:
     model: str
     closed: bool = field(default=False)
     funding: Funding | None = None
+    paywall_id: str = ""  # metrics only
     placed: ledger.Hold | None = None  # the hold as placed: settled without reading it again
     snapshot: ledger.Wallet | None = None  # the wallet as read while streaming (prefetch)
 
@@ -116,7 +118,7 @@ class Reservation:
             if self.prefetching is not None:
                 await self.prefetching.wait()  # sooner done than a read of our own
             try:
-                await blocking(
+                posting = await blocking(
                     ledger.settle,
                     self.hold_id,
                     cost,
@@ -133,7 +135,19 @@ class Reservation:
             except Exception:
                 # The hold stays active; the sweeper releases it. Served but not charged: loud log.
                 log.exception("settlement failed", extra={"request_id": self.request_id, "hold_id": self.hold_id})
+                telemetry.emit({"SettlementFailures": 1})
                 return 0
+        if posting.duplicate:  # settled before (a retried settlement): counted then
+            return cost
+        telemetry.emit(
+            {
+                "Charges": 1,
+                "RevenueMicros": -posting.entry.amount,  # what the ledger charged (never beyond the hold)
+                "PromptTokens": usage.prompt_tokens,
+                "CompletionTokens": usage.completion_tokens,
+            },
+            by={"paywall": self.paywall_id, "model": self.model},
+        )
         return cost
 
     async def release(self) -> None:
@@ -171,34 +185,65 @@ async def reserve(
     prompt_bound: int,
     request_id: str,
     funding: Funding | None = None,
+    limits: UserLimits | None = None,
 ) -> Reservation | Refused:
     """Hold the worst case of this request, lowered to what the balance (default mode) or the cap
     (shared mode) covers; `Refused` when not even a minimal answer is covered (the caller shows the
     paywall reply; nothing is held). With `funding` (shared mode) the person's wallet pays, within
-    the connection's cap. Module doc: no read before the hold, none after a refusal."""
+    the connection's cap. Module doc: no read before the hold, none after a refusal.
+    With `limits` the hold is also lowered to what the user's spend and token limits still allow
+    and reserves from them in the same transaction (limits.py); raises limits.LimitReached."""
     wallet_id = funding.wallet_id if funding else accounts.wallet_id(paywall, environment, user)
     limit = UNBOUNDED  # what the last refusal said is left (the balance, or the cap)
     limited_by: RefusalAction = "topup"
     trial_checked = False
+    refused_quota: ledger.QuotaExceeded | None = None
     for attempt in range(HOLD_ATTEMPTS + 1):
+        requested_limit = chat.requested_limit
+        room = None
+        if limits is not None:
+            room = await blocking(limits.room)
+            requested_limit = room.cap_limit(requested_limit, NO_LIMIT_TOKENS, prompt_bound, chat.n)
         plan = plan_hold(
-            pricing, prompt_bound=prompt_bound, requested_limit=chat.requested_limit, n=chat.n, available=limit
+            pricing,
+            prompt_bound=prompt_bound,
+            requested_limit=requested_limit,
+            n=chat.n,
+            available=limit if room is None else room.cap_available(limit),
         )
         if plan is None:
+            if room is not None and (reached := room.short_of(limit)):
+                raise reached
             return Refused(limited_by)
         reservation = Reservation(
-            wallet_id, None, plan, pricing, prompt_bound, chat.n, request_id, chat.model, funding=funding
+            wallet_id,
+            None,
+            plan,
+            pricing,
+            prompt_bound,
+            chat.n,
+            request_id,
+            chat.model,
+            funding=funding,
+            paywall_id=paywall.id,
         )
         if plan.amount == 0:
             return reservation
         # A fresh hold id per attempt: a retried transaction must not reuse another's request token.
         hold_id = request_id if attempt == 0 else f"{request_id}.{attempt}"
+        quotas = limits.quotas(plan.amount, prompt_bound + chat.n * plan.tokens_per_choice) if limits else ()
         try:
             placed = await blocking(
-                ledger.hold, wallet_id, plan.amount, hold_id=hold_id, budget=funding.budget if funding else None
+                ledger.hold,
+                wallet_id,
+                plan.amount,
+                hold_id=hold_id,
+                budget=funding.budget if funding else None,
+                quotas=quotas,
             )
         except ledger.BudgetExceeded as refused:
             assert funding is not None
+            telemetry.emit({"HoldRetries": 1})
             if refused.remaining is None or refused.remaining < 0:
                 # Revoked or replaced since the connection was cached (revoking makes `remaining`
                 # negative in the same write): ask again who pays.
@@ -212,13 +257,24 @@ async def reserve(
         except ledger.InsufficientFunds as refused:
             if funding is not None:
                 return Refused("topup")  # module doc: a shared hold is never sized on the wallet
+            telemetry.emit({"HoldRetries": 1})
             if not refused.wallet_exists and not trial_checked and paywall.trial_credits > 0:
                 trial_checked = True  # a new user: grant the trial once, then try again
                 await blocking(accounts.ensure_trial, paywall, environment, user)
                 continue
             limit, limited_by = refused.available, "topup"
             continue
+        except ledger.QuotaExceeded as exceeded:
+            if limits is None:  # no quotas were asked for: cannot happen
+                raise
+            if exceeded.quota.measure == "requests":
+                raise limits.reached(exceeded) from None  # a rate limit: retrying would not change it
+            refused_quota = exceeded  # concurrent requests used the limit's room: plan again on a fresh read
+            telemetry.emit({"HoldRetries": 1})
+            continue
         reservation.hold_id = hold_id
         reservation.placed = placed
         return reservation
+    if refused_quota is not None and limits is not None:
+        raise limits.reached(refused_quota)
     return Refused(limited_by)

@@ -18,13 +18,14 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import time
 from collections.abc import AsyncGenerator, Mapping
 
 import anyio
 from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
 
-from paywalls import chat_replies, sse
+from paywalls import chat_replies, sse, telemetry
 from paywalls.chat_billing import Reservation
 from paywalls.metering import StreamTally
 from paywalls.providers import Chunk, ChunkStream, ProviderFailure
@@ -50,6 +51,8 @@ class MeteredStream(Response):
         deadline: float,
         time_limit_text: str,
         headers: Mapping[str, str] | None = None,
+        started_at: float | None = None,  # time.monotonic() when the provider was called (metrics)
+        provider_kind: str = "",
     ):
         self.status_code = 200
         self.background = None
@@ -62,6 +65,8 @@ class MeteredStream(Response):
         self._failure_text = failure_text
         self._drain_timeout_s = drain_timeout_s
         self._time_limit_text = time_limit_text
+        self._started_at = started_at
+        self._provider_kind = provider_kind
         self._client_gone = False
         self._tasks: anyio.abc.TaskGroup | None = None
         self._ended = False  # the last event (or the charge before it) is under way
@@ -166,3 +171,6 @@ class MeteredStream(Response):
                 except Exception:  # closing a broken connection may fail; the charge matters more
                     log.debug("closing the provider stream failed", exc_info=True)
                 await self._reservation.finish_stream(self._tally)
+            if self._started_at is not None:
+                elapsed = telemetry.elapsed_ms(self._started_at, time.monotonic())
+                telemetry.emit({"ProviderLatency": elapsed}, by={"provider": self._provider_kind})

@@ -218,6 +218,34 @@ def _page(args: argparse.Namespace, **params: str) -> httpx.QueryParams:
     return httpx.QueryParams({**params, "limit": args.limit, **({"cursor": args.cursor} if args.cursor else {})})
 
 
+LIMIT_FLAGS = {
+    "requests_per_minute": "requests_per_minute",
+    "tokens_per_day": "tokens_per_day",
+    "spend_per_day": "spend_per_day",
+    "spend_per_month": "spend_per_month",
+}
+
+
+def _limits_body(args: argparse.Namespace) -> dict[str, Any]:
+    """Limit flags as the admin API takes them: counts as integers, spend as decimal strings, `none`
+    as null (no limit). Flags not given are left out."""
+    body: dict[str, Any] = {}
+    for attr, name in LIMIT_FLAGS.items():
+        value = getattr(args, attr, None)
+        if value is None:
+            continue
+        if value.lower() == "none":
+            body[name] = None
+        elif name.startswith("spend_"):
+            body[name] = value
+        else:
+            try:
+                body[name] = int(value)
+            except ValueError:
+                raise CliError(f"--{name.replace('_', '-')} takes a whole number or `none`") from None
+    return body
+
+
 def run(args: argparse.Namespace, client: AdminClient) -> Any:
     p = f"/paywalls/{getattr(args, 'paywall_id', '')}"
     match args.command:
@@ -255,12 +283,23 @@ def run(args: argparse.Namespace, client: AdminClient) -> Any:
                     "topup": args.topup,
                     "authorize": args.authorize,
                     "provider_error": args.provider_error,
+                    "limit": args.limit,
                 }.items()
                 if v is not None
             }
             return client.request("PUT", f"{p}/templates", body)
         case "stripe":
             return client.request("PUT", f"{p}/stripe", _stripe_body(args))
+        case "limits":
+            return client.request("PUT", f"{p}/limits", _limits_body(args))
+        case "user-limits":
+            path = f"{p}/users/{args.user}/limits"
+            if args.delete:
+                return client.request("DELETE", f"{path}?{httpx.QueryParams(environment=args.environment)}")
+            body = _limits_body(args)
+            if not body:
+                return client.request("GET", f"{path}?{httpx.QueryParams(environment=args.environment)}")
+            return client.request("PUT", path, {"environment": args.environment, **body})
         case "users":
             return client.request("GET", f"{p}/users?{_page(args, environment=args.environment)}")
         case "usage":
@@ -402,10 +441,28 @@ def build_parser() -> argparse.ArgumentParser:
     templates.add_argument("--topup", help="the reply when a balance is too low; {{url}} is the top-up link")
     templates.add_argument("--authorize", help="shared mode: the reply asking the person to authorize the app")
     templates.add_argument("--provider-error", dest="provider_error", help="the error text when the provider fails")
+    templates.add_argument("--limit", help="spend limit reached ({{period}}, {{limit}}, {{resets}}, {{name}})")
 
     stripe = paywall_cmd("stripe", "connect Stripe (key from stdin or $PAYWALLS_STRIPE_SECRET_KEY)")
     stripe.add_argument("--stdin", action="store_true", help="read the secret key from stdin")
     stripe.add_argument("--topup-amounts", dest="topup_amounts", help="top-up page presets, e.g. 5,10,20")
+
+    def add_limits(cmd: argparse.ArgumentParser, absent: str) -> None:
+        note = f"`none`: no limit; not given: {absent}"
+        cmd.add_argument("--requests-per-minute", dest="requests_per_minute", help=f"requests per minute ({note})")
+        cmd.add_argument(
+            "--tokens-per-day", dest="tokens_per_day", help=f"prompt + completion tokens per UTC day ({note})"
+        )
+        cmd.add_argument("--spend-per-day", dest="spend_per_day", help=f"decimal amount per UTC day ({note})")
+        cmd.add_argument("--spend-per-month", dest="spend_per_month", help=f"decimal amount per UTC month ({note})")
+
+    limits = paywall_cmd("limits", "set every user's default limits (replaces all four)")
+    add_limits(limits, "no limit")
+    user_limits = paywall_cmd("user-limits", "show, set or remove one user's own limits")
+    user_limits.add_argument("user")
+    user_limits.add_argument("--environment", choices=["live", "test"], default="live")
+    add_limits(user_limits, "the paywall's limit")
+    user_limits.add_argument("--delete", action="store_true", help="remove the user's own limits")
 
     users = paywall_cmd("users", "list users with balances")
     environment(users, default="live")

@@ -25,6 +25,9 @@ class Settings:
     # Shared mode: days a paywall's earnings stay pending (not withdrawable) after the charge, so a
     # refund or lost dispute of the top-up that paid for them can still take them back (earnings.py).
     earnings_hold_days: int = DEFAULT_EARNINGS_HOLD_DAYS
+    # `sam local invoke` only: the `make run` engine as seen from SAM CLI's container
+    # (events/sam-local/env.json). Honoured only inside that container (AWS_SAM_LOCAL=true).
+    sam_local_endpoint: str | None = None
 
 
 @lru_cache(maxsize=1)
@@ -38,6 +41,9 @@ def settings() -> Settings:
         admin_token=os.environ.get("ADMIN_TOKEN") or None,
         local_dev=os.environ.get("PAYWALLS_LOCAL_DEV") == "1",
         earnings_hold_days=_hold_days(os.environ.get("EARNINGS_HOLD_DAYS")),
+        sam_local_endpoint=(os.environ.get("PAYWALLS_LOCAL_ENDPOINT_URL") or None)
+        if os.environ.get("AWS_SAM_LOCAL") == "true"
+        else None,
     )
 
 

@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Literal
 
-from paywalls import store
+from paywalls import store, telemetry
 from paywalls.store import N, S, StoreUnavailable, TransactionCancelled
 
 log = logging.getLogger(__name__)
@@ -70,6 +70,14 @@ class BudgetExceeded(LedgerError):
         super().__init__(f"spending cap reached: {required} more needed")
         self.required = required
         self.remaining = remaining
+
+
+class QuotaExceeded(LedgerError):
+    """A usage limit (Quota) does not cover the request; nothing was reserved."""
+
+    def __init__(self, quota: Quota):
+        super().__init__(f"usage limit reached: {quota.sk}")
+        self.quota = quota
 
 
 class HoldNotActive(LedgerError):
@@ -141,6 +149,7 @@ class Hold:
     status: str
     expires_at: int
     budget: Budget | None = None
+    quotas: tuple[dict[str, Any], ...] = ()  # the quota records reserved with it (settled with it)
 
 
 @dataclass(frozen=True)
@@ -151,6 +160,23 @@ class Budget:
 
     pk: str
     sk: str
+
+
+@dataclass(frozen=True)
+class Quota:
+    """A usage counter with a ceiling beside the balance, e.g. a user's spend this day (limits.py):
+    an item whose `used` grows by what a hold reserves, under the condition that it stays within
+    `limit`, in the hold's own transaction, so no burst of concurrent requests can pass it. Settle
+    gives back what the request did not use, by `measure` (`money`: the charge, `tokens`: prompt +
+    completion tokens, `requests`: nothing, a request counts once made); release gives back a money
+    or tokens reservation whole. `expires_at` is the item's TTL (its window is over by then)."""
+
+    pk: str
+    sk: str
+    limit: int
+    reserve: int
+    measure: Literal["money", "tokens", "requests"]
+    expires_at: int
 
 
 # Builds extra transaction items from the entry being posted (e.g. a paywall's earnings credit), so
@@ -402,6 +428,7 @@ def _post(
             if "wallet" in failed:
                 # Version race (or funds gone): back off so colliding writers spread out instead
                 # of re-colliding in lockstep, then decide again on the wallet as the refusal saw it.
+                telemetry.emit({"PostingConflicts": 1})
                 refused = cancelled.items[[name for name, _ in named].index("wallet")]
                 if refused is not None:
                     snapshot = _wallet_from_item(wallet_id, refused)
@@ -630,13 +657,22 @@ def _require_positive(amount: int) -> None:
 
 
 def hold(
-    wallet_id: str, amount: int, *, hold_id: str, ttl_s: int = MAX_HOLD_TTL_S, budget: Budget | None = None
+    wallet_id: str,
+    amount: int,
+    *,
+    hold_id: str,
+    ttl_s: int = MAX_HOLD_TTL_S,
+    budget: Budget | None = None,
+    quotas: tuple[Quota, ...] = (),
 ) -> Hold:
-    """Reserve `amount` of the available balance (and of the budget, if any). Never retried on a
-    failed balance check."""
+    """Reserve `amount` of the available balance (and of the budget and the quotas, if any). Never
+    retried on a failed balance check."""
     _require_positive(amount)
     if ttl_s > MAX_HOLD_TTL_S:
         raise ValueError(f"a hold lives at most {MAX_HOLD_TTL_S} s (the sweeper's first run looks back that far)")
+    for quota in quotas:
+        if quota.reserve > quota.limit:
+            raise QuotaExceeded(quota)
     now = int(time.time())
     expires_at = now + ttl_s
     index_pk, index_sk = _expiry_index_key(hold_id, expires_at, now)
@@ -655,6 +691,8 @@ def hold(
         # Settle and release (also the sweeper's) give the unused part back to the same budget.
         "budget_pk": budget.pk if budget else None,
         "budget_sk": budget.sk if budget else None,
+        # Settle and release give back what the request did not use of each quota.
+        "quotas": [_quota_record(q) for q in quotas] or None,
     }
     items = [
         {
@@ -679,6 +717,8 @@ def hold(
     if budget:
         items.append(_budget_update(budget, -amount, 0, check=True))
         items[2]["Update"]["ReturnValuesOnConditionCheckFailure"] = "ALL_OLD"
+    first_quota = len(items)
+    items += [_quota_reserve(q) for q in quotas]
     try:
         store.transact(items, token_seed=f"hold|{hold_id}")
     except TransactionCancelled as cancelled:
@@ -688,6 +728,10 @@ def hold(
             old = cancelled.items[2]
             remaining = int(old["remaining"]) if old and "remaining" in old else None
             raise BudgetExceeded(amount, remaining) from None
+        for index, quota in enumerate(quotas, start=first_quota):
+            codes = cancelled.codes
+            if index < len(codes) and codes[index] == CONDITION_FAILED and codes[0] != CONDITION_FAILED:
+                raise QuotaExceeded(quota) from None
         if cancelled.codes[1] == CONDITION_FAILED:
             existing = get_hold(hold_id)
             if existing and existing["wallet_id"] == wallet_id and existing["amount"] == amount:
@@ -697,7 +741,77 @@ def hold(
         if cancelled.codes[0] == CONDITION_FAILED and wallet is None:
             raise InsufficientFunds(0, amount, wallet_exists=False) from None
         raise InsufficientFunds(int((wallet or {}).get("available", 0)), amount) from None
-    return Hold(hold_id, wallet_id, amount, "active", expires_at, budget)
+    return Hold(hold_id, wallet_id, amount, "active", expires_at, budget, tuple(_quota_record(q) for q in quotas))
+
+
+def _quota_record(quota: Quota) -> dict[str, Any]:
+    return {
+        "pk": quota.pk,
+        "sk": quota.sk,
+        "reserved": quota.reserve,
+        "measure": quota.measure,
+        "expires_at": quota.expires_at,
+    }
+
+
+def _quota_reserve(quota: Quota) -> dict[str, Any]:
+    return {
+        "Update": {
+            "TableName": store.table_name(),
+            "Key": store.key(quota.pk, quota.sk),
+            "UpdateExpression": "ADD used :amount SET expires_at_ttl = :ttl",
+            # `used + reserve <= limit`, written as `used <= limit - reserve` (no arithmetic in
+            # conditions). The limit is not stored: an operator's change applies to the next request.
+            "ConditionExpression": "attribute_not_exists(used) OR used <= :room",
+            "ExpressionAttributeValues": {
+                ":amount": N(quota.reserve),
+                ":room": N(quota.limit - quota.reserve),
+                ":ttl": N(quota.expires_at),
+            },
+        }
+    }
+
+
+def _quota_adjust(record: dict[str, Any], delta: int) -> dict[str, Any]:
+    """Unconditional: giving back (or recording a late charge) must never fail. The TTL is set if a
+    lagging TTL deletion removed the item, so it never lingers without one."""
+    return {
+        "Update": {
+            "TableName": store.table_name(),
+            "Key": store.key(record["pk"], record["sk"]),
+            "UpdateExpression": "ADD used :delta SET expires_at_ttl = if_not_exists(expires_at_ttl, :ttl)",
+            "ExpressionAttributeValues": {":delta": N(delta), ":ttl": N(record["expires_at"])},
+        }
+    }
+
+
+def _quota_usage(record: dict[str, Any], cost: int, tokens: int | None) -> int:
+    """What the request used of a quota, at most what it reserved."""
+    if record["measure"] == "money":
+        used = cost
+    elif record["measure"] == "tokens":
+        used = record["reserved"] if tokens is None else tokens
+    else:
+        used = record["reserved"]
+    return max(0, min(used, record["reserved"]))
+
+
+def _quota_settlement(records: tuple[dict[str, Any], ...], cost: int, tokens: int | None) -> list[dict[str, Any]]:
+    """Settling a hold: each quota keeps what was used and gets the rest of its reservation back."""
+    deltas = [(r, _quota_usage(r, cost, tokens) - r["reserved"]) for r in records]
+    return [_quota_adjust(r, delta) for r, delta in deltas if delta]
+
+
+def _with_items(also: Also | None, extra: list[dict[str, Any]]) -> Also | None:
+    if not extra:
+        return also
+    return lambda entry: [*extra, *(also(entry) if also else [])]
+
+
+def _tokens(prompt_tokens: int | None, completion_tokens: int | None) -> int | None:
+    if prompt_tokens is None and completion_tokens is None:
+        return None
+    return (prompt_tokens or 0) + (completion_tokens or 0)
 
 
 def _budget_of(item: dict[str, Any]) -> Budget | None:
@@ -712,6 +826,7 @@ def _hold_from_item(item: dict[str, Any]) -> Hold:
         item["status"],
         item["expires_at"],
         _budget_of(item),
+        tuple(item.get("quotas") or ()),
     )
 
 
@@ -770,6 +885,12 @@ def settle(
     cost = max(0, min(cost, wallet.available))
     if cost == 0:
         raise HoldNotActive(hold_id, held.status)
+    # The release gave the quotas their reservations back: what was used counts again.
+    used = [
+        (record, _quota_usage(record, cost, _tokens(prompt_tokens, completion_tokens)))
+        for record in item.get("quotas") or []
+        if record["measure"] != "requests"
+    ]
     return charge(
         held.wallet_id,
         cost,
@@ -777,7 +898,7 @@ def settle(
         request_id=request_id,
         metadata={**(metadata or {}), "late_settlement": "true"},
         budget=_budget_of(item),
-        also=also,
+        also=_with_items(also, [_quota_adjust(record, amount) for record, amount in used if amount]),
     )
 
 
@@ -787,6 +908,7 @@ def _settle_active(
     if cost > held.amount:
         log.error("usage cost exceeded its hold; capped", extra={"hold_id": held.id, "cost": cost, "held": held.amount})
         cost = held.amount
+    tokens = _tokens(details.get("prompt_tokens"), details.get("completion_tokens"))
     return _post(
         held.wallet_id,
         entry_type="charge",
@@ -795,7 +917,7 @@ def _settle_active(
         settle_hold=held.id,
         budget=held.budget,
         budget_delta=(held.amount - cost, cost),
-        also=also,
+        also=_with_items(also, _quota_settlement(held.quotas, cost, tokens)),
         details=details,
         snapshot=snapshot,
     )
@@ -827,11 +949,36 @@ def _release_item(item: dict[str, Any]) -> bool:
     ]
     if budget := _budget_of(item):
         items.append(_budget_update(budget, item["amount"], 0, check=False))
+    # A request that never ran gives its money and tokens back; it still counted as a request.
+    items += [_quota_adjust(r, -r["reserved"]) for r in item.get("quotas") or [] if r["measure"] != "requests"]
     try:
         store.transact(items, token_seed=f"release|{hold_id}")
-    except TransactionCancelled:
+    except TransactionCancelled as cancelled:
+        if cancelled.codes[0] != CONDITION_FAILED:
+            # Still active, but its release cannot be written (its wallet item is gone): keep it where
+            # every sweep tries it again and reports it (overdue_hold_expiries), out of the minute keys
+            # that the sweeper's cursor leaves behind.
+            _park_stuck(hold_id, item)
         return False
     return True
+
+
+STUCK_HOLDS = "HOLDEXP#STUCK"  # rare by construction: holds whose release failed while still active
+
+
+def _park_stuck(hold_id: str, item: dict[str, Any]) -> None:
+    log.error("an expired hold could not be released; parked for the next sweeps", extra={"hold_id": hold_id})
+    try:
+        store.ddb().update_item(
+            TableName=store.table_name(),
+            Key=store.key(_hold_pk(hold_id), "HOLD"),
+            UpdateExpression="SET gsi1pk = :stuck",
+            ConditionExpression="#status = :active",
+            ExpressionAttributeNames={"#status": "status"},
+            ExpressionAttributeValues={":stuck": S(STUCK_HOLDS), ":active": S("active")},
+        )
+    except Exception:  # settled meanwhile, or the store is failing: the next sweep decides again
+        log.warning("could not park a stuck hold", extra={"hold_id": hold_id}, exc_info=True)
 
 
 def _bucket(at: int) -> int:
@@ -868,6 +1015,17 @@ def _sweep_window(now: int) -> tuple[int, int]:
     return first, min(closable, first + SWEEP_MAX_BUCKETS - 1)
 
 
+def overdue_hold_expiries(before: int) -> list[int]:
+    """Expiry times of the holds still active that expired before `before`: the sweeper's own health
+    (a hold it should have released long ago: one it keeps failing to release, parked under
+    STUCK_HOLDS). A sweeper that stopped running publishes nothing (its alarm treats that as
+    breaching). Index keys only, one query."""
+    cutoff = f"{before:012d}~"
+    return [
+        int(item["gsi1sk"].split("#", 1)[0]) for item in store.query_all(STUCK_HOLDS, index="gsi1", sk_below=cutoff)
+    ]
+
+
 def sweep_expired_holds(now: int | None = None) -> int:
     """The sweeper's job: release holds whose invocation never settled them (crash, timeout).
 
@@ -885,7 +1043,7 @@ def sweep_expired_holds(now: int | None = None) -> int:
         f"HOLDEXP#{bucket}#{shard:02d}"
         for bucket in range(first, min(last, first + SWEEP_MAX_BUCKETS - 1) + 1)
         for shard in range(HOLD_EXPIRY_SHARDS)
-    ]
+    ] + [STUCK_HOLDS]
     cutoff = f"{now:012d}~"
     with ThreadPoolExecutor(SWEEP_WORKERS) as pool:
         found = pool.map(lambda pk: list(store.query_all(pk, index="gsi1", sk_below=cutoff)), keys)

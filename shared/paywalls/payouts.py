@@ -25,6 +25,7 @@ class Transfer:
     destination: str
 
 
+@stripe_gateway.traced
 def create_transfer(
     api_key: str,
     *,

@@ -45,6 +45,9 @@ DEFAULT_TEMPLATES = {
     "topup": "Your balance is too low to continue. Please top up here: {{url}}",
     "authorize": "To use {{name}}, connect your wallet and authorize it here: {{url}}",
     "provider_error": "The AI provider is not answering right now. Please try again in a moment.",
+    # A per-user spending limit (limits.py) is reached: {{period}} daily/monthly, {{limit}} the amount,
+    # {{resets}} when the window ends (UTC).
+    "limit": "You have reached your {{period}} spending limit of {{limit}} for {{name}}. It resets {{resets}}.",
 }
 
 
@@ -133,6 +136,10 @@ class Paywall:
     templates: dict[str, str] = field(default_factory=dict)
     stripe: dict[str, Any] | None = None
     updated_at: str | None = None
+    # Per-user usage limits (limits.py): the paywall's defaults {name: int}, and whether any user has
+    # an override (only then does a request read its override item).
+    limits: dict[str, int] = field(default_factory=dict)
+    user_limits: bool = False
 
     def template(self, name: str) -> str:
         return self.templates.get(name) or DEFAULT_TEMPLATES[name]
@@ -170,9 +177,23 @@ class Paywall:
             "provider": self.provider.as_api() if self.provider else None,
             "templates": {k: self.template(k) for k in DEFAULT_TEMPLATES},
             "stripe": _public_stripe(self.stripe),
+            "limits": limits_as_api(self.limits),
             "created_at": self.created_at,
             "updated_at": self.updated_at,
         }
+
+
+# Per-user limits (limits.py): money ones in micro-units, shown as decimal strings.
+LIMIT_NAMES = ("requests_per_minute", "tokens_per_day", "spend_per_day", "spend_per_month")
+MONEY_LIMITS = ("spend_per_day", "spend_per_month")
+
+
+def limits_as_api(limits: dict[str, int | None]) -> dict[str, Any]:
+    return {
+        name: (format_micros(limits[name]) if name in MONEY_LIMITS and limits[name] is not None else limits[name])
+        for name in LIMIT_NAMES
+        if name in limits
+    }
 
 
 def _public_stripe(stripe: dict[str, Any] | None) -> dict[str, Any] | None:
@@ -215,6 +236,8 @@ def _from_item(item: dict[str, Any]) -> Paywall:
         templates=item.get("templates") or {},
         stripe=item.get("stripe"),
         updated_at=item.get("updated_at"),
+        limits=item.get("limits") or {},
+        user_limits=bool(item.get("user_limits")),
     )
 
 

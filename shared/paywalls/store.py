@@ -12,7 +12,7 @@ from typing import Any, TypeVar
 
 from botocore.exceptions import ClientError
 
-from paywalls import aws
+from paywalls import aws, telemetry
 from paywalls.config import settings
 
 log = logging.getLogger(__name__)
@@ -276,6 +276,8 @@ def with_retries(call: Callable[[], T], *, attempts: int = MAX_ATTEMPTS) -> T:
                 raise
             log.warning("dynamodb transient failure, retrying", extra={"attempt": attempt + 1, "error": str(exc)})
             if attempt + 1 == attempts:
+                telemetry.emit({"StoreUnavailable": 1})
                 raise StoreUnavailable("the database is busy, please retry") from exc
+            telemetry.emit({"DynamoDBRetries": 1})
             backoff(attempt)
     raise AssertionError("unreachable")

@@ -6,14 +6,18 @@ never carry a key or a signing secret."""
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import os
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 import stripe
+
+from paywalls import telemetry
 
 log = logging.getLogger(__name__)
 
@@ -35,6 +39,21 @@ class InvalidSignature(Exception):
 
 def api_base() -> str:
     return (os.environ.get("STRIPE_API_BASE") or stripe.DEFAULT_API_BASE).rstrip("/")
+
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def traced(func: F) -> F:
+    """An X-Ray subsegment `## stripe <operation>` around a Stripe call (when tracing is on)."""
+    name = f"## stripe {func.__name__}"
+
+    @functools.wraps(func)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        with telemetry.subsegment(name):
+            return func(*args, **kwargs)
+
+    return wrapper  # type: ignore[return-value]
 
 
 def _client(api_key: str) -> stripe.StripeClient:
@@ -67,6 +86,7 @@ class WebhookEndpoint:
     livemode: bool
 
 
+@traced
 def create_webhook_endpoint(api_key: str, url: str, events: list[str], *, description: str) -> WebhookEndpoint:
     try:
         endpoint = _client(api_key).v1.webhook_endpoints.create(
@@ -86,6 +106,7 @@ def create_webhook_endpoint(api_key: str, url: str, events: list[str], *, descri
     return WebhookEndpoint(str(data.get("id")), secret, bool(data.get("livemode")))
 
 
+@traced
 def delete_webhook_endpoint(api_key: str, endpoint_id: str) -> bool:
     try:
         _client(api_key).v1.webhook_endpoints.delete(endpoint_id)
@@ -104,6 +125,7 @@ class CheckoutSession:
     url: str
 
 
+@traced
 def create_checkout_session(api_key: str, params: dict[str, Any]) -> CheckoutSession:
     # The library adds an Idempotency-Key of its own to a POST it retries, so a retry never opens two.
     try:
@@ -120,6 +142,7 @@ def create_checkout_session(api_key: str, params: dict[str, Any]) -> CheckoutSes
 # ---- refunds ------------------------------------------------------------------------------------
 
 
+@traced
 def list_refunds(api_key: str, charge_id: str) -> list[dict[str, Any]]:
     """Every refund of a charge (the charge in a webhook lists them only for old API versions)."""
     try:
