@@ -43,6 +43,8 @@ def health() -> dict[str, str]:
 def _rejected(paywall_id: str, reason: str) -> web.ApiError:
     """The one answer to every unverified call, whatever went wrong (see the module doc)."""
     log.warning("stripe webhook rejected: %s", reason, extra={"paywall_id": paywall_id[:64]})
+    # Every unverified call counts alike (the StripeSignatureFailures alarm: misconfigured secret or probing).
+    telemetry.emit({"StripeWebhookEvents": 1}, by={"outcome": "invalid_signature"})
     return web.ApiError(400, "webhook signature verification failed", code="invalid_signature")
 
 
@@ -105,7 +107,6 @@ def _verify(paywall_id: str, raw: bytes, signature: str) -> tuple[str, dict[str,
             return stripe_gateway.verify_event(raw, signature, {m: s.webhook_secret for m, s in fresh.items()})
         except stripe_gateway.InvalidSignature:
             pass
-    telemetry.emit({"StripeWebhookEvents": 1}, by={"outcome": "invalid_signature"})
     raise _rejected(paywall_id, "bad signature")
 
 
