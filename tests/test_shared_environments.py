@@ -31,6 +31,7 @@ from tests.shared_support import (
     form_with,
     forms,
     funded_person,
+    links_to,
     shared_paywall,
 )
 
@@ -262,7 +263,7 @@ def test_pages_show_the_environment_and_the_test_wallet_appears_with_test_activi
     home = browser.get("/wallet/home").text
     assert "Balance: <strong>$4.25</strong>" in home and "Test balance $1.50" in home
     assert f'href="{BASE}/wallet/test/home"' in home
-    revokes = [f["action"] for f in forms(home) if f["action"].endswith("/revoke")]
+    revokes = links_to(home, "/revoke")  # each asks for confirmation first
     assert revokes == [f"{BASE}/wallet/connections/{connections.active(app.id, 'live', 'lu').id}/revoke"]  # type: ignore[union-attr]
 
     test_home = browser.get("/wallet/test/home")
@@ -270,9 +271,10 @@ def test_pages_show_the_environment_and_the_test_wallet_appears_with_test_activi
     assert "Your test wallet" in test_home.text and '<span class="testmode">Test mode</span>' in test_home.text
     assert "Test balance: <strong>$1.50</strong>" in test_home.text and "$4.25" not in test_home.text
     assert f'href="{BASE}/wallet/test/topup"' in test_home.text
-    test_revokes = [f for f in forms(test_home.text) if f["action"].endswith("/revoke")]
+    test_revokes = links_to(test_home.text, "/revoke")
     assert len(test_revokes) == 1
-    back = browser.post(test_revokes[0]["action"], data=test_revokes[0], follow_redirects=False)
+    confirm = form_with(browser.get(test_revokes[0]).text, action=test_revokes[0])
+    back = browser.post(confirm["action"], data=confirm, follow_redirects=False)
     assert back.status_code == 303 and back.headers["location"] == f"{BASE}/wallet/test/home"
     assert connections.active(app.id, "test", "tu") is None and connections.active(app.id, "live", "lu")
 
