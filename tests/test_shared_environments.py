@@ -12,6 +12,7 @@ import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import urlencode
 
 import httpx
 import pytest
@@ -233,6 +234,21 @@ def test_live_topups_with_only_a_test_operator_key_are_refused_with_a_clear_mess
     assert call.api_key == "sk_test_operator"
     assert call.form["client_reference_id"] == person.wallet_for("test")
     assert call.form["metadata[environment]"] == "test"
+    assert call.form["success_url"] == f"{BASE}/wallet/test/topup/success"
+    assert call.form["cancel_url"] == f"{BASE}/wallet/test/home"
+
+    # From a consent page's "Add money": Stripe's result pages lead back to that pending approval.
+    approval = shared_mode.authorize_url(BASE, shared_paywall("Asking").id, "test", "u1").removeprefix(BASE)
+    page = browser.get("/wallet/test/topup", params={"next": approval})
+    form = form_with(page.text, amount="10")
+    assert form["next"] == approval
+    assert browser.post(form.pop("action"), data=form, follow_redirects=False).status_code == 303
+    call = d.stub.calls("POST", "/v1/checkout/sessions")[-1]
+    back = "?" + urlencode({"next": approval})
+    assert call.form["success_url"] == f"{BASE}/wallet/test/topup/success{back}"
+    assert call.form["cancel_url"] == f"{BASE}/wallet/test/topup{back}"
+    returned = browser.get(call.form["success_url"].removeprefix(BASE))
+    assert "Continue to approve Asking" in returned.text and f'href="{BASE}{approval}"' in returned.text
 
 
 def test_test_topups_with_only_a_live_operator_key_are_refused_too(d: Deployment) -> None:

@@ -8,8 +8,9 @@ it reads that inbox, and is bound to that address, so no one else can spend its 
 Value: `base64(json{d: device id, e: tag of the email, x: expiry}).HMAC`, with keys derived for this
 purpose only (app_keys): a session cookie or a link token cannot pass as one. The email appears only
 as a keyed tag. 90 days, HttpOnly, SameSite=Lax, Path=/wallet (sent to the sign-in form), Secure like
-the session cookie (set by the wallet pages, paywalls.page_http.set_cookie). It grants nothing but the quota: signing in still takes a code from the inbox.
-Signing out keeps it (it describes the browser, not a session)."""
+the session cookie (set by the wallet pages, paywalls.page_http.set_cookie). It grants nothing but the
+quota: signing in still takes a code from the inbox. Signing out keeps it (it describes the browser,
+not a session)."""
 
 from __future__ import annotations
 
