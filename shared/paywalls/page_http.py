@@ -55,8 +55,9 @@ def clear_cookie(response: Response, name: str, *, path: str, secure: bool) -> N
 # ---- dependencies ---------------------------------------------------------------------------------
 
 
-def base_url(request: Request) -> str:
-    """The deployment's public URL (custom domain, API Gateway stage, or the local stack's)."""
+async def base_url(request: Request) -> str:
+    """The deployment's public URL (custom domain, API Gateway stage, or the local stack's). No I/O:
+    `async`, so FastAPI calls it on the loop instead of handing it to the threadpool."""
     return web.public_base_url(request)
 
 
@@ -100,7 +101,8 @@ class Csrf:
         set_cookie(response, csrf.COOKIE_NAME, self.nonce, max_age=CSRF_COOKIE_MAX_AGE_S, path="/", secure=self.secure)
 
 
-def page_csrf(request: Request, base: BaseUrl) -> Csrf:
+async def page_csrf(request: Request, base: BaseUrl) -> Csrf:
+    """Reads cookies only (tokens are made later, in the endpoint's thread: they need the key)."""
     return Csrf(csrf.page_nonce(request.cookies), request.cookies, secure_cookies(base))
 
 
