@@ -8,7 +8,7 @@ SAM := $(SAM_VENV)/bin/sam
 JS_DIR := tests/js
 PORT ?= 8000
 
-.PHONY: run test test-aws lint bench docs docs-serve deps deps-dev clean sam-events verify-deploy
+.PHONY: run test test-deps browser test-aws lint bench docs docs-serve deps deps-dev clean sam-events verify-deploy
 
 $(PY):
 	@$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "Python 3.11+ is required"'
@@ -39,13 +39,30 @@ JS_DEPS := $(if $(wildcard $(JS_DIR)/package.json),$(JS_DIR)/node_modules/.packa
 
 deps-dev: $(VENV)/.deps-dev $(SAM) $(JS_DEPS)
 
+# The browser tests of the hosted pages (tests/test_pages_browser.py) drive Debian's Chromium through
+# its chromedriver. Installed only when either is missing, so running this again changes nothing.
+CHROMIUM := /usr/bin/chromium
+CHROMEDRIVER := /usr/bin/chromedriver
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+
+browser:
+	@if [ ! -x $(CHROMIUM) ] || [ ! -x $(CHROMEDRIVER) ]; then \
+		echo "installing chromium and chromium-driver (browser tests)"; \
+		$(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get update -qq && \
+		$(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
+			chromium chromium-driver; \
+	fi
+
+# Everything `make test` needs: the dev virtualenv, the SAM CLI, the npm client tests, the browser.
+test-deps: deps-dev browser
+
 run: deps
 	PORT=$(PORT) $(PY) -m devserver
 
 lint: $(VENV)/.deps-dev
 	$(VENV)/bin/ruff check .
 
-test: deps-dev lint
+test: test-deps lint
 	$(VENV)/bin/pytest
 
 # The documentation site (mkdocs.yml, docs/): --strict fails on a broken link, page or snippet, as
@@ -76,6 +93,7 @@ verify-deploy: $(VENV)/.deps-dev
 bench: deps
 	$(PY) benchmarks/proxy_overhead.py
 	$(PY) benchmarks/cold_start.py
+	$(PY) benchmarks/local_engine.py
 
 clean:
-	rm -rf .aws-sam .paywalls .pytest_cache site
+	rm -rf .aws-sam .paywalls .pytest_cache site .artifacts

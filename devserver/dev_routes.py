@@ -33,6 +33,7 @@ from paywalls import (
     links,
     mailer,
     operator_stripe,
+    page_http,
     pages,
     stripe_config,
     topup,
@@ -194,10 +195,11 @@ async def simulate_wallet_topup(token: str, request: Request) -> Response:
             raise Conflict("the operator's Stripe is configured for this environment: use the real checkout")
         micros = wallet_topup.choose_amount(offer, form.get("amount"))
         secret = stripe_config.dev_webhook_secret(operator_stripe.OPERATOR_ID, offer.mode)
-        params = wallet_topup.checkout_params(offer, micros, base)
+        # From a consent page's "Add money": the success page leads back to that pending approval.
+        params = wallet_topup.checkout_params(offer, micros, base, return_to=page_http.approval_path(form.get("next")))
         body = json.dumps(paid_session_event(params, offer.currency, offer.mode)).encode()
         header = stripe.WebhookSignature.generate_signature_header(body.decode(), secret)
-        return operator_stripe.OPERATOR_ID, body, header, links.wallet_path(environment, "topup/success")
+        return operator_stripe.OPERATOR_ID, body, header, params["success_url"].removeprefix(base.rstrip("/"))
 
     return await _simulate(request, prepare, "wallet top-up")
 

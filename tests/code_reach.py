@@ -6,7 +6,8 @@ Nodes are top-level functions and classes (a class with all its methods) plus ea
 statements. An edge is any reference, called or not: `module.name` through `from paywalls import
 module`, a bare name defined in the same module, or one imported with `from paywalls.module import
 name`. Every node of app.py is a root (each route is reachable over HTTP), and a reached module's
-top-level statements are reached too (they run at import).
+top-level statements are reached too (they run at import), with its route functions (`@router.get`
+and the like register them at import: a router the app includes is served).
 
 It over-approximates (a reference on a branch that never runs still counts), which errs towards
 granting; it misses only calls it cannot name statically (getattr, instance methods of classes that
@@ -33,6 +34,7 @@ class _Module:
     statements: list[ast.stmt] = field(default_factory=list)  # everything else at top level
     modules: dict[str, str] = field(default_factory=dict)  # local alias -> paywalls module
     names: dict[str, tuple[str, str]] = field(default_factory=dict)  # local name -> (module, name)
+    routes: list[str] = field(default_factory=list)  # top-level defs decorated as routes (`@router.get(...)`)
 
 
 def _parse(name: str, path: Path) -> _Module:
@@ -41,6 +43,8 @@ def _parse(name: str, path: Path) -> _Module:
     for statement in ast.parse(source).body:
         if isinstance(statement, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef):
             module.defs[statement.name] = statement
+            if any(_is_route(d) for d in getattr(statement, "decorator_list", [])):
+                module.routes.append(statement.name)
             continue
         module.statements.append(statement)
         if isinstance(statement, ast.ImportFrom) and statement.module == "paywalls":
@@ -55,6 +59,20 @@ def _parse(name: str, path: Path) -> _Module:
                 if alias.name.startswith("paywalls.") and alias.asname:
                     module.modules[alias.asname] = alias.name.split(".", 1)[1]
     return module
+
+
+_ROUTE_DECORATORS = frozenset({"get", "post", "put", "patch", "delete", "api_route", "route"})
+
+
+def _is_route(decorator: ast.expr) -> bool:
+    """`@router.get("/path")` and the like: registered on the router when the module is imported, so
+    each is reachable over HTTP as soon as the module is (the wallet function's routers live in the
+    package, not in its app.py)."""
+    return (
+        isinstance(decorator, ast.Call)
+        and isinstance(decorator.func, ast.Attribute)
+        and decorator.func.attr in _ROUTE_DECORATORS
+    )
 
 
 class CodeGraph:
@@ -117,6 +135,8 @@ class CodeGraph:
                     continue
                 reached.add(node)
                 pending.append((node[0], MODULE_LEVEL))  # a reached module's top level runs at import
+                if node[1] == MODULE_LEVEL:  # ... and registers its routes (a router included by an app)
+                    pending.extend((node[0], name) for name in self.modules[node[0]].routes)
                 pending.extend(self._references(self.modules[node[0]], self._body(node)))
             return {node: self.source_of(node) for node in reached}
         finally:

@@ -100,6 +100,11 @@ def forms(html: str) -> list[dict[str, str]]:
     return found
 
 
+def links_to(html: str, suffix: str) -> list[str]:
+    """The targets of the page's links (`<a href>`) that end with `suffix`."""
+    return [unescape(href) for href in re.findall(r'<a [^>]*href="([^"]+)"', html) if unescape(href).endswith(suffix)]
+
+
 def form_with(html: str, **match: str) -> dict[str, str]:
     for form in forms(html):
         if all(form.get(k) == v for k, v in match.items()):
@@ -153,10 +158,13 @@ class WalletBrowser:
         return self.submit(form_with(page.text, amount=amount))
 
     def revoke_all(self) -> int:
+        """Revoke every connected app from the wallet page: each "Revoke" link asks for confirmation,
+        whose form revokes."""
         home = self.get(f"{self.base}/wallet/home")
         revoked = 0
-        for form in forms(home.text):
-            if form["action"].endswith("/revoke"):
-                assert self.submit(form).status_code == 303
-                revoked += 1
+        for url in links_to(home.text, "/revoke"):
+            confirm = self.get(url)
+            assert confirm.status_code == 200, confirm.text
+            assert self.submit(form_with(confirm.text, action=url)).status_code == 303
+            revoked += 1
         return revoked

@@ -67,7 +67,8 @@ def site(aws_mock: None, monkeypatch: pytest.MonkeyPatch) -> Iterator[Site]:
     yield Site(
         api=client("functions/user_api", "UserApiFunction"),
         admin=client("functions/admin", "AdminFunction", headers={"Authorization": f"Bearer {ADMIN_TOKEN}"}),
-        wallet=client("functions/wallet", "WalletFunction"),
+        # https: the pages' cookies are Secure except on a local 127.0.0.1 / localhost stack.
+        wallet=client("functions/wallet", "WalletFunction", base_url="https://testserver"),
         chat=client("functions/chat", "ChatFunction"),
         paywall_id=paywall.id,
         shared_id=shared_paywall().id,

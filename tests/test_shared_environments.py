@@ -12,6 +12,7 @@ import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import urlencode
 
 import httpx
 import pytest
@@ -31,6 +32,7 @@ from tests.shared_support import (
     form_with,
     forms,
     funded_person,
+    links_to,
     shared_paywall,
 )
 
@@ -232,6 +234,21 @@ def test_live_topups_with_only_a_test_operator_key_are_refused_with_a_clear_mess
     assert call.api_key == "sk_test_operator"
     assert call.form["client_reference_id"] == person.wallet_for("test")
     assert call.form["metadata[environment]"] == "test"
+    assert call.form["success_url"] == f"{BASE}/wallet/test/topup/success"
+    assert call.form["cancel_url"] == f"{BASE}/wallet/test/home"
+
+    # From a consent page's "Add money": Stripe's result pages lead back to that pending approval.
+    approval = shared_mode.authorize_url(BASE, shared_paywall("Asking").id, "test", "u1").removeprefix(BASE)
+    page = browser.get("/wallet/test/topup", params={"next": approval})
+    form = form_with(page.text, amount="10")
+    assert form["next"] == approval
+    assert browser.post(form.pop("action"), data=form, follow_redirects=False).status_code == 303
+    call = d.stub.calls("POST", "/v1/checkout/sessions")[-1]
+    back = "?" + urlencode({"next": approval})
+    assert call.form["success_url"] == f"{BASE}/wallet/test/topup/success{back}"
+    assert call.form["cancel_url"] == f"{BASE}/wallet/test/topup{back}"
+    returned = browser.get(call.form["success_url"].removeprefix(BASE))
+    assert "Continue to approve Asking" in returned.text and f'href="{BASE}{approval}"' in returned.text
 
 
 def test_test_topups_with_only_a_live_operator_key_are_refused_too(d: Deployment) -> None:
@@ -262,7 +279,7 @@ def test_pages_show_the_environment_and_the_test_wallet_appears_with_test_activi
     home = browser.get("/wallet/home").text
     assert "Balance: <strong>$4.25</strong>" in home and "Test balance $1.50" in home
     assert f'href="{BASE}/wallet/test/home"' in home
-    revokes = [f["action"] for f in forms(home) if f["action"].endswith("/revoke")]
+    revokes = links_to(home, "/revoke")  # each asks for confirmation first
     assert revokes == [f"{BASE}/wallet/connections/{connections.active(app.id, 'live', 'lu').id}/revoke"]  # type: ignore[union-attr]
 
     test_home = browser.get("/wallet/test/home")
@@ -270,9 +287,10 @@ def test_pages_show_the_environment_and_the_test_wallet_appears_with_test_activi
     assert "Your test wallet" in test_home.text and '<span class="testmode">Test mode</span>' in test_home.text
     assert "Test balance: <strong>$1.50</strong>" in test_home.text and "$4.25" not in test_home.text
     assert f'href="{BASE}/wallet/test/topup"' in test_home.text
-    test_revokes = [f for f in forms(test_home.text) if f["action"].endswith("/revoke")]
+    test_revokes = links_to(test_home.text, "/revoke")
     assert len(test_revokes) == 1
-    back = browser.post(test_revokes[0]["action"], data=test_revokes[0], follow_redirects=False)
+    confirm = form_with(browser.get(test_revokes[0]).text, action=test_revokes[0])
+    back = browser.post(confirm["action"], data=confirm, follow_redirects=False)
     assert back.status_code == 303 and back.headers["location"] == f"{BASE}/wallet/test/home"
     assert connections.active(app.id, "test", "tu") is None and connections.active(app.id, "live", "lu")
 

@@ -4,6 +4,7 @@ Every refusal is checked to have changed nothing."""
 
 from __future__ import annotations
 
+import re
 import time
 import uuid
 from collections.abc import Iterator
@@ -15,7 +16,7 @@ from fastapi.testclient import TestClient
 from devserver.router import load_function_app
 from paywalls import connections, csrf, earnings, ledger, links, mailer, paywall, persons, sessions, shared_mode
 from paywalls.config import settings
-from tests.shared_support import WalletBrowser, app_secret, form_with, forms, shared_paywall
+from tests.shared_support import WalletBrowser, app_secret, form_with, forms, links_to, shared_paywall
 
 BASE = "https://testserver"
 
@@ -298,4 +299,197 @@ def test_wallet_page_lists_apps_with_their_spending(site: Site) -> None:
     assert shared_mode.charge(pw, "live", "u1", "0.25", idempotency_key="k").posting
     home = browser.get(f"{BASE}/wallet/home").text
     assert "Spender &lt;i&gt;" in home and "spent $0.25" in home and "limit $1.00" in home
-    assert "$1.75" in home and len([f for f in forms(home) if f["action"].endswith("/revoke")]) == 1
+    assert "$1.75" in home and len(links_to(home, "/revoke")) == 1
+
+
+# ---- what a new user hit (issue 9): each page leads on -------------------------------------------
+
+
+def test_the_sign_in_page_of_an_authorization_link_names_the_app_asking(site: Site) -> None:
+    pw = shared_paywall("Echo <Pro>", icon_url="https://x.example/echo.png")
+    url = authorize_url(pw.id, "alice")
+    browser = site.browser()
+    to_sign_in = browser.get(url)
+    assert to_sign_in.status_code == 303
+    page = browser.get(to_sign_in.headers["location"])
+    assert page.status_code == 200
+    assert "Echo &lt;Pro&gt;" in page.text and "wants to use your wallet" in page.text
+    assert 'src="https://x.example/echo.png"' in page.text
+    code_page = browser.submit(form_with(page.text), email=email())
+    assert "Connect Echo &lt;Pro&gt;" in code_page.text  # still named while the code is entered
+    # The plain sign-in page names no app; nor does one whose `next` is not a valid link.
+    for plain in (f"{BASE}/wallet/signin", f"{BASE}/wallet/signin?next=/wallet/authorize/abc.def"):
+        text = browser.get(plain).text
+        assert "Sign in to your wallet" in text and "Echo" not in text and "wants to use" not in text
+
+
+def test_the_wrong_code_page_keeps_the_email_and_offers_a_new_code(site: Site) -> None:
+    browser = site.browser()
+    address = email()
+    pw = shared_paywall()
+    next_path = authorize_url(pw.id, "bob").removeprefix(BASE)
+    page = browser.get(f"{BASE}/wallet/signin?next={next_path}")
+    code_page = browser.submit(form_with(page.text), email=address)
+    first_code = mailer.sent_mail(address)[-1].subject[-6:]
+    wrong = browser.submit(form_with(code_page.text), code=f"{(int(first_code) + 1) % 10**6:06d}")
+    assert wrong.status_code == 400 and "Wrong code" in wrong.text
+    assert f"<strong>{address}</strong>" in wrong.text  # not "your inbox"
+    resend = form_with(wrong.text, email=address, action=f"{BASE}/wallet/signin")
+    assert resend["next"] == next_path
+    again = browser.submit(resend)
+    assert again.status_code == 200 and len(mailer.sent_mail(address)) == 2
+    new_code = mailer.sent_mail(address)[-1].subject[-6:]
+    done = browser.submit(form_with(again.text), code=new_code)
+    assert done.status_code == 303 and done.headers["location"] == f"{BASE}{next_path}"
+    # An address altered in the form is only ever shown back if it is one; never markup.
+    verify = form_with(again.text)
+    odd = browser.submit(verify, email="<b>x</b>", code="000000")
+    assert odd.status_code == 400 and "<b>x</b>" not in odd.text and "your inbox" in odd.text
+
+
+def test_the_consent_page_adds_money_and_the_top_up_returns_to_the_approval(site: Site) -> None:
+    pw = shared_paywall("Returner")
+    url = authorize_url(pw.id, "carol")
+    here = url.removeprefix(BASE)
+    browser = site.browser()
+    browser.sign_in(email(), next_path=here)
+    consent = browser.get(url)
+    assert "$0.00" in consent.text and "Your wallet is empty" in consent.text
+    [add_money] = links_to(consent.text, "/wallet/topup?next=" + here.replace("/", "%2F"))
+    topup = browser.get(add_money)
+    assert topup.status_code == 200 and "After paying you go back to approving <strong>Returner</strong>" in topup.text
+    payment_forms = [f for f in forms(topup.text) if "amount" in f]
+    assert payment_forms and all(f["next"] == here for f in payment_forms)
+    assert links_to(topup.text, here) == [url]  # "Back to approving Returner"
+    # The result page after paying leads back to the approval, naming the app.
+    done = browser.get(f"{BASE}/wallet/topup/success?next={here}")
+    assert "Payment received" in done.text and "Continue to approve Returner" in done.text
+    assert links_to(done.text, here) == [url]
+    # Only a pending approval is a way back: anything else leads to the wallet as before.
+    for other in ("/wallet/home", "https://evil.example/", "/wallet/authorize/../../x"):
+        page = browser.get(f"{BASE}/wallet/topup/success?next={other}").text
+        assert "evil" not in page and links_to(page, "/wallet/home") == [f"{BASE}/wallet/home"]
+        assert all("next" not in f for f in forms(browser.get(f"{BASE}/wallet/topup?next={other}").text))
+
+
+def test_a_bad_limit_on_the_consent_page_shows_the_form_again_with_the_error(site: Site) -> None:
+    pw = shared_paywall()
+    url = authorize_url(pw.id, "dan")
+    browser = site.browser()
+    browser.sign_in(email())
+    approve = form_with(browser.get(url).text, decision="approve")
+    refused = browser.submit(approve, cap="12,50")
+    assert refused.status_code == 400 and 'role="alert"' in refused.text
+    again = form_with(refused.text, decision="approve")
+    assert again["cap"] == "12,50" and again["limit"] == "cap"  # what was typed, to correct it
+    assert 'aria-invalid="true"' in refused.text
+    assert connections.active(pw.id, "live", "dan") is None
+    assert browser.submit(again, cap="12.50").status_code == 200
+    assert connections.active(pw.id, "live", "dan").cap == 12_500_000  # type: ignore[union-attr]
+
+
+def test_the_wallet_raises_lowers_and_removes_an_apps_limit(site: Site) -> None:
+    pw = shared_paywall("Capped")
+    address = email()
+    browser = site.browser()
+    browser.sign_in(address)
+    browser.approve(authorize_url(pw.id, "erin"), cap="1")
+    person = persons.find_by_email(address)
+    assert person
+    ledger.credit(person.wallet_for("live"), 5_000_000, idempotency_key="fund")
+    assert shared_mode.charge(pw, "live", "erin", "1", idempotency_key="k1").posting
+    refused = shared_mode.charge(pw, "live", "erin", "0.5", idempotency_key="k2")
+    assert refused.refusal == "cap"  # the "limit reached" reply links to the wallet page
+    home = browser.get(f"{BASE}/wallet/home").text
+    assert "limit reached" in home and "Raise or remove the limit" in home
+    connection = connections.active(pw.id, "live", "erin")
+    assert connection
+    manage_url = f"{BASE}/wallet/connections/{connection.id}"
+    assert links_to(home, f"/wallet/connections/{connection.id}") == [manage_url]
+    page = browser.get(manage_url)
+    assert page.status_code == 200 and "has reached the limit you set" in page.text
+    form = form_with(page.text, action=manage_url)
+    assert (form["limit"], form["cap"]) == ("cap", "1")
+
+    raised = browser.submit(form, cap="3")
+    assert raised.status_code == 303 and raised.headers["location"] == f"{manage_url}?saved=1"
+    assert "Spending limit saved." in browser.get(raised.headers["location"]).text
+    assert connections.active(pw.id, "live", "erin").cap == 3_000_000  # type: ignore[union-attr]
+    assert shared_mode.charge(pw, "live", "erin", "0.5", idempotency_key="k3").posting  # charging again
+
+    assert browser.submit(form, cap="1.25").status_code == 303  # lowered below what was spent
+    assert connections.active(pw.id, "live", "erin").cap == 1_250_000  # type: ignore[union-attr]
+    assert shared_mode.charge(pw, "live", "erin", "0.01", idempotency_key="k4").refusal == "cap"
+
+    assert browser.submit(form, limit="none").status_code == 303  # removed
+    assert connections.active(pw.id, "live", "erin").cap is None  # type: ignore[union-attr]
+    assert form_with(browser.get(manage_url).text, action=manage_url)["limit"] == "none"
+
+    # A bad entry shows the form again with the error and what was typed; nothing changes.
+    for values in ({"cap": "abc"}, {"cap": ""}, {"limit": "unlimited"}):
+        bad = browser.submit(form, **values)
+        assert bad.status_code == 400 and 'role="alert"' in bad.text, values
+        assert form_with(bad.text, action=manage_url)["cap"] == values.get("cap", form["cap"])
+    assert connections.active(pw.id, "live", "erin").cap is None  # type: ignore[union-attr]
+
+    # Without the form's token, or as someone else: refused, unchanged.
+    assert browser.client.post(manage_url, data={"limit": "cap", "cap": "2"}).status_code == 403
+    eve = site.browser()
+    eve.sign_in(email())
+    eve_token = form_with(eve.get(f"{BASE}/wallet/home").text, action=f"{BASE}/wallet/signout")["csrf"]
+    assert eve.get(manage_url).status_code == 404
+    stolen = eve.client.post(manage_url, data={"csrf": eve_token, "limit": "cap", "cap": "2"})
+    assert stolen.status_code == 404
+    assert connections.active(pw.id, "live", "erin").cap is None  # type: ignore[union-attr]
+
+
+def test_revoking_asks_for_confirmation(site: Site) -> None:
+    pw = shared_paywall("Revocable")
+    browser = site.browser()
+    browser.sign_in(email())
+    browser.approve(authorize_url(pw.id, "fay"), cap="1")
+    connection = connections.active(pw.id, "live", "fay")
+    assert connection
+    home = browser.get(f"{BASE}/wallet/home").text
+    assert not [f for f in forms(home) if f["action"].endswith("/revoke")]  # no one-click revoke
+    [revoke_url] = links_to(home, "/revoke")
+    confirm = browser.get(revoke_url)
+    assert confirm.status_code == 200 and "Revoke Revocable?" in confirm.text
+    assert connections.active(pw.id, "live", "fay") is not None  # looking changed nothing
+    assert links_to(confirm.text, "/wallet/home") == [f"{BASE}/wallet/home"]  # "Keep it connected"
+    eve = site.browser()
+    eve.sign_in(email())
+    assert eve.get(revoke_url).status_code == 404
+    done = browser.submit(form_with(confirm.text, action=revoke_url))
+    assert done.status_code == 303 and connections.active(pw.id, "live", "fay") is None
+    # Once revoked there is nothing to confirm: back to the wallet, where it shows as revoked.
+    assert browser.get(revoke_url).headers["location"] == f"{BASE}/wallet/home"
+    assert "revoked" in browser.get(f"{BASE}/wallet/home").text
+
+
+def test_money_and_times_are_shown_for_people(site: Site) -> None:
+    pw = shared_paywall("Tiny")
+    address = email()
+    browser = site.browser()
+    browser.sign_in(address)
+    browser.approve(authorize_url(pw.id, "gil"), cap="1")
+    person = persons.find_by_email(address)
+    assert person
+    ledger.credit(person.wallet_for("live"), 6_000_000, idempotency_key="fund")
+    assert shared_mode.charge(pw, "live", "gil", "0.000599", idempotency_key="k").posting
+    home = browser.get(f"{BASE}/wallet/home").text
+    assert "$5.999401" not in home and "5.999401" not in home
+    assert "Balance: <strong>$6.00</strong>" in home
+    assert "spent $0.000599" in home  # below a cent: its own digits, not "$0.00"
+    assert re.search(r"<time datetime=\"[^\"]+Z\">\d{1,2} \w{3} \d{4}, \d{2}:\d{2} UTC</time>", home)
+
+
+def test_the_front_page_and_the_wallet_root_are_pages(site: Site) -> None:
+    front = site.wallet.get("/")
+    assert front.status_code == 200 and front.headers["content-type"].startswith("text/html")
+    assert links_to(front.text, "/wallet/home") == [f"{BASE}/wallet/home"]
+    for path in ("/wallet", "/wallet/"):
+        reply = site.wallet.get(path, follow_redirects=False)
+        assert reply.status_code == 303 and reply.headers["location"] == f"{BASE}/wallet/home"
+    missing = site.wallet.get("/wallet/no/such/page")
+    assert missing.status_code == 404 and missing.headers["content-type"].startswith("text/html")

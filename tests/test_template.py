@@ -53,7 +53,7 @@ EXPECTED_FUNCTIONS: dict[str, tuple[str, str, set[tuple[str, str]]]] = {
     "WalletFunction": (
         "functions/wallet/",
         "app.handler",
-        {("ANY", "/pay/{proxy+}"), ("ANY", "/wallet/{proxy+}")},
+        {("ANY", "/pay/{proxy+}"), ("ANY", "/wallet/{proxy+}"), ("GET", "/wallet"), ("GET", "/")},
     ),
     "AdminFunction": ("functions/admin/", "app.handler", {("ANY", "/admin/{proxy+}")}),
     "SweeperFunction": ("functions/sweeper/", "app.handler", set()),

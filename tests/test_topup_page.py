@@ -21,7 +21,9 @@ from tests import stripe_stub as st
 from tests.apigw import apigw_event
 from tests.shared_support import forms
 
-BASE = "http://testserver"
+# https: our cookies are Secure everywhere but on a local http://127.0.0.1 / localhost stack
+# (page_http.secure_cookies), and a client sends Secure cookies back over https only.
+BASE = "https://testserver"
 
 
 @dataclass
@@ -42,7 +44,7 @@ def page(aws_mock: None, monkeypatch: pytest.MonkeyPatch) -> Iterator[Page]:
     configure(paywall.id, "test", "sk_test_page", ["5", "12.5"])
     with st.StripeStub().running() as stub:
         monkeypatch.setenv("STRIPE_API_BASE", stub.url)
-        with TestClient(load_function_app("functions/wallet", "WalletFunction")) as client:
+        with TestClient(load_function_app("functions/wallet", "WalletFunction"), base_url=BASE) as client:
             yield Page(client, stub, paywall.id)
 
 
@@ -151,7 +153,7 @@ def test_checkout_without_a_valid_csrf_token_is_refused(page: Page) -> None:
         reply = page.client.post(f"/pay/{token}/checkout", data=data, follow_redirects=False)
         assert reply.status_code == 403, data
     # The right token without the cookie (a cross-site POST carries no SameSite=Lax cookie).
-    fresh = TestClient(page.client.app)
+    fresh = TestClient(page.client.app, base_url=BASE)
     reply = fresh.post(f"/pay/{token}/checkout", data={"amount": "5", "csrf": good["csrf"]}, follow_redirects=False)
     assert reply.status_code == 403
     assert page.stub.requests == []
@@ -170,7 +172,7 @@ def test_names_are_escaped(page: Page) -> None:
     paywalls.patch(page.paywall_id, {"name": '<script>alert("x")</script>', "description": "<b>&"})
     reply = page.client.get(f"/pay/{page.token()}")
     assert "<script>" not in reply.text and "<b>" not in reply.text
-    assert "&lt;script&gt;alert(&quot;x&quot;)&lt;/script&gt;" in reply.text
+    assert "&lt;script&gt;alert(&#34;x&#34;)&lt;/script&gt;" in reply.text  # Jinja2 autoescape's quote
 
 
 def test_stripe_refusal_and_outage_are_pages_not_tracebacks(page: Page, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -8,8 +8,9 @@ it reads that inbox, and is bound to that address, so no one else can spend its 
 Value: `base64(json{d: device id, e: tag of the email, x: expiry}).HMAC`, with keys derived for this
 purpose only (app_keys): a session cookie or a link token cannot pass as one. The email appears only
 as a keyed tag. 90 days, HttpOnly, SameSite=Lax, Path=/wallet (sent to the sign-in form), Secure like
-the session cookie. It grants nothing but the quota: signing in still takes a code from the inbox.
-Signing out keeps it (it describes the browser, not a session)."""
+the session cookie (set by the wallet pages, paywalls.page_http.set_cookie). It grants nothing but the
+quota: signing in still takes a code from the inbox. Signing out keeps it (it describes the browser,
+not a session)."""
 
 from __future__ import annotations
 
@@ -75,8 +76,3 @@ def read(token: str | None, email: str, *, now: float | None = None) -> str | No
     if not hmac.compare_digest(tag, _email_tag(email)):
         return None
     return device_id
-
-
-def cookie(token: str, *, secure: bool) -> str:
-    flags = "; Secure" if secure else ""
-    return f"{COOKIE_NAME}={token}; Path=/wallet; Max-Age={DEVICE_TTL_S}; HttpOnly; SameSite=Lax{flags}"

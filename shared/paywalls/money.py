@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from decimal import ROUND_CEILING, Decimal
+from decimal import ROUND_CEILING, ROUND_HALF_UP, Decimal
 
 MICROS_PER_UNIT = 1_000_000
 # A single API amount above this (one million currency units) is refused as absurd: it protects the
@@ -53,6 +53,32 @@ def format_micros(micros: int) -> str:
     sign = "-" if micros < 0 else ""
     whole, frac = divmod(abs(micros), MICROS_PER_UNIT)
     return f"{sign}{whole}.{frac:06d}"
+
+
+_SYMBOLS = {"usd": "$", "eur": "\u20ac", "gbp": "\u00a3"}
+
+
+def format_for_people(micros: int, currency: str) -> str:
+    """An amount as a person reads it on our pages: the currency's usual decimals (two for USD:
+    5_999_401 -> "$6.00", 12_500_000 -> "$12.50"), rounded half up; more only for an amount below one
+    minor unit, which would otherwise read as nothing (4_200 -> "$0.0042", 1 -> "$0.000001"); thousands
+    separated (1_234_500_000 -> "$1,234.50"). APIs keep
+    the exact six decimals (`format_micros`); this is for display only."""
+    from paywalls.currency import minor_unit_exponent  # here: currency imports this module
+
+    places = minor_unit_exponent(currency)
+    sign = "-" if micros < 0 else ""
+    value = Decimal(abs(micros)) / MICROS_PER_UNIT
+    if 0 < abs(micros) * 10**places < MICROS_PER_UNIT:
+        text = f"{value:.6f}".rstrip("0")  # every significant digit, at least `places` decimals
+        whole, _, frac = text.partition(".")
+        number = f"{whole}.{frac.ljust(places, '0')}"
+    else:
+        number = format(value.quantize(Decimal(1).scaleb(-places), rounding=ROUND_HALF_UP), ",f")
+    symbol = _SYMBOLS.get(currency.lower())
+    if symbol:
+        return f"{sign}{symbol}{number}"
+    return f"{sign}{number} {currency.upper()}"
 
 
 def parse_price(value: object) -> Decimal:

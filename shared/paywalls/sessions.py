@@ -2,9 +2,10 @@
 
 The cookie value is `base64(json{p: person id, x: expiry, n: nonce}).HMAC` with a key derived for this
 purpose only, so neither a link token nor a CSRF token can pass as a session. Stateless on purpose:
-reading it costs no database call on every page. Attributes: HttpOnly (scripts never see it),
-SameSite=Lax (not sent on cross-site POSTs), Path=/wallet, and Secure everywhere except a local
-stack served over plain http://127.0.0.1."""
+reading it costs no database call on every page. The cookie is set by the wallet pages
+(paywalls.page_http.set_cookie): HttpOnly (scripts never see it), SameSite=Lax (not sent on cross-site
+POSTs), Path=/wallet, and Secure everywhere except a local stack served over plain http on
+127.0.0.1 / localhost (page_http.secure_cookies, the one rule for every cookie of ours)."""
 
 from __future__ import annotations
 
@@ -65,18 +66,3 @@ def read(token: str | None, *, now: float | None = None) -> Session | None:
     if not isinstance(expires_at, int) or (time.time() if now is None else now) >= expires_at:
         return None
     return Session(payload["p"], expires_at)
-
-
-def secure_cookies(public_base_url: str) -> bool:
-    """Secure unless the stack is served locally over plain HTTP (browsers drop Secure cookies there)."""
-    return not public_base_url.startswith("http://127.0.0.1")
-
-
-def cookie(token: str, *, secure: bool) -> str:
-    flags = "; Secure" if secure else ""
-    return f"{COOKIE_NAME}={token}; Path=/wallet; Max-Age={SESSION_TTL_S}; HttpOnly; SameSite=Lax{flags}"
-
-
-def clear_cookie(*, secure: bool) -> str:
-    flags = "; Secure" if secure else ""
-    return f"{COOKIE_NAME}=; Path=/wallet; Max-Age=0; HttpOnly; SameSite=Lax{flags}"

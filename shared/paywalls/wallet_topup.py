@@ -18,6 +18,7 @@ import logging
 import time
 from dataclasses import dataclass
 from typing import Any, Literal
+from urllib.parse import urlencode
 
 from paywalls import checkout, links, losses, operator_stripe, persons, stripe_config, stripe_gateway, webhooks
 from paywalls.config import settings
@@ -79,8 +80,13 @@ def metadata(person: Person, environment: str, micros: int) -> dict[str, str]:
     }
 
 
-def checkout_params(topup: WalletTopup, micros: int, public_base: str) -> dict[str, Any]:
+def checkout_params(
+    topup: WalletTopup, micros: int, public_base: str, *, return_to: str | None = None
+) -> dict[str, Any]:
+    """`return_to`: a wallet path (already checked by the caller: a pending approval) that the result
+    pages lead back to, so a person who tops up from a consent page returns to it."""
     base = public_base.rstrip("/")
+    back = f"?{urlencode({'next': return_to})}" if return_to else ""
     return checkout.session_params(
         currency=topup.currency,
         micros=micros,
@@ -88,12 +94,12 @@ def checkout_params(topup: WalletTopup, micros: int, public_base: str) -> dict[s
         client_reference_id=topup.wallet_id,
         customer_email=topup.person.email,
         metadata=metadata(topup.person, topup.environment, micros),
-        success_url=base + links.wallet_path(topup.environment, "topup/success"),
-        cancel_url=base + links.wallet_path(topup.environment, "home"),
+        success_url=base + links.wallet_path(topup.environment, "topup/success") + back,
+        cancel_url=base + links.wallet_path(topup.environment, "topup" if return_to else "home") + back,
     )
 
 
-def start_checkout(topup: WalletTopup, amount: object, public_base: str) -> str:
+def start_checkout(topup: WalletTopup, amount: object, public_base: str, *, return_to: str | None = None) -> str:
     """A Checkout Session with the operator's key of the top-up's own mode; refused (nothing created)
     when that key is not configured, whatever the other mode has."""
     micros = choose_amount(topup, amount)
@@ -102,7 +108,8 @@ def start_checkout(topup: WalletTopup, amount: object, public_base: str) -> str:
     keys = operator_stripe.secrets_for(topup.mode)
     if keys is None or not keys.secret_key:
         raise stripe_config.StripeNotConfigured(topup.unavailable_reason())
-    return stripe_gateway.create_checkout_session(keys.secret_key, checkout_params(topup, micros, public_base)).url
+    params = checkout_params(topup, micros, public_base, return_to=return_to)
+    return stripe_gateway.create_checkout_session(keys.secret_key, params).url
 
 
 SIMULATION_TTL_S = 3600
