@@ -459,8 +459,8 @@ def build_parser() -> argparse.ArgumentParser:
     limits = paywall_cmd("limits", "set every user's default limits (replaces all four)")
     add_limits(limits, "no limit")
     user_limits = paywall_cmd("user-limits", "show, set or remove one user's own limits")
-    user_limits.add_argument("user")
-    user_limits.add_argument("--environment", choices=["live", "test"], default="live")
+    user_limits.add_argument("user", help="the app's user id")
+    environment(user_limits, default="live")
     add_limits(user_limits, "the paywall's limit")
     user_limits.add_argument("--delete", action="store_true", help="remove the user's own limits")
 
