@@ -2,8 +2,8 @@
 
 Adapters only; the rules they call live in the domain modules. Starlette only at import time: the chat
 function is a plain Starlette app (FastAPI and pydantic cost ~200 ms of its cold start), so what the
-FastAPI apps alone need (request validation errors, the `JsonBody` dependency) is imported when first
-used."""
+FastAPI apps alone need is imported when first used (request validation errors) or lives in
+`paywalls.api_models` (typed bodies)."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ import re
 import secrets
 import time
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Annotated, Any, TypeVar
+from typing import Any, TypeVar
 
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException as StarletteHTTPException
@@ -301,29 +301,6 @@ async def json_body(request: Request, *, limit: int = 1_000_000, max_depth: int 
     if not isinstance(data, dict):
         raise ApiError(400, "the request body must be a JSON object", code="invalid_json")
     return data
-
-
-async def json_object(request: Request) -> dict[str, Any]:
-    """json_body as a FastAPI dependency. The body is read on the event loop (it is async I/O), which
-    lets the handler itself be a plain `def`: FastAPI runs those in its threadpool, so their blocking
-    boto3 / Secrets Manager / Stripe calls never stall the loop that also serves the chat streams."""
-    return await json_body(request)
-
-
-if TYPE_CHECKING:
-    JsonBody = Annotated[dict[str, Any], Any]
-
-
-def __getattr__(name: str) -> Any:
-    # `JsonBody` (a FastAPI dependency) is built on first use, so importing this module does not
-    # import FastAPI (module doc). The FastAPI apps name it in annotations: resolved when they load.
-    if name == "JsonBody":
-        from fastapi import Depends
-
-        value = Annotated[dict[str, Any], Depends(json_object)]
-        globals()["JsonBody"] = value
-        return value
-    raise AttributeError(name)
 
 
 def public_base_url(request: Request) -> str:
