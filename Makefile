@@ -8,7 +8,7 @@ SAM := $(SAM_VENV)/bin/sam
 JS_DIR := tests/js
 PORT ?= 8000
 
-.PHONY: run test test-aws lint bench deps deps-dev clean
+.PHONY: run test test-aws lint bench deps deps-dev clean openapi
 
 $(PY):
 	@$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "Python 3.11+ is required"'
@@ -47,6 +47,10 @@ lint: $(VENV)/.deps-dev
 
 test: deps-dev lint
 	$(VENV)/bin/pytest
+
+# docs/openapi.json from the user and admin apps (tests/test_openapi_doc.py fails when it drifts).
+openapi: deps
+	$(PY) -m paywalls.openapi_doc --output docs/openapi.json
 
 # Opt-in: the ledger's concurrency suite against a deployed stack's real DynamoDB table, with your AWS
 # credentials: make test-aws TABLE=<TableName output>

@@ -283,7 +283,7 @@ class SetPricing(RequestBody):
     models: Annotated[
         dict[str, ModelPriceIn],
         BeforeValidator(_models_object),
-        _schema(minProperties=1, description="model id -> price"),
+        _schema(minProperties=1, propertyNames={"minLength": 1, "maxLength": 200}, description="model id -> price"),
     ]
     markup_percent: Percent | MISSING = MISSING
     features: dict[Feature, FeaturePriceIn] | MISSING = MISSING
