@@ -17,7 +17,7 @@ undeclared fields)."""
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Annotated, Any, Literal, TypeVar
+from typing import Annotated, Any, Literal, TypeVar, get_args
 
 from fastapi import Depends
 from pydantic import (
@@ -199,7 +199,8 @@ Feature = Literal["web_search", "audio", "priority_tier", "provider_routing"]  #
 class RequestBody(BaseModel):
     """Strict: no coercion (a number is not a string, `true` is not 1), no unknown fields."""
 
-    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
+    # defer_build: each model's validator is built on its first request, not when the app is imported.
+    model_config = ConfigDict(extra="forbid", strict=True, frozen=True, defer_build=True)
 
     def sent(self) -> dict[str, Any]:
         """The fields the client sent, as sent (validators never convert): what the domain takes."""
@@ -417,9 +418,10 @@ def from_json(model: type[B], *, limit: int = 1_000_000) -> Any:
 
 
 class ResponseBody(BaseModel):
-    """An answer's documented shape: no undeclared field (additionalProperties false)."""
+    """An answer's documented shape: no undeclared field (additionalProperties false). Only the
+    document uses these (defer_build: nothing is built when an app is imported)."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", defer_build=True)
 
 
 Micros = Annotated[str, Field(pattern=_MICROS_PATTERN, description="integer micro-units (10^-6 of the currency)")]
@@ -694,8 +696,6 @@ class UsageBucket(ResponseBody):
 
 
 class Usage(UsageBucket):
-    model_config = ConfigDict(extra="forbid", serialize_by_alias=True)
-
     object: Literal["usage"]
     from_: str | None = Field(alias="from")
     to: str | None
@@ -897,6 +897,9 @@ USER_PARAMETERS: list[dict[str, Any]] = [
 ]
 
 
+ANSWERS_KEY = "x-paywalls-answers"  # read (and removed) by openapi_doc.document
+
+
 def answers(
     ok: Any,
     *errors: int,
@@ -905,15 +908,22 @@ def answers(
     parameters: list[dict[str, Any]] | None = None,
     description: str = "Success.",
 ) -> dict[str, Any]:
-    """A route decorator's keyword arguments: the success status and its model, the OpenAI-style errors
-    the operation answers, extra parameters read from the request itself. `response_model=None`: the
-    handler's dict is sent as it is (module doc); the models are for the document only."""
-    responses: dict[int | str, dict[str, Any]] = {status: {"model": ok, "description": description}}
+    """A route decorator's keyword arguments: the success status and its model (`A | B`: either), the
+    OpenAI-style errors the operation answers, extra parameters read from the request itself.
+
+    `response_model=None`: the handler's dict is sent as it is (module doc). The models are named for
+    openapi_doc only, not handed to FastAPI, which would build a validator for each when the app is
+    imported (a Lambda cold start) for answers it never validates."""
+    named: dict[str, dict[str, Any]] = {str(status): {"description": description, "models": _names(ok)}}
     for code, model in (also or {}).items():
-        responses[code] = {"model": model, "description": "Success."}
+        named[str(code)] = {"description": "Success.", "models": _names(model)}
     for code in sorted(errors):
-        responses[code] = {"model": ErrorResponse, "description": _ERRORS[code]}
-    kwargs: dict[str, Any] = {"status_code": status, "response_model": None, "responses": responses}
+        named[str(code)] = {"description": _ERRORS[code], "models": [ErrorResponse.__name__]}
+    extra: dict[str, Any] = {ANSWERS_KEY: named}
     if parameters:
-        kwargs["openapi_extra"] = {"parameters": parameters}
-    return kwargs
+        extra["parameters"] = parameters
+    return {"status_code": status, "response_model": None, "openapi_extra": extra}
+
+
+def _names(models: Any) -> list[str]:
+    return [model.__name__ for model in (get_args(models) or (models,))]

@@ -24,7 +24,9 @@ from fastapi.dependencies.models import Dependant
 from fastapi.openapi.utils import get_openapi
 from fastapi.routing import APIRoute
 from pydantic import BaseModel
-from pydantic.json_schema import models_json_schema
+from pydantic.json_schema import JsonSchemaMode, models_json_schema
+
+from paywalls import api_models
 
 Auth = Literal["key", "admin"]
 
@@ -53,8 +55,6 @@ _SECURITY: dict[Auth, list[dict[str, list[str]]]] = {
     "admin": [{"adminToken": []}, {"awsSigV4": []}],
 }
 _TAGS: dict[Auth, str] = {"key": "user", "admin": "admin"}
-# FastAPI documents a 422 for every route with parameters; web.install answers those errors as 400.
-_FASTAPI_VALIDATION_SCHEMAS = ("HTTPValidationError", "ValidationError")
 
 
 def body_model(dependant: Dependant) -> type[BaseModel] | None:
@@ -67,41 +67,55 @@ def body_model(dependant: Dependant) -> type[BaseModel] | None:
 
 
 def document(app: FastAPI, *, auth: Auth) -> dict[str, Any]:
-    """One app's document, with its request bodies, security and without FastAPI's 422."""
+    """One app's document: FastAPI's paths and parameters, with the request bodies, the answers
+    (api_models.answers), the security, and without FastAPI's 422."""
     schema = get_openapi(title=app.title, version=app.version, description=app.description, routes=app.routes)
-    bodies: list[type[BaseModel]] = []
+    models: dict[type[BaseModel], JsonSchemaMode] = {}
     for route in app.routes:
         if not isinstance(route, APIRoute) or not route.include_in_schema:
             continue
-        model = body_model(route.dependant)
-        if model is not None and model not in bodies:
-            bodies.append(model)
+        body = body_model(route.dependant)
+        if body is not None:
+            models[body] = "validation"
         for method in sorted(route.methods):
             operation = schema["paths"][route.path_format][method.lower()]
             operation["operationId"] = route.name
             operation["tags"] = [_TAGS[auth]]
-            operation["responses"].pop("422", None)
+            operation["responses"] = _responses(operation.pop(api_models.ANSWERS_KEY), models)
             # /health alone answers without a key.
             operation["security"] = [] if route.path_format == "/health" else _SECURITY[auth]
-            if model is not None:
+            if body is not None:
                 operation["requestBody"] = {
                     # Every field optional: an empty body is read as {} (web.json_body).
-                    "required": bool(model.model_json_schema().get("required")),
-                    "content": {"application/json": {"schema": {"$ref": f"#/components/schemas/{model.__name__}"}}},
+                    "required": bool(body.model_json_schema().get("required")),
+                    "content": {"application/json": {"schema": _ref(body.__name__)}},
                 }
-    components = schema.setdefault("components", {})
-    schemas = components.setdefault("schemas", {})
-    for name in _FASTAPI_VALIDATION_SCHEMAS:
-        schemas.pop(name, None)
-    if bodies:
-        _, definitions = models_json_schema(
-            [(model, "validation") for model in bodies], ref_template="#/components/schemas/{model}"
-        )
-        for name, definition in definitions.get("$defs", {}).items():
-            _add(schemas, name, definition)
-    components["schemas"] = dict(sorted(schemas.items()))
-    components["securitySchemes"] = {name: SECURITY_SCHEMES[name] for option in _SECURITY[auth] for name in option}
+    _, definitions = models_json_schema(list(models.items()), ref_template=_REF)
+    schemas: dict[str, Any] = {}
+    for name, definition in definitions.get("$defs", {}).items():
+        _add(schemas, name, definition)
+    schema["components"] = {
+        "schemas": dict(sorted(schemas.items())),
+        "securitySchemes": {name: SECURITY_SCHEMES[name] for option in _SECURITY[auth] for name in option},
+    }
     return schema
+
+
+_REF = "#/components/schemas/{model}"
+
+
+def _ref(name: str) -> dict[str, str]:
+    return {"$ref": _REF.format(model=name)}
+
+
+def _responses(answers: dict[str, Any], models: dict[type[BaseModel], JsonSchemaMode]) -> dict[str, Any]:
+    responses = {}
+    for status, answer in answers.items():
+        named = [getattr(api_models, name) for name in answer["models"]]
+        models.update((model, "serialization") for model in named)
+        content = _ref(named[0].__name__) if len(named) == 1 else {"anyOf": [_ref(m.__name__) for m in named]}
+        responses[status] = {"description": answer["description"], "content": {"application/json": {"schema": content}}}
+    return responses
 
 
 def _add(schemas: dict[str, Any], name: str, definition: dict[str, Any]) -> None:
