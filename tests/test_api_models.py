@@ -163,3 +163,34 @@ def test_every_response_model_forbids_undeclared_fields() -> None:
     for model in models:
         if not issubclass(model, m.RequestBody):
             assert issubclass(model, m.ResponseBody) and model.model_config.get("extra") == "forbid", model
+
+
+def test_response_models_fit_what_the_domain_answers_beyond_the_schema_tests_seeds(
+    aws_mock: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Answers tests/test_api_schema.py's seeded stack never gives (a connected app user, a person
+    with connections, pending earnings, a withdrawal), checked against their documented models."""
+    from paywalls import connections, earnings, shared_mode, withdrawals
+    from tests.shared_support import Clock, app_secret, funded_person, shared_paywall
+
+    clock = Clock(monkeypatch)
+    app_secret()
+    paywall = shared_paywall(fee="10")
+    person = funded_person()
+    connections.connect(paywall.id, "live", "u1", person.id, cap=5_000_000)
+    connections.connect(paywall.id, "live", "u2", person.id, cap=None)
+    assert shared_mode.charge(paywall, "live", "u1", "2", idempotency_key="c1").posting
+    m.Connected.model_validate(shared_mode.connect_status(paywall, "live", "u1", "http://testserver"))
+    m.Connected.model_validate(shared_mode.connect_status(paywall, "live", "u2", "http://testserver"))
+    m.Allowance.model_validate(shared_mode.allowance(paywall, "live", "u1").as_api(paywall.currency))
+    m.Person.model_validate(shared_mode.person_summary(person))
+    payout = withdrawals.payout_settings(paywall.id)
+    pending = m.Earnings.model_validate({**earnings.summary(paywall.id, "live"), "payout": payout})
+    assert pending.pending_by_day and pending.next_matures_at
+    clock.past_hold()
+    withdrawal, _ = withdrawals.withdraw(paywall, "live", "1", idempotency_key="w1")
+    m.Withdrawal.model_validate(withdrawal.as_api())
+    m.WithdrawalList.model_validate(
+        {"object": "list", "data": [w.as_api() for w in withdrawals.list_withdrawals(paywall.id, "live")]}
+    )
+    m.Disconnected.model_validate(shared_mode.disconnect(paywall, "live", "u1"))
