@@ -8,7 +8,7 @@ SAM := $(SAM_VENV)/bin/sam
 JS_DIR := tests/js
 PORT ?= 8000
 
-.PHONY: run test test-deps browser test-aws lint bench docs docs-serve deps deps-dev clean sam-events verify-deploy
+.PHONY: run test test-deps browser test-aws lint bench docs docs-serve deps deps-dev clean sam-events verify-deploy openapi
 
 $(PY):
 	@$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "Python 3.11+ is required"'
@@ -72,6 +72,10 @@ docs: $(VENV)/.deps-dev
 
 docs-serve: $(VENV)/.deps-dev
 	$(VENV)/bin/mkdocs serve --dev-addr 127.0.0.1:8001
+
+# docs/openapi.json from the user and admin apps (tests/test_openapi_doc.py fails when it drifts).
+openapi: deps
+	$(PY) -m paywalls.openapi_doc --output docs/openapi.json
 
 # Opt-in: the ledger's concurrency suite against a deployed stack's real DynamoDB table, with your AWS
 # credentials: make test-aws TABLE=<TableName output>

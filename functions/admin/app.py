@@ -3,14 +3,16 @@ bearer admin token locally.
 
 Every handler is a plain `def`: FastAPI runs it in its threadpool, so its DynamoDB, Secrets Manager and
 Stripe calls (all blocking) never hold the event loop, which locally also serves the chat streams. A
-JSON body arrives through the `web.JsonBody` dependency, read asynchronously before the handler runs."""
+JSON body arrives as its typed model (`paywalls.api_models`), read asynchronously and checked by the
+`from_json` dependency before the handler runs; the domain functions take `body.sent()`, the fields
+exactly as sent."""
 
 from __future__ import annotations
 
 import hmac
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import Depends, FastAPI, Request
+from fastapi import Depends, FastAPI, Query, Request
 from fastapi.responses import JSONResponse
 from mangum import Mangum
 
@@ -20,6 +22,7 @@ from paywalls import (
     earnings,
     limits,
     losses,
+    openapi_doc,
     operator_stripe,
     persons,
     secrets_store,
@@ -30,11 +33,14 @@ from paywalls import (
     web,
     withdrawals,
 )
+from paywalls import api_models as m
 from paywalls import paywall as paywalls
 from paywalls.config import settings
 from paywalls.identity import resolve_user
 
 app = web.install(FastAPI(title="Paywalls admin API", docs_url=None, redoc_url=None, openapi_url="/admin/openapi.json"))
+# Request bodies, error responses and security schemes, as in the published docs/openapi.json.
+app.openapi = lambda: openapi_doc.served(app)  # type: ignore[method-assign]
 
 
 def require_admin(request: Request) -> None:
@@ -51,32 +57,55 @@ def require_admin(request: Request) -> None:
         raise web.ApiError(401, "invalid admin token", code="invalid_admin_token")
 
 
+# Route dependencies run first: an unauthenticated request is a 401/403 before its body is read.
 admin = [Depends(require_admin)]
+# Every admin operation may answer these: no admin token (local) / no IAM signature (AWS), a busy store.
+AUTH = (401, 403, 503)
 
 
-@app.post("/admin/paywalls", dependencies=admin, status_code=201)
-def create_paywall(body: web.JsonBody) -> dict[str, Any]:
-    return paywalls.create(body).as_api()
+# Each body arrives as its model, read and checked by api_models.from_json before the handler runs.
+CreatePaywallBody = Annotated[m.CreatePaywall, m.from_json(m.CreatePaywall)]
+PatchPaywallBody = Annotated[m.PatchPaywall, m.from_json(m.PatchPaywall)]
+IssueKeyBody = Annotated[m.IssueKey, m.from_json(m.IssueKey)]
+SetLimitsBody = Annotated[m.SetLimits, m.from_json(m.SetLimits)]
+SetUserLimitsBody = Annotated[m.SetUserLimits, m.from_json(m.SetUserLimits)]
+ProviderBody = Annotated[m.SetProvider, m.from_json(m.SetProvider)]
+PricingBody = Annotated[m.SetPricing, m.from_json(m.SetPricing)]
+TemplatesBody = Annotated[m.SetTemplates, m.from_json(m.SetTemplates)]
+StripeBody = Annotated[m.SetStripe, m.from_json(m.SetStripe)]
+UserAdjustmentBody = Annotated[m.UserAdjustment, m.from_json(m.UserAdjustment)]
+WithdrawalBody = Annotated[m.WithdrawalRequest, m.from_json(m.WithdrawalRequest)]
+MarkPaidBody = Annotated[m.MarkPaid, m.from_json(m.MarkPaid)]
+PayoutBody = Annotated[m.SetPayout, m.from_json(m.SetPayout)]
+PersonAdjustmentBody = Annotated[m.PersonAdjustment, m.from_json(m.PersonAdjustment)]
+Environment = Annotated[str, Query(description="live or test", json_schema_extra={"enum": ["live", "test"]})]
 
 
-@app.get("/admin/paywalls", dependencies=admin)
+@app.get("/admin/paywalls", dependencies=admin, **m.answers(m.PaywallPage, *AUTH, 400))
 def list_paywalls(limit: int = 100, cursor: str | None = None) -> dict[str, Any]:
     return admin_reports.paywalls_page(limit=limit, cursor=cursor)
 
 
-@app.get("/admin/paywalls/{paywall_id}", dependencies=admin)
+@app.post("/admin/paywalls", dependencies=admin, **m.answers(m.PaywallOut, *AUTH, 400, 413, status=201))
+def create_paywall(body: CreatePaywallBody) -> dict[str, Any]:
+    return paywalls.create(body.sent()).as_api()
+
+
+@app.get("/admin/paywalls/{paywall_id}", dependencies=admin, **m.answers(m.PaywallOut, *AUTH, 404))
 def get_paywall(paywall_id: str) -> dict[str, Any]:
     return paywalls.get(paywall_id).as_api()
 
 
-@app.patch("/admin/paywalls/{paywall_id}", dependencies=admin)
-def patch_paywall(paywall_id: str, body: web.JsonBody) -> dict[str, Any]:
-    return paywalls.patch(paywall_id, body).as_api()
+@app.patch("/admin/paywalls/{paywall_id}", dependencies=admin, **m.answers(m.PaywallOut, *AUTH, 400, 404, 409, 413))
+def patch_paywall(paywall_id: str, body: PatchPaywallBody) -> dict[str, Any]:
+    return paywalls.patch(paywall_id, body.sent()).as_api()
 
 
-@app.post("/admin/paywalls/{paywall_id}/keys", dependencies=admin, status_code=201)
-def issue_key(paywall_id: str, body: web.JsonBody) -> dict[str, Any]:
-    key, raw = paywalls.issue_key(paywall_id, body.get("environment", "live"))
+@app.post(
+    "/admin/paywalls/{paywall_id}/keys", dependencies=admin, **m.answers(m.KeyIssued, *AUTH, 400, 404, 413, status=201)
+)
+def issue_key(paywall_id: str, body: IssueKeyBody) -> dict[str, Any]:
+    key, raw = paywalls.issue_key(paywall_id, body.environment)
     return {
         "id": key.id,
         "object": "api_key",
@@ -87,13 +116,13 @@ def issue_key(paywall_id: str, body: web.JsonBody) -> dict[str, Any]:
     }
 
 
-@app.get("/admin/paywalls/{paywall_id}/keys", dependencies=admin)
+@app.get("/admin/paywalls/{paywall_id}/keys", dependencies=admin, **m.answers(m.KeyList, *AUTH, 404))
 def list_keys(paywall_id: str) -> dict[str, Any]:
     paywalls.get(paywall_id)
     return {"object": "list", "data": [_key_view(k) for k in paywalls.list_keys(paywall_id)]}
 
 
-@app.delete("/admin/paywalls/{paywall_id}/keys/{key_id}", dependencies=admin)
+@app.delete("/admin/paywalls/{paywall_id}/keys/{key_id}", dependencies=admin, **m.answers(m.KeyView, *AUTH, 404, 409))
 def revoke_key(paywall_id: str, key_id: str) -> dict[str, Any]:
     return _key_view(paywalls.revoke_key(paywall_id, key_id))
 
@@ -109,19 +138,19 @@ def _key_view(key: paywalls.ApiKey) -> dict[str, Any]:
     }
 
 
-@app.put("/admin/paywalls/{paywall_id}/provider", dependencies=admin)
-def set_provider(paywall_id: str, body: web.JsonBody) -> dict[str, Any]:
+@app.put("/admin/paywalls/{paywall_id}/provider", dependencies=admin, **m.answers(m.ProviderOut, *AUTH, 400, 404, 413))
+def set_provider(paywall_id: str, body: ProviderBody) -> dict[str, Any]:
     paywalls.get(paywall_id)
-    kind, base_url, api_key = paywalls.validated_provider(body)
+    kind, base_url, api_key = paywalls.validated_provider(body.sent())
     secret_name = paywalls.provider_secret_name(settings().secret_prefix, paywall_id)
     secrets_store.put_secret(secret_name, api_key)
     updated = paywalls.set_provider(paywall_id, kind, base_url, secret_name)
     return updated.provider.as_api()  # type: ignore[union-attr]
 
 
-@app.put("/admin/paywalls/{paywall_id}/pricing", dependencies=admin)
-def set_pricing(paywall_id: str, body: web.JsonBody) -> dict[str, Any]:
-    updated = paywalls.set_pricing(paywall_id, body)
+@app.put("/admin/paywalls/{paywall_id}/pricing", dependencies=admin, **m.answers(m.PricingOut, *AUTH, 400, 404, 413))
+def set_pricing(paywall_id: str, body: PricingBody) -> dict[str, Any]:
+    updated = paywalls.set_pricing(paywall_id, body.sent())
     return {
         "object": "pricing",
         "markup_percent": updated.as_api()["markup_percent"],
@@ -130,35 +159,50 @@ def set_pricing(paywall_id: str, body: web.JsonBody) -> dict[str, Any]:
     }
 
 
-@app.put("/admin/paywalls/{paywall_id}/templates", dependencies=admin)
-def set_templates(paywall_id: str, body: web.JsonBody) -> dict[str, Any]:
-    return paywalls.set_templates(paywall_id, body).as_api()["templates"]
+@app.put(
+    "/admin/paywalls/{paywall_id}/templates", dependencies=admin, **m.answers(m.TemplatesOut, *AUTH, 400, 404, 413)
+)
+def set_templates(paywall_id: str, body: TemplatesBody) -> dict[str, Any]:
+    return paywalls.set_templates(paywall_id, body.sent()).as_api()["templates"]
 
 
-@app.put("/admin/paywalls/{paywall_id}/limits", dependencies=admin)
-def set_limits(paywall_id: str, body: web.JsonBody) -> dict[str, Any]:
+@app.put("/admin/paywalls/{paywall_id}/limits", dependencies=admin, **m.answers(m.LimitsOut, *AUTH, 400, 404, 413))
+def set_limits(paywall_id: str, body: SetLimitsBody) -> dict[str, Any]:
     """The paywall's default per-user limits: {requests_per_minute?, tokens_per_day?, spend_per_day?,
     spend_per_month?} (spend as decimal amounts); absent or null: no limit. Replaces all four."""
-    return limits.set_defaults(paywall_id, body).as_api()["limits"]
+    return limits.set_defaults(paywall_id, body.sent()).as_api()["limits"]
 
 
-@app.get("/admin/paywalls/{paywall_id}/users/{user}/limits", dependencies=admin)
+@app.get(
+    "/admin/paywalls/{paywall_id}/users/{user}/limits",
+    dependencies=admin,
+    **m.answers(m.UserLimitsOut, *AUTH, 400, 404),
+)
 def get_user_limits(paywall_id: str, user: str, environment: str = "live") -> dict[str, Any]:
     return limits.describe(paywalls.get(paywall_id), _environment(environment), resolve_user(user))
 
 
-@app.put("/admin/paywalls/{paywall_id}/users/{user}/limits", dependencies=admin)
-def set_user_limits(paywall_id: str, user: str, body: web.JsonBody) -> dict[str, Any]:
+@app.put(
+    "/admin/paywalls/{paywall_id}/users/{user}/limits",
+    dependencies=admin,
+    **m.answers(m.UserLimitsOut, *AUTH, 400, 404, 413),
+)
+def set_user_limits(paywall_id: str, user: str, body: SetUserLimitsBody) -> dict[str, Any]:
     """One user's override: {environment?, <limit>: value | null}; a limit given replaces the
     paywall's (null: no limit for this user), one left out follows the paywall's."""
+    sent = body.sent()
     paywall = paywalls.get(paywall_id)
-    environment = _environment(body.get("environment", "live"))
+    environment = _environment(sent.pop("environment", "live"))
     user = resolve_user(user)
-    limits.set_override(paywall, environment, user, {k: v for k, v in body.items() if k != "environment"})
+    limits.set_override(paywall, environment, user, sent)
     return limits.describe(paywalls.get(paywall_id), environment, user)
 
 
-@app.delete("/admin/paywalls/{paywall_id}/users/{user}/limits", dependencies=admin)
+@app.delete(
+    "/admin/paywalls/{paywall_id}/users/{user}/limits",
+    dependencies=admin,
+    **m.answers(m.UserLimitsOut, *AUTH, 400, 404),
+)
 def delete_user_limits(paywall_id: str, user: str, environment: str = "live") -> dict[str, Any]:
     paywall = paywalls.get(paywall_id)
     environment = _environment(environment)
@@ -174,47 +218,75 @@ def _environment(value: Any) -> str:
     return value
 
 
-@app.put("/admin/paywalls/{paywall_id}/stripe", dependencies=admin)
-def set_stripe(paywall_id: str, request: Request, body: web.JsonBody) -> dict[str, Any]:
+@app.put(
+    "/admin/paywalls/{paywall_id}/stripe",
+    dependencies=admin,
+    **m.answers(m.StripeConfig, *AUTH, 400, 404, 409, 413, 502),
+)
+def set_stripe(paywall_id: str, request: Request, body: StripeBody) -> dict[str, Any]:
     """Store the paywall's Stripe key (its prefix says test or live), create the webhook endpoint and
     keep its signing secret in Secrets Manager. Answers a status without any secret."""
     try:
-        return stripe_config.configure(paywall_id, body, web.public_base_url(request))
+        return stripe_config.configure(paywall_id, body.sent(), web.public_base_url(request))
     except stripe_gateway.StripeRejected as exc:
         raise web.ApiError(400, str(exc), code="stripe_rejected", param="secret_key") from None
     except stripe_gateway.StripeUnavailable as exc:
         raise web.ApiError(502, str(exc), code="stripe_unavailable") from None
 
 
-@app.get("/admin/paywalls/{paywall_id}/users", dependencies=admin)
+@app.get("/admin/paywalls/{paywall_id}/users", dependencies=admin, **m.answers(m.UsersPage, *AUTH, 400, 404))
 def list_users(
-    paywall_id: str, environment: str = "live", limit: str | None = None, cursor: str | None = None
+    paywall_id: str,
+    environment: Environment = "live",
+    # Text, checked by web.count_param (FastAPI's int would take " 1", "1_000", "1.0").
+    limit: Annotated[
+        str | None, Query(description="Page size, 1-1000 (default 100).", json_schema_extra={"pattern": "^[0-9]{1,9}$"})
+    ] = None,
+    cursor: Annotated[str | None, Query(description="`next_cursor` of the previous page.")] = None,
 ) -> dict[str, Any]:
     paywalls.get(paywall_id)
     size = web.count_param(limit, "limit", default=100, minimum=1, maximum=1000)
     return admin_reports.users_page(paywall_id, environment, limit=size, cursor=cursor)
 
 
-@app.get("/admin/paywalls/{paywall_id}/usage", dependencies=admin)
-def usage(paywall_id: str, request: Request, environment: str = "live") -> dict[str, Any]:
+_PERIOD = [
+    {
+        "name": name,
+        "in": "query",
+        "required": False,
+        "description": f"ISO timestamp ({'inclusive' if name == 'from' else 'exclusive'}).",
+        "schema": {"type": "string"},
+    }
+    for name in ("from", "to")
+]
+
+
+@app.get(
+    "/admin/paywalls/{paywall_id}/usage", dependencies=admin, **m.answers(m.Usage, *AUTH, 400, 404, parameters=_PERIOD)
+)
+def usage(paywall_id: str, request: Request, environment: Environment = "live") -> dict[str, Any]:
     paywalls.get(paywall_id)
     # `from`/`to` are Python keywords, hence read from the query string directly.
     params = request.query_params
     return admin_reports.usage(paywall_id, environment, params.get("from"), params.get("to"))
 
 
-@app.post("/admin/paywalls/{paywall_id}/users/{user}/adjustments", dependencies=admin, status_code=201)
-def adjust_balance(paywall_id: str, user: str, request: Request, body: web.JsonBody) -> dict[str, Any]:
+@app.post(
+    "/admin/paywalls/{paywall_id}/users/{user}/adjustments",
+    dependencies=admin,
+    **m.answers(m.Adjusted, *AUTH, 400, 402, 404, 409, 413, status=201, parameters=[m.IDEMPOTENCY_KEY]),
+)
+def adjust_balance(paywall_id: str, user: str, request: Request, body: UserAdjustmentBody) -> dict[str, Any]:
     """Operator correction of a user's balance (`adjustment` entry): a signed decimal amount;
     a debit never takes the balance below zero. Idempotency-Key header required."""
     paywall = paywalls.get(paywall_id)
     posting = adjustments.adjust(
         paywall,
-        body.get("environment", "live"),
+        body.environment,
         resolve_user(user),
-        body.get("amount"),
+        body.amount,
         idempotency_key=web.idempotency_key(request),
-        reason=body.get("reason"),
+        reason=body.reason,
     )
     return {"entry": posting.entry.as_api(), "duplicate": posting.duplicate}
 
@@ -222,8 +294,8 @@ def adjust_balance(paywall_id: str, user: str, request: Request, body: web.JsonB
 # ---- shared mode: earnings, withdrawals, payouts, the operator's Stripe, persons (SPEC §6) -----------
 
 
-@app.get("/admin/paywalls/{paywall_id}/earnings", dependencies=admin)
-def paywall_earnings(paywall_id: str, environment: str = "live") -> dict[str, Any]:
+@app.get("/admin/paywalls/{paywall_id}/earnings", dependencies=admin, **m.answers(m.Earnings, *AUTH, 400, 404))
+def paywall_earnings(paywall_id: str, environment: Environment = "live") -> dict[str, Any]:
     """Earnings of a shared-mode paywall: gross spend of its users, platform fees, net earned,
     withdrawn, reversed (taken back by losses), available (matured: withdrawable now) and pending
     (still in the settlement delay, with the day each part matures)."""
@@ -232,39 +304,55 @@ def paywall_earnings(paywall_id: str, environment: str = "live") -> dict[str, An
     return {**summary, "payout": withdrawals.payout_settings(paywall_id)}
 
 
-@app.post("/admin/paywalls/{paywall_id}/withdrawals", dependencies=admin, status_code=201)
-def withdraw(paywall_id: str, request: Request, body: web.JsonBody) -> JSONResponse:
+@app.post(
+    "/admin/paywalls/{paywall_id}/withdrawals",
+    dependencies=admin,
+    **m.answers(
+        m.Withdrawal,
+        *AUTH,
+        400,
+        404,
+        409,
+        413,
+        status=201,
+        also={200: m.Withdrawal},
+        parameters=[m.IDEMPOTENCY_KEY],
+        description="Withdrawn (201), or the first answer replayed (200, Idempotent-Replayed: true).",
+    ),
+)
+def withdraw(paywall_id: str, request: Request, body: WithdrawalBody) -> JSONResponse:
     """Withdraw available earnings ({amount?, environment}; no amount: everything, in whole cents).
     Idempotency-Key required: a replay answers the first withdrawal (and retries its payout)."""
-    unknown = sorted(set(body) - {"amount", "environment"})
-    if unknown:
-        raise paywalls.InvalidRequest(f"unknown field(s): {', '.join(unknown)}", unknown[0])
     key = web.idempotency_key(request)
     withdrawal, duplicate = withdrawals.withdraw(
-        paywalls.get(paywall_id), body.get("environment", "live"), body.get("amount"), idempotency_key=key or ""
+        paywalls.get(paywall_id), body.environment, body.amount, idempotency_key=key or ""
     )
     headers = {"Idempotent-Replayed": "true"} if duplicate else {}
     return JSONResponse(withdrawal.as_api(), status_code=200 if duplicate else 201, headers=headers)
 
 
-@app.get("/admin/paywalls/{paywall_id}/withdrawals", dependencies=admin)
-def list_withdrawals(paywall_id: str, environment: str = "live") -> dict[str, Any]:
+@app.get("/admin/paywalls/{paywall_id}/withdrawals", dependencies=admin, **m.answers(m.WithdrawalList, *AUTH, 400, 404))
+def list_withdrawals(paywall_id: str, environment: Environment = "live") -> dict[str, Any]:
     paywalls.get(paywall_id)
     return {"object": "list", "data": [w.as_api() for w in withdrawals.list_withdrawals(paywall_id, environment)]}
 
 
-@app.post("/admin/paywalls/{paywall_id}/withdrawals/{withdrawal_id}/paid", dependencies=admin)
-def withdrawal_paid(paywall_id: str, withdrawal_id: str, body: web.JsonBody) -> JSONResponse:
+@app.post(
+    "/admin/paywalls/{paywall_id}/withdrawals/{withdrawal_id}/paid",
+    dependencies=admin,
+    **m.answers(m.Withdrawal, *AUTH, 400, 404, 409, 413),
+)
+def withdrawal_paid(paywall_id: str, withdrawal_id: str, body: MarkPaidBody) -> JSONResponse:
     """The operator paid a pending manual withdrawal by hand ({reference?}): pending -> paid. Marking
     it again (same or no reference) answers it unchanged; another reference, or a Stripe-transfer
     withdrawal (settled by retrying its request, never by hand), is 409."""
-    withdrawal, duplicate = withdrawals.mark_paid(paywalls.get(paywall_id), withdrawal_id, body)
+    withdrawal, duplicate = withdrawals.mark_paid(paywalls.get(paywall_id), withdrawal_id, body.sent())
     headers = {"Idempotent-Replayed": "true"} if duplicate else {}
     return JSONResponse(withdrawal.as_api(), headers=headers)
 
 
-@app.get("/admin/losses", dependencies=admin)
-def list_losses(environment: str = "live", limit: int = 100) -> dict[str, Any]:
+@app.get("/admin/losses", dependencies=admin, **m.answers(m.LossList, *AUTH, 400))
+def list_losses(environment: Environment = "live", limit: int = 100) -> dict[str, Any]:
     """The operator's losses: refunded or disputed wallet top-ups that had been spent (the person's
     wallet went negative), which top-up, whose wallet, which apps earned from it and what of their
     pending earnings was taken back."""
@@ -273,29 +361,31 @@ def list_losses(environment: str = "live", limit: int = 100) -> dict[str, Any]:
     return {"object": "list", "data": losses.list_losses(environment, limit=limit)}
 
 
-@app.put("/admin/paywalls/{paywall_id}/payout", dependencies=admin)
-def set_payout(paywall_id: str, body: web.JsonBody) -> dict[str, Any]:
+@app.put(
+    "/admin/paywalls/{paywall_id}/payout", dependencies=admin, **m.answers(m.PayoutSettings, *AUTH, 400, 404, 409, 413)
+)
+def set_payout(paywall_id: str, body: PayoutBody) -> dict[str, Any]:
     """Where withdrawals are paid: {stripe_account: "acct_..."} (Stripe Connect), null for manual."""
-    return withdrawals.set_payout(paywalls.get(paywall_id), body)
+    return withdrawals.set_payout(paywalls.get(paywall_id), body.sent())
 
 
-@app.put("/admin/operator/stripe", dependencies=admin)
-def set_operator_stripe(request: Request, body: web.JsonBody) -> dict[str, Any]:
+@app.put("/admin/operator/stripe", dependencies=admin, **m.answers(m.OperatorStripeConfigured, *AUTH, 400, 413, 502))
+def set_operator_stripe(request: Request, body: StripeBody) -> dict[str, Any]:
     """The operator's Stripe key: wallet top-ups (webhook created now) and payout transfers."""
     try:
-        return operator_stripe.configure(body, web.public_base_url(request))
+        return operator_stripe.configure(body.sent(), web.public_base_url(request))
     except stripe_gateway.StripeRejected as exc:
         raise web.ApiError(400, str(exc), code="stripe_rejected", param="secret_key") from None
     except stripe_gateway.StripeUnavailable as exc:
         raise web.ApiError(502, str(exc), code="stripe_unavailable") from None
 
 
-@app.get("/admin/operator/stripe", dependencies=admin)
+@app.get("/admin/operator/stripe", dependencies=admin, **m.answers(m.OperatorStripe, *AUTH))
 def get_operator_stripe() -> dict[str, Any]:
     return operator_stripe.public_status()
 
 
-@app.get("/admin/persons", dependencies=admin)
+@app.get("/admin/persons", dependencies=admin, **m.answers(m.Person, *AUTH, 400, 404))
 def find_person(email: str) -> dict[str, Any]:
     person = persons.find_by_email(email)
     if person is None:
@@ -303,7 +393,7 @@ def find_person(email: str) -> dict[str, Any]:
     return shared_mode.person_summary(person)
 
 
-@app.get("/admin/persons/{person_id}", dependencies=admin)
+@app.get("/admin/persons/{person_id}", dependencies=admin, **m.answers(m.Person, *AUTH, 404))
 def get_person(person_id: str) -> dict[str, Any]:
     person = persons.get(person_id)
     if person is None:
@@ -311,17 +401,16 @@ def get_person(person_id: str) -> dict[str, Any]:
     return shared_mode.person_summary(person)
 
 
-@app.post("/admin/persons/{person_id}/adjustments", dependencies=admin, status_code=201)
-def adjust_person(person_id: str, request: Request, body: web.JsonBody) -> dict[str, Any]:
+@app.post(
+    "/admin/persons/{person_id}/adjustments",
+    dependencies=admin,
+    **m.answers(m.Adjusted, *AUTH, 400, 402, 404, 409, 413, status=201, parameters=[m.IDEMPOTENCY_KEY]),
+)
+def adjust_person(person_id: str, request: Request, body: PersonAdjustmentBody) -> dict[str, Any]:
     """Operator correction of a person's wallet (`adjustment` entry), like the per-user one:
     {amount, environment, reason?}. The environment (`live` or `test` wallet) is required."""
-    unknown = sorted(set(body) - {"amount", "environment", "reason"})
-    if unknown:
-        raise paywalls.InvalidRequest(f"unknown field(s): {', '.join(unknown)}", unknown[0])
     key = web.idempotency_key(request) or ""
-    posting = persons.adjust(
-        person_id, body.get("environment"), body.get("amount"), idempotency_key=key, reason=body.get("reason")
-    )
+    posting = persons.adjust(person_id, body.environment, body.amount, idempotency_key=key, reason=body.reason)
     return {"entry": posting.entry.as_api(), "duplicate": posting.duplicate}
 
 

@@ -2,27 +2,29 @@
 
 from __future__ import annotations
 
-from typing import Any, cast
+from typing import Annotated, Any, cast
 
-from fastapi import FastAPI, Request
+from fastapi import Depends, FastAPI, Query, Request
 from fastapi.responses import JSONResponse
 from mangum import Mangum
 from starlette.concurrency import run_in_threadpool
 
 from paywalls import accounts, deposits, ledger, limits, links, shared_mode, telemetry, web
+from paywalls import api_models as m
 from paywalls.identity import app_wallet_id, resolve_user
 from paywalls.money import format_micros
-from paywalls.paywall import InvalidRequest
 
+# The document is published as docs/openapi.json (paywalls.openapi_doc), not served.
 app = web.install(FastAPI(title="Paywalls user API", docs_url=None, redoc_url=None, openapi_url=None))
+USER = m.USER_PARAMETERS
 
 
-@app.get("/health")
+@app.get("/health", **m.answers(m.Health))
 def health() -> dict[str, str]:
     return {"status": "ok"}
 
 
-@app.get("/v1/models")
+@app.get("/v1/models", **m.answers(m.ModelList, 401, 503))
 def models(request: Request) -> dict[str, Any]:
     """The priced models at what the user pays: the price table with the paywall's markup, exact
     (the provider's base prices are for the operator: the admin API). `features`: the surcharges of
@@ -52,18 +54,16 @@ def models(request: Request) -> dict[str, Any]:
     return listing
 
 
-def _user(request: Request, body: dict[str, Any] | None = None) -> str:
+def _user(request: Request, body_user: str | None = None) -> str:
     """SPEC §1: body `user` > X-Paywall-User > ?user= (a bad explicit id is an error, not skipped)."""
-    return resolve_user(
-        (body or {}).get("user"), request.headers.get("x-paywall-user"), request.query_params.get("user")
-    )
+    return resolve_user(body_user, request.headers.get("x-paywall-user"), request.query_params.get("user"))
 
 
 def _balance_fields(balance: int, currency: str) -> dict[str, Any]:
     return {"balance": str(balance), "balanceFormatted": format_micros(balance), "currency": currency}
 
 
-@app.get("/v1/user/balance")
+@app.get("/v1/user/balance", **m.answers(m.Balance | m.Allowance, 400, 401, 503, parameters=USER))
 def balance(request: Request) -> dict[str, Any]:
     caller = web.authenticate(request)
     user = _user(request)
@@ -85,7 +85,7 @@ def _topup_url(request: Request, caller: web.Caller, user: str) -> str:
     return links.topup_url(web.public_base_url(request), caller.paywall.id, caller.environment, user)
 
 
-@app.get("/v1/user/balance/topup")
+@app.get("/v1/user/balance/topup", **m.answers(m.TopupLink, 400, 401, 503, parameters=USER))
 def topup(request: Request) -> dict[str, Any]:
     """A stable link to our hosted top-up page for this user (default mode)."""
     caller = web.authenticate(request)
@@ -97,33 +97,34 @@ def topup(request: Request) -> dict[str, Any]:
     return {"url": _topup_url(request, caller, user)}
 
 
-_MONEY_FIELDS = {"amount", "user", "metadata"}
+async def _caller(request: Request) -> web.Caller:
+    return await run_in_threadpool(web.authenticate, request)
 
 
-async def _money_request(request: Request) -> tuple[web.Caller, dict[str, Any], str, str]:
-    caller = await run_in_threadpool(web.authenticate, request)
-    body = await web.json_body(request, limit=16_384)
-    unknown = sorted(set(body) - _MONEY_FIELDS)
-    if unknown:
-        raise InvalidRequest(f"unknown field(s): {', '.join(unknown)}", unknown[0])
-    if "amount" not in body:
-        raise web.ApiError(400, 'amount is required, e.g. "10" or "0.25"', code="invalid_amount", param="amount")
+# Dependencies run in this order: the key (401) before the body (400/413), as before bodies were typed.
+Caller = Annotated[web.Caller, Depends(_caller)]
+MoneyBody = Annotated[m.MoneyRequest, m.from_json(m.MoneyRequest, limit=16_384)]
+MONEY = [m.IDEMPOTENCY_KEY, *USER]
+
+
+def _money_request(request: Request, body: m.MoneyRequest) -> tuple[str, str]:
+    """(user, Idempotency-Key), checked after the body."""
     key = cast(str, web.idempotency_key(request, required=True))
-    return caller, body, _user(request, body), key
+    return _user(request, body.user), key
 
 
 def _replayed(posting: ledger.Posting) -> dict[str, str]:
     return {"Idempotent-Replayed": "true"} if posting.duplicate else {}
 
 
-@app.post("/v1/user/balance/deposit")
-async def deposit(request: Request) -> JSONResponse:
+@app.post("/v1/user/balance/deposit", **m.answers(m.Deposited, 400, 401, 409, 413, 503, parameters=MONEY))
+async def deposit(request: Request, caller: Caller, body: MoneyBody) -> JSONResponse:
     """Credit from the app's own payment rails (default mode). Idempotency-Key required: the same key
     never credits twice; a replay answers the first result."""
-    caller, body, user, key = await _money_request(request)
+    user, key = _money_request(request, body)
     posting = await run_in_threadpool(
         lambda: deposits.deposit(
-            caller.paywall, caller.environment, user, body["amount"], idempotency_key=key, metadata=body.get("metadata")
+            caller.paywall, caller.environment, user, body.amount, idempotency_key=key, metadata=body.metadata
         )
     )
     content = {
@@ -133,16 +134,16 @@ async def deposit(request: Request) -> JSONResponse:
     return JSONResponse(content, headers=_replayed(posting))
 
 
-@app.post("/v1/user/charge")
-async def charge(request: Request) -> JSONResponse:
+@app.post("/v1/user/charge", **m.answers(m.Charged | m.SharedCharged, 400, 401, 409, 413, 503, parameters=MONEY))
+async def charge(request: Request, caller: Caller, body: MoneyBody) -> JSONResponse:
     """A manual charge. Not enough funds is not an error: 200 with success=false and the paywall's
     ready-to-render top-up message (nothing charged)."""
-    caller, body, user, key = await _money_request(request)
+    user, key = _money_request(request, body)
     if caller.paywall.mode == "shared":
         return await run_in_threadpool(_shared_charge, request, caller, body, user, key)
     result = await run_in_threadpool(
         lambda: deposits.charge(
-            caller.paywall, caller.environment, user, body["amount"], idempotency_key=key, metadata=body.get("metadata")
+            caller.paywall, caller.environment, user, body.amount, idempotency_key=key, metadata=body.metadata
         )
     )
     if result.posting is None:
@@ -159,12 +160,12 @@ async def charge(request: Request) -> JSONResponse:
     return JSONResponse(content, headers=_replayed(result.posting))
 
 
-def _shared_charge(request: Request, caller: web.Caller, body: dict[str, Any], user: str, key: str) -> JSONResponse:
+def _shared_charge(request: Request, caller: web.Caller, body: m.MoneyRequest, user: str, key: str) -> JSONResponse:
     """Shared mode: the person's wallet pays within the cap; the paywall earns the charge minus the
     platform fee. Not connected / too little / cap reached: 200, success=false, the paywall text."""
     paywall = caller.paywall
     result = shared_mode.charge(
-        paywall, caller.environment, user, body["amount"], idempotency_key=key, metadata=body.get("metadata")
+        paywall, caller.environment, user, body.amount, idempotency_key=key, metadata=body.metadata
     )
     # Both answers carry the app's allowance after the attempt, never the wallet balance (no entry
     # either: its balance_after is the person's).
@@ -183,7 +184,7 @@ def _shared_charge(request: Request, caller: web.Caller, body: dict[str, Any], u
     return JSONResponse(content, headers=_replayed(result.posting))
 
 
-@app.get("/v1/user/connect")
+@app.get("/v1/user/connect", **m.answers(m.Connected | m.NotConnected, 400, 401, 409, 503, parameters=USER))
 def connect(request: Request) -> dict[str, Any]:
     """Shared mode: is this app user connected to a wallet? If not, the authorization link."""
     caller = web.authenticate(request)
@@ -192,7 +193,7 @@ def connect(request: Request) -> dict[str, Any]:
     return shared_mode.connect_status(caller.paywall, caller.environment, user, web.public_base_url(request))
 
 
-@app.get("/v1/user/disconnect")
+@app.get("/v1/user/disconnect", **m.answers(m.Disconnected, 400, 401, 409, 503, parameters=USER))
 def disconnect(request: Request) -> dict[str, Any]:
     """Shared mode: revoke this app user's authorization (the person can re-authorize later)."""
     caller = web.authenticate(request)
@@ -217,8 +218,15 @@ def _short_of_funds(request: Request, caller: web.Caller, user: str) -> dict[str
     }
 
 
-@app.get("/v1/user/ledger")
-def entries(request: Request, limit: str | None = None, cursor: str | None = None) -> dict[str, Any]:
+@app.get("/v1/user/ledger", **m.answers(m.LedgerPage, 400, 401, 409, 503, parameters=USER))
+def entries(
+    request: Request,
+    # Read as text and checked by web.count_param (FastAPI's int would take " 1", "1_000", "1.0").
+    limit: Annotated[
+        str | None, Query(description="Page size, 1-100 (default 20).", json_schema_extra={"pattern": "^[0-9]{1,9}$"})
+    ] = None,
+    cursor: Annotated[str | None, Query(description="`next_cursor` of the previous page.")] = None,
+) -> dict[str, Any]:
     caller = web.authenticate(request)
     if caller.paywall.mode == "shared":
         # A person's wallet entries (and balances after them) would show other apps' activity.

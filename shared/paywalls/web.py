@@ -2,8 +2,8 @@
 
 Adapters only; the rules they call live in the domain modules. Starlette only at import time: the chat
 function is a plain Starlette app (FastAPI and pydantic cost ~200 ms of its cold start), so what the
-FastAPI apps alone need (request validation errors, the `JsonBody` dependency) is imported when first
-used."""
+FastAPI apps alone need is imported when first used (request validation errors) or lives in
+`paywalls.api_models` (typed bodies)."""
 
 from __future__ import annotations
 
@@ -304,9 +304,7 @@ async def json_body(request: Request, *, limit: int = 1_000_000, max_depth: int 
 
 
 async def json_object(request: Request) -> dict[str, Any]:
-    """json_body as a FastAPI dependency. The body is read on the event loop (it is async I/O), which
-    lets the handler itself be a plain `def`: FastAPI runs those in its threadpool, so their blocking
-    boto3 / Secrets Manager / Stripe calls never stall the loop that also serves the chat streams."""
+    """json_body as a FastAPI dependency, for the few routes without a typed body (api_models) yet."""
     return await json_body(request)
 
 
