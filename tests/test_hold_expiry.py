@@ -62,8 +62,8 @@ def test_sweep_costs_the_expired_holds_not_the_live_or_settled_ones(calls) -> No
     released = ledger.sweep_expired_holds()
 
     assert released == 5
-    buckets_read = calls["Query"] / ledger.HOLD_EXPIRY_SHARDS
-    assert buckets_read <= 3, f"{calls['Query']} index queries: a steady run reads only the open minutes"
+    # The open minutes (two, three if a minute turned meanwhile) and the parked stuck holds' key.
+    assert calls["Query"] <= 3 * ledger.HOLD_EXPIRY_SHARDS + 1, f"{calls['Query']} index queries"
     assert calls["BatchGetItem"] == 1, "expired holds are read in one batch"
     assert calls["TransactWriteItems"] == 5, "one release per expired hold, nothing per live or settled one"
     wallet = ledger.get_wallet("w:sweep")
@@ -81,7 +81,7 @@ def test_the_sweeper_closes_minutes_once_and_still_sees_holds_expiring_later(cal
     assert cursor is not None and cursor["bucket"] >= (now + 200 - ledger.SWEEP_GRACE_S) // 60 - 1
     calls.clear()
     assert ledger.sweep_expired_holds(now + 200) == 0
-    assert calls["Query"] <= 3 * ledger.HOLD_EXPIRY_SHARDS, "closed minutes are not read again"
+    assert calls["Query"] <= 3 * ledger.HOLD_EXPIRY_SHARDS + 1, "closed minutes are not read again"
     assert ledger.sweep_expired_holds(now + 700) == 1, "h-10m expired, in a minute not yet closed"
     assert ledger.get_wallet("w:later").available == 1_000
 
