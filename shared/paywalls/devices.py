@@ -14,9 +14,7 @@ not a session)."""
 
 from __future__ import annotations
 
-import base64
 import hmac
-import json
 import re
 import secrets
 import time
@@ -27,20 +25,11 @@ COOKIE_NAME = "pw_device"
 DEVICE_TTL_S = 90 * 24 * 3600
 _LABEL = "paywalls-device-v1"
 _EMAIL_LABEL = "paywalls-device-email-v1"
-_TOKEN_RE = re.compile(r"\A[A-Za-z0-9_-]{1,400}\.[A-Za-z0-9_-]{43}\Z")
 _DEVICE_ID_RE = re.compile(r"\A[A-Za-z0-9_-]{16}\Z")
 
 
-def _b64(data: bytes) -> str:
-    return base64.urlsafe_b64encode(data).decode().rstrip("=")
-
-
-def _unb64(text: str) -> bytes:
-    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
-
-
 def _email_tag(email: str) -> str:
-    return _b64(app_keys.mac(_EMAIL_LABEL, email)[:16])
+    return app_keys.b64(app_keys.mac(_EMAIL_LABEL, email)[:16])
 
 
 def issue(email: str, *, device_id: str | None = None, now: float | None = None) -> str:
@@ -50,23 +39,14 @@ def issue(email: str, *, device_id: str | None = None, now: float | None = None)
         "e": _email_tag(email),
         "x": int(time.time() if now is None else now) + DEVICE_TTL_S,
     }
-    body = _b64(json.dumps(payload, separators=(",", ":"), sort_keys=True).encode())
-    return f"{body}.{_b64(app_keys.mac(_LABEL, body))}"
+    return app_keys.seal(_LABEL, payload)
 
 
 def read(token: str | None, email: str, *, now: float | None = None) -> str | None:
     """The device id of a valid, unexpired cookie issued for `email` (normalized), else None. The MAC
     is checked before anything is decoded or parsed."""
-    if not token or not _TOKEN_RE.fullmatch(token):
-        return None
-    body, _, mac = token.partition(".")
-    if not hmac.compare_digest(_b64(app_keys.mac(_LABEL, body)), mac):
-        return None
-    try:
-        payload = json.loads(_unb64(body))
-    except (ValueError, UnicodeDecodeError, RecursionError):
-        return None
-    if not isinstance(payload, dict):
+    payload = app_keys.unseal(_LABEL, token, max_body=400)
+    if payload is None:
         return None
     device_id, tag, expires_at = payload.get("d"), payload.get("e"), payload.get("x")
     if not (isinstance(device_id, str) and _DEVICE_ID_RE.fullmatch(device_id) and isinstance(tag, str)):
