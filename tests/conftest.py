@@ -1,5 +1,6 @@
 """Shared fixtures: an in-process moto table for unit tests, the local engine and the whole local
-stack (a real server on a free port) for integration and end-to-end tests."""
+stack (a real server on a free port) for integration and end-to-end tests; settings that follow the
+tests' environment changes."""
 
 from __future__ import annotations
 
@@ -35,6 +36,40 @@ if not REAL_TABLE:
     )
     os.environ.pop("AWS_PROFILE", None)
 os.environ.pop("AWS_ENDPOINT_URL", None)
+
+
+# ---- settings: read once (paywalls.config), so a test's change of the environment drops them --------
+
+
+class SettingsMonkeyPatch(pytest.MonkeyPatch):  # type: ignore[misc]  # pytest marks it final for typing only
+    """pytest's MonkeyPatch; changing the environment also drops the cached settings, so the code under
+    test sees the change at once, and undoing it drops them again (nothing leaks into the next test)."""
+
+    def setenv(self, name: str, value: str, prepend: str | None = None) -> None:
+        super().setenv(name, value, prepend)
+        _forget_settings()
+
+    def delenv(self, name: str, raising: bool = True) -> None:
+        super().delenv(name, raising)
+        _forget_settings()
+
+    def undo(self) -> None:
+        super().undo()
+        _forget_settings()
+
+
+def _forget_settings() -> None:
+    from paywalls.config import settings
+
+    settings.cache_clear()
+
+
+@pytest.fixture
+def monkeypatch() -> Iterator[pytest.MonkeyPatch]:
+    """pytest's own fixture, with settings that follow setenv/delenv (SettingsMonkeyPatch)."""
+    patch = SettingsMonkeyPatch()
+    yield patch
+    patch.undo()
 
 
 def free_port() -> int:

@@ -23,6 +23,7 @@ from paywalls import (
     connections,
     csrf,
     devices,
+    errors,
     ledger,
     links,
     mailer,
@@ -60,22 +61,33 @@ def html(body: str, status: int = 200, headers: dict[str, str] | None = None) ->
     return HTMLResponse(body, status_code=status, headers={**pages.SECURITY_HEADERS, **(headers or {})})
 
 
-def error_page(exc: Exception) -> HTMLResponse:
+# What a page says for each failure it knows: (title, text), "{error}" being the error's own client-safe
+# message and "{wait}" a retry_after in words. The status and headers are the error table's
+# (web.translate), as for the JSON APIs; the closest class of the error picks its entry (errors.nearest).
+PageTexts = dict[type[BaseException], tuple[str, str]]
+_BUSY = ("Please try again", "The service is busy right now; try again shortly.")
+TOPUP_PAGE_TEXTS: PageTexts = {
+    links.InvalidLink: ("Link not valid", "{error}. Ask the app for a new top-up link."),
+    paywalls.NotFound: ("Not found", "This top-up page does not exist."),
+    paywalls.InvalidRequest: ("Please try again", "{error}"),
+    stripe_config.StripeNotConfigured: ("Payments unavailable", "{error}"),
+    stripe_gateway.StripeRejected: ("Payments unavailable", "The payment provider refused this top-up."),
+    stripe_gateway.StripeUnavailable: _BUSY,
+    StoreUnavailable: _BUSY,
+}
+
+
+def error_page(exc: Exception, texts: PageTexts = TOPUP_PAGE_TEXTS) -> HTMLResponse:
     """Known failures as friendly pages; anything else a generic one (logged, never shown)."""
-    if isinstance(exc, links.InvalidLink):
-        return html(pages.message_page("Link not valid", f"{exc}. Ask the app for a new top-up link."), 400)
-    if isinstance(exc, paywalls.NotFound):
-        return html(pages.message_page("Not found", "This top-up page does not exist."), 404)
-    if isinstance(exc, paywalls.InvalidRequest):
-        return html(pages.message_page("Please try again", str(exc)), 400)
-    if isinstance(exc, stripe_config.StripeNotConfigured):
-        return html(pages.message_page("Payments unavailable", str(exc)), 503)
-    if isinstance(exc, stripe_gateway.StripeRejected):
-        return html(pages.message_page("Payments unavailable", "The payment provider refused this top-up."), 502)
-    if isinstance(exc, stripe_gateway.StripeUnavailable | StoreUnavailable):
-        return html(pages.message_page("Please try again", "The service is busy right now; try again shortly."), 503)
-    log.exception("hosted page failed")
-    return html(pages.message_page("Something went wrong", "Please try again in a moment."), 500)
+    answer = web.translate(exc)
+    text = errors.nearest(texts, exc) if answer is not None else None
+    if answer is None or text is None:
+        log.exception("hosted page failed")
+        return html(pages.message_page("Something went wrong", "Please try again in a moment."), 500)
+    retry_after = getattr(exc, "retry_after", None)
+    wait = _duration(retry_after) if isinstance(retry_after, int) else ""
+    title, message = text
+    return html(pages.message_page(title, message.format(error=exc, wait=wait)), answer.status, answer.headers)
 
 
 async def guarded(work: Callable[[], T]) -> T | HTMLResponse:
@@ -273,31 +285,27 @@ def _duration(seconds: int) -> str:
     return f"about {(seconds + 1799) // 3600} hours"
 
 
+WALLET_PAGE_TEXTS: PageTexts = {
+    **TOPUP_PAGE_TEXTS,
+    links.InvalidLink: ("Link not valid", "{error}. Ask the app for a new authorization link."),
+    ratelimit.RateLimited: ("Please wait", "Too many attempts. Please try again in {wait}."),
+    mailer.MailUnavailable: ("Sign-in unavailable", "{error}"),
+    connections.NotConnected: ("Not found", "{error}"),
+    csrf.Rejected: (
+        "Please reload the page",
+        "This form expired or did not come from this page. Go back, reload and try again.",
+    ),
+}
+
+
 def wallet_error(exc: Exception) -> HTMLResponse:
     """Known failures of the wallet pages as friendly pages; anything else generic (logged)."""
-    if isinstance(exc, links.InvalidLink):
-        return html(pages.message_page("Link not valid", f"{exc}. Ask the app for a new authorization link."), 400)
-    if isinstance(exc, ratelimit.RateLimited):
-        message = f"Too many attempts. Please try again in {_duration(exc.retry_after)}."
-        return html(pages.message_page("Please wait", message), 429, {"Retry-After": str(exc.retry_after)})
-    if isinstance(exc, mailer.MailUnavailable):
-        return html(pages.message_page("Sign-in unavailable", str(exc)), 503)
-    if isinstance(exc, connections.NotConnected):
-        return html(pages.message_page("Not found", str(exc)), 404)
-    return error_page(exc)
+    return error_page(exc, WALLET_PAGE_TEXTS)
 
 
 async def _guarded_page(request: Request, work: Callable[[], Response]) -> Response:
     try:
         return await run_in_threadpool(work)
-    except csrf.Rejected:
-        return html(
-            pages.message_page(
-                "Please reload the page",
-                "This form expired or did not come from this page. Go back, reload and try again.",
-            ),
-            403,
-        )
     except Exception as exc:
         return wallet_error(exc)
 

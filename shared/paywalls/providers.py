@@ -16,7 +16,6 @@ import asyncio
 import functools
 import json
 import logging
-import os
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
@@ -26,6 +25,8 @@ import httpx
 from httpx_sse import EventSource, SSEError
 
 from paywalls import secrets_store
+from paywalls.config import settings
+from paywalls.errors import UpstreamFailed
 from paywalls.paywall import Provider
 
 log = logging.getLogger(__name__)
@@ -37,7 +38,7 @@ _ERROR_BODY_LIMIT = 64_000
 MAX_COMPLETION_BYTES = 20_000_000
 
 
-class ProviderFailure(Exception):
+class ProviderFailure(UpstreamFailed):
     """Nothing usable came back; `reason` is for logs (never holds a secret)."""
 
     def __init__(self, status: int, reason: str):
@@ -46,7 +47,7 @@ class ProviderFailure(Exception):
         self.reason = reason
 
 
-class ProviderRejected(Exception):
+class ProviderRejected(UpstreamFailed):
     """The provider refused the request itself (4xx): the client should see that answer."""
 
     def __init__(self, status: int, error: dict[str, Any], retry_after: str | None = None):
@@ -72,9 +73,9 @@ def upstream_of(provider: Provider) -> Upstream:
 
 def _timeout() -> httpx.Timeout:
     return httpx.Timeout(
-        connect=float(os.environ.get("PAYWALLS_PROVIDER_CONNECT_TIMEOUT_S", "5")),
+        connect=settings().provider_connect_timeout_s,
         # Between two reads: a stream may last minutes, but a provider silent this long is gone.
-        read=float(os.environ.get("PAYWALLS_PROVIDER_READ_TIMEOUT_S", "120")),
+        read=settings().provider_read_timeout_s,
         write=30.0,
         pool=10.0,
     )
