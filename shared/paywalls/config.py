@@ -60,7 +60,6 @@ class Settings:
 @lru_cache(maxsize=1)
 def settings() -> Settings:
     env = os.environ
-    cache_ttl_s = _seconds("PAYWALLS_CACHE_TTL_S", DEFAULT_CACHE_TTL_S)
     return Settings(
         table_name=env.get("TABLE_NAME", "PaywallsTable"),
         secret_prefix=env.get("SECRET_PREFIX", "paywalls/local"),
@@ -70,7 +69,7 @@ def settings() -> Settings:
         admin_token=env.get("ADMIN_TOKEN") or None,
         local_dev=env.get("PAYWALLS_LOCAL_DEV") == "1",
         earnings_hold_days=_hold_days(env.get("EARNINGS_HOLD_DAYS")),
-        cache_ttl_s=cache_ttl_s,
+        cache_ttl_s=_seconds("PAYWALLS_CACHE_TTL_S", DEFAULT_CACHE_TTL_S),
         secret_miss_ttl_s=_miss_ttl_s(env.get("PAYWALLS_SECRET_MISS_TTL_S") or env.get("PAYWALLS_CACHE_TTL_S")),
         stripe_api_base=env.get("STRIPE_API_BASE") or None,
         email_from=env.get("EMAIL_FROM", "").strip(),
