@@ -1,4 +1,5 @@
-# Paywalls: `make run` (local stack) and `make test` (whole suite). Both install what they need.
+# Paywalls: `make run` (local stack), `make test` (whole suite) and `make test-fast` (the unit tier).
+# All install what they need.
 SHELL := /bin/bash
 PYTHON ?= python3
 VENV := .venv
@@ -8,7 +9,7 @@ SAM := $(SAM_VENV)/bin/sam
 JS_DIR := tests/js
 PORT ?= 8000
 
-.PHONY: run test test-deps browser test-aws lint bench docs docs-serve deps deps-dev clean sam-events verify-deploy openapi
+.PHONY: run test test-fast test-deps browser test-aws lint bench docs docs-serve deps deps-dev clean sam-events verify-deploy openapi
 
 $(PY):
 	@$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "Python 3.11+ is required"'
@@ -62,8 +63,20 @@ run: deps
 lint: $(VENV)/.deps-dev
 	$(VENV)/bin/ruff check .
 
+# The suite spread over pytest-xdist workers, one per CPU (PYTEST_WORKERS=0: one process). loadscope
+# keeps a module's tests on one worker, so a module-scoped fixture is built once (`sam build --cached`
+# must not run twice at once on .aws-sam/cache; a module's own local stack is not started twice).
+# loadgroup would be finer, but pytest-xdist 3.8 does not group on pytest 9.2 (pytest-xdist#1386).
+PYTEST_WORKERS ?= auto
 test: test-deps lint
-	$(VENV)/bin/pytest
+	$(VENV)/bin/pytest -n $(PYTEST_WORKERS) --dist loadscope
+
+# The fast loop: the unit tier (tests/conftest.py: pure code, moto in-process, the apps in-process, the
+# in-process stack); no local stack or engine process, no SAM CLI. The ledger's stateful property test
+# runs 15 random sequences instead of 60 (`make test` runs them all).
+test-fast: $(VENV)/.deps-dev
+	$(VENV)/bin/ruff check .
+	LEDGER_EXAMPLES=15 $(VENV)/bin/pytest -m unit -n $(PYTEST_WORKERS) --dist loadscope
 
 # The documentation site (mkdocs.yml, docs/): --strict fails on a broken link, page or snippet, as
 # tests/test_docs.py does. docs-serve: http://127.0.0.1:8001 with live reload.

@@ -9,6 +9,8 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import copy
+import functools
 import json
 import logging
 import os
@@ -121,15 +123,23 @@ def configure_environment(endpoint: str, port: int, admin_token: str) -> None:
         os.environ.pop(name, None)
 
 
-def create_tables() -> None:
+@functools.cache
+def _tables() -> tuple[tuple[dict[str, Any], str | None], ...]:
+    """The template's tables with their TTL attributes, read once per process: parsing template.yaml
+    costs more than creating the tables, which every in-process (moto) test does."""
     from devserver.template import load_template, table_definitions, ttl_attribute
+
+    template = load_template(TEMPLATE)
+    return tuple((d, ttl_attribute(d["TableName"], template)) for d in table_definitions(template))
+
+
+def create_tables() -> None:
     from paywalls import aws
 
     client = aws.client("dynamodb")
-    template = load_template(TEMPLATE)
-    for definition in table_definitions(template):
+    for cached, attribute in _tables():
+        definition = copy.deepcopy(cached)  # the cached copy stays as the template says
         client.create_table(**definition)
-        attribute = ttl_attribute(definition["TableName"], template)
         if attribute:
             client.update_time_to_live(
                 TableName=definition["TableName"],

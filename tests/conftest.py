@@ -1,5 +1,6 @@
 """Shared fixtures: an in-process moto table for unit tests, the local engine and the whole local
-stack (a real server on a free port) for integration and end-to-end tests."""
+stack (a real server on a free port) for integration and end-to-end tests; the test tiers (markers
+from the fixtures a test uses); settings that follow the tests' environment changes."""
 
 from __future__ import annotations
 
@@ -37,6 +38,71 @@ if not REAL_TABLE:
 os.environ.pop("AWS_ENDPOINT_URL", None)
 
 
+# ---- test tiers -----------------------------------------------------------------------------------
+#
+# Every test gets one tier marker from what it uses: its fixtures (transitively), and the helpers its
+# module holds to start things itself (a tier marker written in the test file wins):
+#   deploy       the SAM CLI and cfn-lint: sam build, sam validate, the SAM transform, the template's rules
+#   e2e          the whole local stack: `make run`'s process on a free port (`stack`, `run_local_stack`)
+#   integration  the local engine as a process of its own, over HTTP (`engine`, `engine_endpoint`)
+#   unit         the rest: pure code, moto in-process, the apps through TestClient, the in-process stack
+# `make test-fast` runs `-m unit`; `make test` runs every tier.
+TIERS = ("unit", "integration", "e2e", "deploy")
+_TIER_USES = (
+    ("deploy", {"build_dir", "translated", "sam_bin", "cfn_lint_bin"}),
+    ("e2e", {"stack", "run_local_stack"}),
+    ("integration", {"engine", "engine_endpoint"}),
+)
+
+
+def tier_of(item: pytest.Item) -> str:
+    for tier in TIERS:
+        if item.get_closest_marker(tier):
+            return tier
+    module = getattr(item, "module", None)
+    used = set(getattr(item, "fixturenames", ())) | set(vars(module) if module else ())
+    return next((tier for tier, names in _TIER_USES if used & names), "unit")
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    for item in items:
+        item.add_marker(tier_of(item))
+
+
+# ---- settings: read once (paywalls.config), so a test's change of the environment drops them --------
+
+
+class SettingsMonkeyPatch(pytest.MonkeyPatch):  # type: ignore[misc]  # pytest marks it final for typing only
+    """pytest's MonkeyPatch; changing the environment also drops the cached settings, so the code under
+    test sees the change at once, and undoing it drops them again (nothing leaks into the next test)."""
+
+    def setenv(self, name: str, value: str, prepend: str | None = None) -> None:
+        super().setenv(name, value, prepend)
+        _forget_settings()
+
+    def delenv(self, name: str, raising: bool = True) -> None:
+        super().delenv(name, raising)
+        _forget_settings()
+
+    def undo(self) -> None:
+        super().undo()
+        _forget_settings()
+
+
+def _forget_settings() -> None:
+    from paywalls.config import settings
+
+    settings.cache_clear()
+
+
+@pytest.fixture
+def monkeypatch() -> Iterator[pytest.MonkeyPatch]:
+    """pytest's own fixture, with settings that follow setenv/delenv (SettingsMonkeyPatch)."""
+    patch = SettingsMonkeyPatch()
+    yield patch
+    patch.undo()
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -56,16 +122,27 @@ def aws_mock() -> Iterator[None]:
     from moto import mock_aws
 
     from devserver import moto_patches
-    from paywalls import aws, secrets_store
+    from paywalls import secrets_store
 
     moto_patches.install()
     with mock_aws():
-        aws.reset_clients()
+        _fresh_clients()
         secrets_store.reset()
         create_tables()
         yield
-    aws.reset_clients()
+    _fresh_clients()
     secrets_store.reset()
+
+
+def _fresh_clients() -> None:
+    """New clients, as aws.reset_clients, but on the same botocore session: its loaded service models
+    are what makes a client cost ~0.1 s of CPU, for every test that uses moto. (Nothing of the session
+    differs between these tests: same credentials, region and endpoint.)"""
+    from paywalls import aws
+    from paywalls.config import settings
+
+    aws.client.cache_clear()
+    settings.cache_clear()
 
 
 @contextlib.contextmanager

@@ -46,6 +46,7 @@ from paywalls import (
 from paywalls.chat_billing import Refused, Reservation, blocking, reserve
 from paywalls.chat_request import ChatRequest
 from paywalls.chat_stream import STREAM_HEADERS, MeteredStream
+from paywalls.config import settings
 from paywalls.identity import resolve_user
 from paywalls.metering import Pricing, StreamTally
 from paywalls.paywall import Paywall
@@ -53,8 +54,8 @@ from paywalls.paywall import Paywall
 log = logging.getLogger("paywalls.chat")
 
 MAX_BODY_BYTES = 6_000_000  # Lambda's request payload limit; vision requests carry base64 images
-DRAIN_TIMEOUT_S = float(os.environ.get("PAYWALLS_STREAM_DRAIN_TIMEOUT_S", "60"))
-MAX_DURATION_S = float(os.environ.get("PAYWALLS_STREAM_MAX_S", "870"))  # module doc: Lambda's 900 s - 30 s
+DRAIN_TIMEOUT_S = settings().stream_drain_timeout_s
+MAX_DURATION_S = settings().stream_max_s  # module doc: Lambda's 900 s - 30 s
 _in_flight: set[asyncio.Future[None]] = set()
 
 

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import re
 import sys
 import uuid
@@ -19,14 +18,16 @@ from typing import Any
 
 import httpx
 
+from paywalls.config import cli_settings
+from paywalls.errors import PaywallsError
 from paywalls.money import format_micros
 
 LOCAL_JSON = Path(".paywalls") / "local.json"
 _REGION_IN_HOST = re.compile(r"\.execute-api\.([a-z0-9-]+)\.amazonaws\.com")
 
 
-class CliError(Exception):
-    pass
+class CliError(PaywallsError):
+    """What the CLI prints instead of a traceback (bad arguments, the admin API's refusal)."""
 
 
 class AdminClient:
@@ -75,8 +76,9 @@ def sign_sigv4(method: str, url: str, body: bytes, headers: dict[str, str], regi
 
 
 def resolve_target(args: argparse.Namespace) -> tuple[str, str | None]:
-    url = args.url or os.environ.get("PAYWALLS_ADMIN_URL")
-    token = args.token or os.environ.get("PAYWALLS_ADMIN_TOKEN")
+    configured = cli_settings()
+    url = args.url or configured.admin_url
+    token = args.token or configured.admin_token
     if not url and LOCAL_JSON.exists():
         local = json.loads(LOCAL_JSON.read_text())
         url, token = local["admin_url"], token or local.get("admin_token")
@@ -86,8 +88,13 @@ def resolve_target(args: argparse.Namespace) -> tuple[str, str | None]:
 
 
 def _secret(args: argparse.Namespace, env_name: str, what: str) -> str:
-    """A secret from --*-stdin or an environment variable, never from the command line."""
-    value = sys.stdin.readline().strip() if getattr(args, "stdin", False) else os.environ.get(env_name, "")
+    """A secret from --*-stdin or an environment variable (CliSettings), never from the command line."""
+    configured = cli_settings()
+    from_env = {
+        "PAYWALLS_STRIPE_SECRET_KEY": configured.stripe_secret_key,
+        "PAYWALLS_PROVIDER_API_KEY": configured.provider_api_key,
+    }
+    value = sys.stdin.readline().strip() if getattr(args, "stdin", False) else from_env[env_name]
     if not value:
         raise CliError(f"give the {what} on stdin (--stdin) or in ${env_name}")
     return value

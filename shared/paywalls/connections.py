@@ -26,7 +26,6 @@ Rules:
 from __future__ import annotations
 
 import logging
-import os
 import secrets
 import time
 from dataclasses import dataclass
@@ -34,6 +33,8 @@ from datetime import UTC, datetime
 from typing import Any
 
 from paywalls import ledger, persons, store
+from paywalls.config import settings
+from paywalls.errors import NotFound
 from paywalls.money import InvalidAmount, format_micros, parse_amount
 from paywalls.paywall import InvalidRequest
 from paywalls.store import N, S, TransactionCancelled
@@ -45,8 +46,10 @@ REVOKED_OFFSET = 10**24  # pushes a revoked connection's `remaining` far below a
 ATTEMPTS = 5
 
 
-class NotConnected(LookupError):
-    pass
+class NotConnected(NotFound):
+    """No such connection of this person (or it changed meanwhile)."""
+
+    code = "not_connected"
 
 
 @dataclass(frozen=True)
@@ -116,7 +119,7 @@ DEFAULT_CAP = "10"
 
 
 def default_cap() -> int:
-    configured = os.environ.get("DEFAULT_SPENDING_CAP", "").strip() or DEFAULT_CAP
+    configured = settings().default_spending_cap or DEFAULT_CAP
     try:
         return parse_amount(configured)
     except InvalidAmount:
@@ -199,7 +202,7 @@ class Pointer:
 
 
 _pointers: dict[tuple[str, str, str], tuple[float, Pointer]] = {}
-POINTER_TTL_S = float(os.environ.get("PAYWALLS_CACHE_TTL_S", "30"))
+POINTER_TTL_S = settings().cache_ttl_s  # a module attribute (copied at load) the in-process stack warms
 
 
 def pointer(paywall_id: str, environment: str, user: str, *, fresh: bool = False) -> Pointer | None:

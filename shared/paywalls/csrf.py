@@ -16,12 +16,15 @@ from collections.abc import Mapping
 
 from paywalls import secrets_store
 from paywalls.config import settings
+from paywalls.errors import Forbidden
 
 COOKIE_NAME = "pw_csrf"
 
 
-class Rejected(Exception):
+class Rejected(Forbidden):
     """The form's CSRF token is missing, expired or was not issued for this page."""
+
+    code = "invalid_csrf_token"
 
 
 _NONCE_RE = re.compile(r"\A[A-Za-z0-9_-]{32}\Z")  # \Z: `$` would accept a trailing newline

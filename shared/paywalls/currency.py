@@ -5,6 +5,7 @@ Stripe expresses amounts in the currency's minor unit: cents for USD (exponent 2
 
 from __future__ import annotations
 
+from paywalls.errors import InvalidRequest
 from paywalls.money import MICROS_PER_UNIT
 
 _ZERO_DECIMAL = frozenset(
@@ -13,8 +14,11 @@ _ZERO_DECIMAL = frozenset(
 _THREE_DECIMAL = frozenset("bhd jod kwd omr tnd".split())  # noqa: SIM905
 
 
-class UnsupportedAmount(ValueError):
+class UnsupportedAmount(InvalidRequest):
     """An amount that has no exact representation on the other side (e.g. a fraction of a cent)."""
+
+    code = "invalid_amount"
+    param = "amount"
 
 
 def minor_unit_exponent(currency: str) -> int:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 
+from paywalls.errors import InvalidRequest
 from paywalls.ledger import Listing
 
 # \A...\Z, not ^...$: `$` also matches before a trailing newline, so "victim\n" would pass as a user of
@@ -11,8 +12,11 @@ from paywalls.ledger import Listing
 USER_ID_RE = re.compile(r"\A[A-Za-z0-9._:@-]{1,128}\Z")
 
 
-class InvalidUser(ValueError):
+class InvalidUser(InvalidRequest):
     """Client-safe message explaining what a valid user id looks like."""
+
+    code = "invalid_user"
+    param = "user"
 
 
 def valid_user_id(value: object) -> bool:

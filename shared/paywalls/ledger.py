@@ -22,6 +22,7 @@ from datetime import UTC, datetime
 from typing import Any, Literal
 
 from paywalls import store, telemetry
+from paywalls.errors import Conflict, InvalidRequest, PaymentRequired, PaywallsError
 from paywalls.store import N, S, StoreUnavailable, TransactionCancelled
 
 log = logging.getLogger(__name__)
@@ -43,14 +44,14 @@ SWEEP_MAX_BUCKETS = 120  # catching up after an outage is spread over several ru
 SWEEP_WORKERS = 16
 POST_ATTEMPTS = 100  # optimistic version races on one wallet; each re-reads and tries again
 API_IDEMPOTENCY_TTL_S = 48 * 3600  # SPEC: kept at least 24 h
-CONDITION_FAILED = "ConditionalCheckFailed"
+CONDITION_FAILED = store.CONDITION_FAILED  # a TransactionCancelled reason
 
 
-class LedgerError(Exception):
-    pass
+class LedgerError(PaywallsError):
+    """A ledger rule refused, or (the base class itself) an invariant broke: a 500 if it reaches HTTP."""
 
 
-class InsufficientFunds(LedgerError):
+class InsufficientFunds(LedgerError, PaymentRequired):
     def __init__(self, available: int, required: int, *, wallet_exists: bool = True):
         super().__init__(f"insufficient funds: available {available}, required {required}")
         self.available = available
@@ -58,13 +59,17 @@ class InsufficientFunds(LedgerError):
         self.wallet_exists = wallet_exists
 
 
-class IdempotencyMismatch(LedgerError):
+class IdempotencyMismatch(LedgerError, Conflict):
     """The same idempotency key arrived with different parameters; nothing was moved."""
 
+    code = "idempotency_key_reused"
 
-class BudgetExceeded(LedgerError):
+
+class BudgetExceeded(LedgerError, PaymentRequired):
     """The spending cap (Budget) does not cover the amount; the balance may still. `remaining` is
     what the budget had when the hold was refused (None when not known, or the budget is gone)."""
+
+    code = "spending_cap_reached"
 
     def __init__(self, required: int, remaining: int | None = None):
         super().__init__(f"spending cap reached: {required} more needed")
@@ -81,13 +86,16 @@ class QuotaExceeded(LedgerError):
 
 
 class HoldNotActive(LedgerError):
+    """Settling or releasing a hold that is no longer active: the caller decides (never a client error)."""
+
     def __init__(self, hold_id: str, status: str):
         super().__init__(f"hold {hold_id} is {status}")
         self.status = status
 
 
-class InvalidCursor(LedgerError):
-    pass
+class InvalidCursor(LedgerError, InvalidRequest):
+    code = "invalid_cursor"
+    param = "cursor"
 
 
 @dataclass(frozen=True)

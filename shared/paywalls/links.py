@@ -15,10 +15,13 @@ from typing import Any
 
 from paywalls import secrets_store
 from paywalls.config import settings
+from paywalls.errors import InvalidRequest
 
 
-class InvalidLink(ValueError):
-    pass
+class InvalidLink(InvalidRequest):
+    """Forged, altered, expired or for another purpose; the message is client-safe."""
+
+    code = "invalid_link"
 
 
 MAX_TOKEN_CHARS = 2048

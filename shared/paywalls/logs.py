@@ -7,10 +7,11 @@ Never log a header, a key or a request body: the fields logged are ids, counts a
 from __future__ import annotations
 
 import logging
-import os
 from contextvars import ContextVar
 
 from aws_lambda_powertools.logging.formatter import LambdaPowertoolsFormatter
+
+from paywalls.config import settings
 
 request_id: ContextVar[str | None] = ContextVar("request_id", default=None)
 
@@ -31,11 +32,12 @@ def configure() -> None:
         return
     _configured = True
     root = logging.getLogger()
-    if os.environ.get("AWS_LAMBDA_FUNCTION_NAME"):
+    config = settings()
+    if config.in_lambda:
         handler = logging.StreamHandler()
-        handler.setFormatter(LambdaPowertoolsFormatter(service=os.environ.get("POWERTOOLS_SERVICE_NAME", "paywalls")))
+        handler.setFormatter(LambdaPowertoolsFormatter(service=config.service_name))
         root.handlers = [handler]  # replaces the runtime's plain-text handler
-        root.setLevel(os.environ.get("POWERTOOLS_LOG_LEVEL", "INFO"))
+        root.setLevel(config.log_level)
     for handler in root.handlers or [logging.lastResort]:
         if handler is not None and not any(isinstance(f, RequestIdFilter) for f in handler.filters):
             handler.addFilter(RequestIdFilter())

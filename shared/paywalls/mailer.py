@@ -8,7 +8,6 @@ route /_dev/mail reads, so tests and developers can sign in without a mail serve
 from __future__ import annotations
 
 import logging
-import os
 import threading
 import time
 from dataclasses import dataclass
@@ -17,13 +16,14 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from paywalls import aws
 from paywalls.config import settings
+from paywalls.errors import Unavailable
 
 log = logging.getLogger(__name__)
 
 SINK_SIZE = 200
 
 
-class MailUnavailable(Exception):
+class MailUnavailable(Unavailable):
     """The message could not be sent (no sender configured, SES refused or unreachable). Client-safe."""
 
 
@@ -55,7 +55,7 @@ def send(mail: Mail) -> None:
         # Deliberate: the local console is the local "inbox". Never reached in AWS (no PAYWALLS_LOCAL_DEV).
         log.warning("LOCAL MAIL to %s: %s", mail.to, mail.subject)
         return
-    sender = os.environ.get("EMAIL_FROM", "").strip()
+    sender = settings().email_from
     if not sender:
         raise MailUnavailable("email sign-in is not configured for this deployment (no sender address)")
     try:

@@ -40,12 +40,12 @@ hold and the charge include them, markup too.
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from decimal import ROUND_CEILING, ROUND_FLOOR, Decimal
 from typing import Any
 
+from paywalls.config import settings
 from paywalls.money import MICROS_PER_UNIT, usage_cost_micros
 from paywalls.paywall import ModelPrice
 
@@ -57,15 +57,8 @@ IMAGE_TOKENS_LOW = 3_000
 
 
 def _default_completion_limit() -> int:
-    raw = os.environ.get("PAYWALLS_DEFAULT_MAX_COMPLETION_TOKENS", "4096")
-    try:
-        value = int(raw)
-    except ValueError:
-        value = 0
-    if not 1 <= value <= 1_000_000:
-        # A wrong value here sizes every hold: fail at start-up rather than guess.
-        raise ValueError(f"PAYWALLS_DEFAULT_MAX_COMPLETION_TOKENS must be an integer from 1 to 1000000, not {raw!r}")
-    return value
+    # A wrong value sizes every hold: settings() refuses it (ValueError), so this module fails to load.
+    return settings().default_max_completion_tokens
 
 
 # The limit of a request that sets none; 4096 by default because older chat models reject larger

@@ -5,6 +5,8 @@ from __future__ import annotations
 import re
 from decimal import ROUND_CEILING, ROUND_HALF_UP, Decimal
 
+from paywalls.errors import InvalidRequest
+
 MICROS_PER_UNIT = 1_000_000
 # A single API amount above this (one million currency units) is refused as absurd: it protects the
 # ledger from typos and overflow-sized numbers without limiting any real top-up.
@@ -18,8 +20,11 @@ _TOO_PRECISE_RE = re.compile(r"\A[0-9]{1,16}\.[0-9]{7,}\Z")
 _PRICE_RE = re.compile(r"\A[0-9]{1,16}(?:\.[0-9]{1,18})?\Z")
 
 
-class InvalidAmount(ValueError):
+class InvalidAmount(InvalidRequest):
     """A user-supplied amount that cannot be turned into micro-units; the message is client-safe."""
+
+    code = "invalid_amount"
+    param = "amount"
 
 
 def parse_amount(value: object, *, allow_zero: bool = False) -> int:

@@ -27,11 +27,10 @@ import time
 from dataclasses import dataclass
 from typing import Literal
 
-from botocore.exceptions import ClientError
-
 from paywalls import app_keys, links, ratelimit, store
+from paywalls.errors import InvalidRequest
 from paywalls.persons import normalize_email
-from paywalls.store import N, S
+from paywalls.store import N
 
 CODE_TTL_S = 10 * 60
 CODE_DIGITS = 6
@@ -50,8 +49,11 @@ _CHALLENGE_RE = re.compile(r"\Ach_[A-Za-z0-9_-]{22}\Z")
 _CODE_RE = re.compile(rf"\A[0-9]{{{CODE_DIGITS}}}\Z")
 
 
-class CodeRejected(Exception):
+class CodeRejected(InvalidRequest):
     """The code is wrong, expired, used or out of guesses. Client-safe message."""
+
+    code = "invalid_code"
+    param = "code"
 
 
 @dataclass(frozen=True)
@@ -119,8 +121,8 @@ def _mac(challenge_id: str, email: str, code: str) -> str:
     return base64.urlsafe_b64encode(digest).decode()
 
 
-def _key(challenge_id: str) -> dict:
-    return {"pk": S(f"OTP#{challenge_id}"), "sk": S("OTP")}
+def _key_of(challenge_id: str) -> tuple[str, str]:
+    return f"OTP#{challenge_id}", "OTP"
 
 
 def start(email: str, client: str, *, channel: Channel = OPEN, now: float | None = None) -> Challenge:
@@ -165,26 +167,21 @@ def verify(challenge_id: str, code: str, client: str, *, now: float | None = Non
         raise CodeRejected(f"Enter the {CODE_DIGITS}-digit code from the email.")
     # Count the guess before comparing: concurrent guesses cannot exceed the limit.
     try:
-        result = store.with_retries(
-            lambda: store.ddb().update_item(
-                TableName=store.table_name(),
-                Key=_key(challenge_id),
-                UpdateExpression="ADD attempts :one",
-                ConditionExpression="attribute_exists(pk) AND used = :false AND attempts < :max AND expires_at > :now",
-                ExpressionAttributeValues={
-                    ":one": N(1),
-                    ":false": {"BOOL": False},
-                    ":max": N(MAX_GUESSES),
-                    ":now": N(int(now)),
-                },
-                ReturnValues="ALL_NEW",
-            )
+        item = store.update(
+            *_key_of(challenge_id),
+            "ADD attempts :one",
+            condition="attribute_exists(pk) AND used = :false AND attempts < :max AND expires_at > :now",
+            values={
+                ":one": N(1),
+                ":false": {"BOOL": False},
+                ":max": N(MAX_GUESSES),
+                ":now": N(int(now)),
+            },
+            return_new=True,
         )
-    except ClientError as exc:
-        if exc.response["Error"]["Code"] != "ConditionalCheckFailedException":
-            raise
+    except store.ConditionFailed:
         raise CodeRejected("This code has expired or was already used. Request a new code.") from None
-    item = store.decode(result["Attributes"])
+    assert item is not None  # return_new: the item as updated
     # The day's budget of wrong codes for this address and channel, also counted before comparing
     # (atomically, across all of its challenges); a right code gives its count back below.
     failures = _failure_limits(item["email"], Channel.from_label(item.get("channel")))
@@ -198,17 +195,12 @@ def verify(challenge_id: str, code: str, client: str, *, now: float | None = Non
         ratelimit.give_back(rule, subject, now=now)
     # Single use: of two concurrent correct submissions only one flips `used`.
     try:
-        store.with_retries(
-            lambda: store.ddb().update_item(
-                TableName=store.table_name(),
-                Key=_key(challenge_id),
-                UpdateExpression="SET used = :true",
-                ConditionExpression="used = :false",
-                ExpressionAttributeValues={":true": {"BOOL": True}, ":false": {"BOOL": False}},
-            )
+        store.update(
+            *_key_of(challenge_id),
+            "SET used = :true",
+            condition="used = :false",
+            values={":true": {"BOOL": True}, ":false": {"BOOL": False}},
         )
-    except ClientError as exc:
-        if exc.response["Error"]["Code"] != "ConditionalCheckFailedException":
-            raise
+    except store.ConditionFailed:
         raise CodeRejected("This code was already used. Request a new code.") from None
     return item["email"]

@@ -11,6 +11,11 @@ from decimal import Context, Decimal
 from typing import Any
 
 from paywalls import store
+
+# The generic kinds of the error vocabulary, still importable from here (paywall.NotFound...).
+from paywalls.errors import Conflict as Conflict
+from paywalls.errors import InvalidRequest as InvalidRequest
+from paywalls.errors import NotFound as NotFound
 from paywalls.money import (
     InvalidAmount,
     decimal_str,
@@ -49,23 +54,6 @@ DEFAULT_TEMPLATES = {
     # {{resets}} when the window ends (UTC).
     "limit": "You have reached your {{period}} spending limit of {{limit}} for {{name}}. It resets {{resets}}.",
 }
-
-
-class NotFound(LookupError):
-    pass
-
-
-class Conflict(Exception):
-    pass
-
-
-class InvalidRequest(ValueError):
-    """Client-safe validation message; `code` is the OpenAI-style error code."""
-
-    def __init__(self, message: str, param: str | None = None, code: str = "invalid_request"):
-        super().__init__(message)
-        self.param = param
-        self.code = code
 
 
 def _now() -> str:

@@ -18,7 +18,6 @@ import asyncio
 import functools
 import json
 import logging
-import os
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
@@ -28,6 +27,8 @@ import httpx
 from httpx_sse import EventSource, SSEError
 
 from paywalls import secrets_store
+from paywalls.config import settings
+from paywalls.errors import UpstreamFailed
 from paywalls.paywall import Provider
 
 log = logging.getLogger(__name__)
@@ -42,7 +43,7 @@ MAX_COMPLETION_BYTES = 20_000_000
 AUTH_FAILED = "provider_auth_failed"
 
 
-class ProviderFailure(Exception):
+class ProviderFailure(UpstreamFailed):
     """Nothing usable came back; `reason` is for logs (never holds a secret), `code` for the client."""
 
     def __init__(self, status: int, reason: str, *, code: str | None = None):
@@ -52,7 +53,7 @@ class ProviderFailure(Exception):
         self.code = code or ("provider_timeout" if status == 504 else "provider_error")
 
 
-class ProviderRejected(Exception):
+class ProviderRejected(UpstreamFailed):
     """The provider refused the request itself (4xx): the client should see that answer."""
 
     def __init__(self, status: int, error: dict[str, Any], retry_after: str | None = None):
@@ -78,9 +79,9 @@ def upstream_of(provider: Provider) -> Upstream:
 
 def _timeout() -> httpx.Timeout:
     return httpx.Timeout(
-        connect=float(os.environ.get("PAYWALLS_PROVIDER_CONNECT_TIMEOUT_S", "5")),
+        connect=settings().provider_connect_timeout_s,
         # Between two reads: a stream may last minutes, but a provider silent this long is gone.
-        read=float(os.environ.get("PAYWALLS_PROVIDER_READ_TIMEOUT_S", "120")),
+        read=settings().provider_read_timeout_s,
         write=30.0,
         pool=10.0,
     )

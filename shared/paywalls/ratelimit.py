@@ -7,15 +7,14 @@ client address) is hashed so the table never holds it in clear. Items expire wit
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from botocore.exceptions import ClientError
-
-from paywalls import store
-from paywalls.store import N, S
+from paywalls import errors, store
+from paywalls.store import N
 
 
 @dataclass(frozen=True)
@@ -25,10 +24,9 @@ class Limit:
     window_s: int
 
 
-class RateLimited(Exception):
+class RateLimited(errors.RateLimited):
     def __init__(self, retry_after: int):
-        super().__init__(f"too many attempts; retry in {retry_after} s")
-        self.retry_after = retry_after
+        super().__init__(f"too many attempts; retry in {retry_after} s", retry_after)
 
 
 def _pk(scope: str, subject: str) -> str:
@@ -41,18 +39,14 @@ def hit(rule: Limit, subject: str, *, now: float | None = None) -> None:
     start = int(now) // rule.window_s * rule.window_s
     end = start + rule.window_s
     try:
-        store.with_retries(
-            lambda: store.ddb().update_item(
-                TableName=store.table_name(),
-                Key={"pk": S(_pk(rule.scope, subject)), "sk": S(f"W#{start}")},
-                UpdateExpression="ADD hits :one SET expires_at_ttl = :ttl",
-                ConditionExpression="attribute_not_exists(hits) OR hits < :limit",
-                ExpressionAttributeValues={":one": N(1), ":limit": N(rule.limit), ":ttl": N(end + rule.window_s)},
-            )
+        store.update(
+            _pk(rule.scope, subject),
+            f"W#{start}",
+            "ADD hits :one SET expires_at_ttl = :ttl",
+            condition="attribute_not_exists(hits) OR hits < :limit",
+            values={":one": N(1), ":limit": N(rule.limit), ":ttl": N(end + rule.window_s)},
         )
-    except ClientError as exc:
-        if exc.response["Error"]["Code"] != "ConditionalCheckFailedException":
-            raise
+    except store.ConditionFailed:
         raise RateLimited(max(1, int(end - now))) from None
 
 
@@ -75,16 +69,11 @@ def give_back(rule: Limit, subject: str, *, now: float) -> None:
     """Undo one attempt counted at `now` (same window), e.g. a sign-in code that turned out right.
     Never below zero; a window already gone is left alone."""
     start = int(now) // rule.window_s * rule.window_s
-    try:
-        store.with_retries(
-            lambda: store.ddb().update_item(
-                TableName=store.table_name(),
-                Key={"pk": S(_pk(rule.scope, subject)), "sk": S(f"W#{start}")},
-                UpdateExpression="ADD hits :minus_one",
-                ConditionExpression="hits > :zero",
-                ExpressionAttributeValues={":minus_one": N(-1), ":zero": N(0)},
-            )
+    with contextlib.suppress(store.ConditionFailed):  # already at zero, or the window is gone
+        store.update(
+            _pk(rule.scope, subject),
+            f"W#{start}",
+            "ADD hits :minus_one",
+            condition="hits > :zero",
+            values={":minus_one": N(-1), ":zero": N(0)},
         )
-    except ClientError as exc:
-        if exc.response["Error"]["Code"] != "ConditionalCheckFailedException":
-            raise

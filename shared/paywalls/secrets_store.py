@@ -12,7 +12,6 @@ the TTL)."""
 from __future__ import annotations
 
 import json
-import os
 import threading
 from collections import OrderedDict
 from time import monotonic
@@ -21,6 +20,8 @@ from typing import Any
 from botocore.exceptions import ClientError
 
 from paywalls import aws
+from paywalls.config import settings
+from paywalls.errors import PaywallsError
 
 SECRET_CACHE_S = 300
 MISS_CACHE_SIZE = 1024
@@ -31,8 +32,10 @@ _values: dict[str, tuple[float, str]] = {}  # name -> (monotonic time the value 
 _values_lock = threading.Lock()
 
 
-class SecretUnavailable(RuntimeError):
-    """Secrets Manager did not answer the secret (access, throttling, a network failure...)."""
+class SecretUnavailable(PaywallsError, RuntimeError):
+    """Secrets Manager did not answer the secret (access, throttling, a network failure...). Of no
+    kind: its message names the secret, so it must never reach a client (a generic 500; callers that
+    can do better, like stripe_config, turn it into StoreUnavailable)."""
 
 
 class SecretMissing(SecretUnavailable):
@@ -42,11 +45,7 @@ class SecretMissing(SecretUnavailable):
 def miss_ttl_s() -> float:
     """How long a missing secret is remembered: PAYWALLS_SECRET_MISS_TTL_S, else the deployment's cache
     TTL (PAYWALLS_CACHE_TTL_S, 30 s by default; the tests set 0, which turns this cache off)."""
-    raw = os.environ.get("PAYWALLS_SECRET_MISS_TTL_S") or os.environ.get("PAYWALLS_CACHE_TTL_S") or "30"
-    try:
-        return max(0.0, float(raw))
-    except ValueError:
-        return 30.0
+    return settings().secret_miss_ttl_s
 
 
 def get_secret(name: str, *, force_fetch: bool = False) -> str:
@@ -130,6 +129,19 @@ def put_secret(name: str, value: str) -> None:
     with _values_lock:
         _values.pop(name, None)
     forget_missing(name)
+
+
+def create_if_absent(name: str, value: str) -> bool:
+    """Create the secret unless it exists (then nothing changes); whether this call created it. Of
+    concurrent creators exactly one wins; the others read the winner's value afterwards."""
+    try:
+        aws.client("secretsmanager").create_secret(Name=name, SecretString=value)
+    except ClientError as exc:
+        if exc.response["Error"]["Code"] != "ResourceExistsException":
+            raise
+        return False
+    forget_missing(name)
+    return True
 
 
 def reset() -> None:

@@ -1,5 +1,9 @@
 """DynamoDB adapter: attribute encoding, the single table's key shapes, and transaction execution with
-jittered backoff on the failures DynamoDB says are transient (TransactionConflict, throttling)."""
+jittered backoff on the failures DynamoDB says are transient (TransactionConflict, throttling).
+
+botocore's errors stop here: a failed condition is `ConditionFailed` (one item) or
+`TransactionCancelled` (a transaction), exhausted retries `StoreUnavailable`; no module above this one
+catches `ClientError`."""
 
 from __future__ import annotations
 
@@ -14,6 +18,7 @@ from botocore.exceptions import ClientError
 
 from paywalls import aws, telemetry
 from paywalls.config import settings
+from paywalls.errors import PaywallsError, Unavailable
 
 log = logging.getLogger(__name__)
 
@@ -37,8 +42,34 @@ BASE_DELAY_S = 0.02
 MAX_DELAY_S = 1.0
 
 
-class StoreUnavailable(RuntimeError):
+class StoreUnavailable(Unavailable):
     """DynamoDB kept refusing (throttling/conflicts) after every retry; callers answer 503/429."""
+
+    code = "busy"
+    retry_after = 1
+
+
+class ConditionFailed(PaywallsError):
+    """A single-item write's condition did not hold: nothing was written. `item` is the item as it
+    was, when the write asked for it (ReturnValuesOnConditionCheckFailure ALL_OLD) and it existed.
+    Of no kind: the caller decides what a failed condition means (a rate limit, a used code...)."""
+
+    def __init__(self, item: dict[str, Any] | None = None):
+        super().__init__("the condition of the write did not hold")
+        self.item = item
+
+
+CONDITION_FAILED_CODE = "ConditionalCheckFailedException"
+# The reason DynamoDB gives in a cancelled transaction for an item whose condition did not hold
+# (TransactionCancelled.codes[i]); retryable reasons never reach callers (RETRYABLE_CODES).
+CONDITION_FAILED = "ConditionalCheckFailed"
+
+
+def _condition_failed(exc: ClientError) -> ConditionFailed | None:
+    if exc.response.get("Error", {}).get("Code") != CONDITION_FAILED_CODE:
+        return None
+    item = exc.response.get("Item")
+    return ConditionFailed(decode(item) if item else None)
 
 
 # ---- attribute values ---------------------------------------------------------------------------
@@ -117,33 +148,67 @@ def get(pk: str, sk: str, *, consistent: bool = True) -> dict[str, Any] | None:
     return decode(item) if item else None
 
 
+def _write(call: Callable[[], T]) -> T:
+    """A single-item write with retries; its failed condition as ConditionFailed."""
+    try:
+        return with_retries(call)
+    except ClientError as exc:
+        failed = _condition_failed(exc)
+        if failed is None:
+            raise
+        raise failed from None
+
+
 def put(item: dict[str, Any], *, condition: str | None = None, values: dict | None = None) -> None:
+    """PutItem; ConditionFailed when `condition` does not hold."""
     kwargs: dict[str, Any] = {"TableName": table_name(), "Item": encode(item)}
     if condition:
         kwargs["ConditionExpression"] = condition
     if values:
         kwargs["ExpressionAttributeValues"] = values
-    with_retries(lambda: ddb().put_item(**kwargs))
+    _write(lambda: ddb().put_item(**kwargs))
+
+
+def update(
+    pk: str,
+    sk: str,
+    expression: str,
+    *,
+    condition: str | None = None,
+    values: dict[str, Any] | None = None,
+    names: dict[str, str] | None = None,
+    return_new: bool = False,
+) -> dict[str, Any] | None:
+    """UpdateItem; ConditionFailed when `condition` does not hold. With `return_new`, the item as the
+    update left it (decoded), else None."""
+    kwargs: dict[str, Any] = {"TableName": table_name(), "Key": key(pk, sk), "UpdateExpression": expression}
+    if condition:
+        kwargs["ConditionExpression"] = condition
+    if values:
+        kwargs["ExpressionAttributeValues"] = values
+    if names:
+        kwargs["ExpressionAttributeNames"] = names
+    if return_new:
+        kwargs["ReturnValues"] = "ALL_NEW"
+    response = _write(lambda: ddb().update_item(**kwargs))
+    attributes = response.get("Attributes")
+    return decode(attributes) if return_new and attributes else None
 
 
 def advance(pk: str, sk: str, attribute: str, value: int) -> bool:
     """Set a numeric `attribute` to `value` unless it is already at least that (a monotonic
     cursor: a slower concurrent writer can never move it back). False if it was not moved."""
     try:
-        with_retries(
-            lambda: ddb().update_item(
-                TableName=table_name(),
-                Key=key(pk, sk),
-                UpdateExpression="SET #a = :v",
-                ConditionExpression="attribute_not_exists(#a) OR #a < :v",
-                ExpressionAttributeNames={"#a": attribute},
-                ExpressionAttributeValues={":v": N(value)},
-            )
+        update(
+            pk,
+            sk,
+            "SET #a = :v",
+            condition="attribute_not_exists(#a) OR #a < :v",
+            names={"#a": attribute},
+            values={":v": N(value)},
         )
-    except ClientError as exc:
-        if exc.response.get("Error", {}).get("Code") == "ConditionalCheckFailedException":
-            return False
-        raise
+    except ConditionFailed:
+        return False
     return True
 
 
@@ -213,7 +278,7 @@ def batch_get(keys: list[tuple[str, str]]) -> list[dict[str, Any]]:
 # ---- transactions -------------------------------------------------------------------------------
 
 
-class TransactionCancelled(Exception):
+class TransactionCancelled(PaywallsError):
     """A condition in the transaction failed. `codes[i]` is the reason for the i-th item; `items[i]`
     is that item as it was, when the operation asked for it (ReturnValuesOnConditionCheckFailure
     ALL_OLD) and it existed: the state that made the condition fail, without another read."""
@@ -249,7 +314,7 @@ def transact(items: list[dict[str, Any]], *, token_seed: str | None = None) -> N
     with_retries(attempt)
 
 
-class _Retryable(Exception):
+class _Retryable(PaywallsError):
     def __init__(self, codes: list[str]):
         super().__init__(", ".join(codes))
 

@@ -17,12 +17,11 @@ from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
-from botocore.exceptions import ClientError
-
-from paywalls import aws, secrets_store, stripe_gateway
 from paywalls import paywall as paywalls
+from paywalls import secrets_store, stripe_gateway
 from paywalls.config import settings
 from paywalls.currency import UnsupportedAmount, micros_to_minor
+from paywalls.errors import Unavailable
 from paywalls.money import MICROS_PER_UNIT, InvalidAmount, decimal_str, parse_amount
 from paywalls.paywall import Conflict, InvalidRequest, Paywall
 from paywalls.store import StoreUnavailable
@@ -46,8 +45,10 @@ MAX_TOPUP_MICROS = 10_000 * 1_000_000
 _KEY_PREFIXES = {"sk_test_": "test", "rk_test_": "test", "sk_live_": "live", "rk_live_": "live"}
 
 
-class StripeNotConfigured(LookupError):
-    pass
+class StripeNotConfigured(Unavailable):
+    """Card payments are not set up (no Stripe key for this mode); the message is client-safe."""
+
+    code = "stripe_not_configured"
 
 
 @dataclass(frozen=True)
@@ -108,14 +109,7 @@ def dev_webhook_secret(paywall_id: str, mode: str) -> str:
     if existing:
         return existing.webhook_secret
     candidate = StripeSecrets(None, "whsec_dev_" + secrets.token_hex(24))
-    try:
-        aws.client("secretsmanager").create_secret(
-            Name=secret_name(paywall_id, mode), SecretString=json.dumps(asdict(candidate))
-        )
-    except ClientError as exc:
-        if exc.response["Error"]["Code"] != "ResourceExistsException":
-            raise
-    secrets_store.forget_missing(secret_name(paywall_id, mode))  # created outside put_secret
+    secrets_store.create_if_absent(secret_name(paywall_id, mode), json.dumps(asdict(candidate)))
     stored = load_secrets(paywall_id, mode, force_fetch=True)
     if stored is None:
         raise StripeNotConfigured("the local webhook secret could not be stored")

@@ -9,7 +9,6 @@ from __future__ import annotations
 import functools
 import json
 import logging
-import os
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -18,6 +17,8 @@ from typing import Any, TypeVar
 import stripe
 
 from paywalls import telemetry
+from paywalls.config import settings
+from paywalls.errors import InvalidRequest, Unavailable, UpstreamFailed
 
 log = logging.getLogger(__name__)
 
@@ -25,20 +26,27 @@ SIGNATURE_TOLERANCE_S = 300
 _SECRET_RE = re.compile(r"\b(sk|rk|pk|whsec)_[A-Za-z0-9_*]+")
 
 
-class StripeRejected(Exception):
+class StripeRejected(UpstreamFailed):
     """Stripe refused the request (bad key, missing permission, invalid parameter). Client-safe."""
 
+    code = "stripe_rejected"
 
-class StripeUnavailable(Exception):
+
+class StripeUnavailable(Unavailable):
     """Stripe could not be reached or failed; retrying later may work. Client-safe."""
 
+    code = "stripe_unavailable"
 
-class InvalidSignature(Exception):
-    """The webhook body is not signed by any of the given secrets, or the signature is too old."""
+
+class InvalidSignature(InvalidRequest):
+    """The webhook body is not signed by any of the given secrets, or the signature is too old (a 400,
+    as Stripe expects of an endpoint refusing an event)."""
+
+    code = "invalid_signature"
 
 
 def api_base() -> str:
-    return (os.environ.get("STRIPE_API_BASE") or stripe.DEFAULT_API_BASE).rstrip("/")
+    return (settings().stripe_api_base or stripe.DEFAULT_API_BASE).rstrip("/")
 
 
 F = TypeVar("F", bound=Callable[..., Any])

@@ -1,5 +1,9 @@
 """HTTP glue shared by every function's ASGI app: OpenAI-style errors, request ids, paywall-key auth.
 
+Errors: a domain error is one of the kinds in `paywalls.errors`; `ERROR_TABLE` below is the one place
+that says what each kind is over HTTP, used by the JSON APIs (`install`) and the hosted HTML pages
+(their status and headers come from `translate`).
+
 Adapters only; the rules they call live in the domain modules. Starlette only at import time: the chat
 function is a plain Starlette app (FastAPI and pydantic cost ~200 ms of its cold start), so what the
 FastAPI apps alone need is imported when first used (request validation errors) or lives in
@@ -9,7 +13,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import re
 import secrets
 import time
@@ -22,12 +25,10 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from paywalls import logs
+from paywalls import errors, logs
 from paywalls import paywall as paywalls
 from paywalls.config import settings
-from paywalls.identity import InvalidUser
-from paywalls.ledger import IdempotencyMismatch, InsufficientFunds, InvalidCursor
-from paywalls.money import InvalidAmount
+from paywalls.ledger import InsufficientFunds
 from paywalls.store import StoreUnavailable
 
 log = logging.getLogger(__name__)
@@ -47,8 +48,9 @@ _ERROR_TYPES = {
 }
 
 
-class ApiError(Exception):
-    """An error with an OpenAI-shaped body: {"error": {message, type, param, code}}."""
+class ApiError(errors.PaywallsError):
+    """An error with an OpenAI-shaped body: {"error": {message, type, param, code}}. Raised by the HTTP
+    layer itself (a missing key, a body too large), or made by `translate` from a domain error."""
 
     def __init__(
         self,
@@ -58,6 +60,7 @@ class ApiError(Exception):
         code: str | None = None,
         param: str | None = None,
         headers: dict[str, str] | None = None,
+        error_type: str | None = None,
     ):
         super().__init__(message)
         self.status = status
@@ -65,12 +68,13 @@ class ApiError(Exception):
         self.code = code
         self.param = param
         self.headers = headers or {}
+        self.error_type = error_type or _ERROR_TYPES.get(status, "api_error")
 
     def body(self) -> dict[str, Any]:
         return {
             "error": {
                 "message": encodable(self.message),
-                "type": _ERROR_TYPES.get(self.status, "api_error"),
+                "type": self.error_type,
                 "param": None if self.param is None else encodable(self.param),
                 "code": self.code,
             }
@@ -95,43 +99,56 @@ def error_response(error: ApiError, request_id: str | None = None) -> JSONRespon
     return JSONResponse(error.body(), status_code=error.status, headers=headers)
 
 
-def translate(exc: Exception) -> ApiError | None:
-    """Domain exceptions -> client errors. None means: unexpected, answer a generic 500."""
+@dataclass(frozen=True)
+class HttpAnswer:
+    """How an error kind is answered: status and OpenAI error type; `message`, a fixed text instead of
+    the error's own (which for these carries internal detail). The OpenAI `code` and `param` are the
+    error's own (each kind has a default code, a domain class may name its own: `identity.InvalidUser`
+    is `invalid_user` / `user`); an error's `retry_after` becomes a Retry-After header."""
+
+    status: int
+    type: str
+    message: str | None = None
+
+
+# The one table from error kinds (paywalls.errors) to HTTP. An error is answered by the entry of its
+# closest class (errors.nearest): its own, else its kind's. An error of no kind listed here is a bug
+# when it reaches a client: a generic 500, logged (see `install`).
+ERROR_TABLE: dict[type[BaseException], HttpAnswer] = {
+    errors.InvalidRequest: HttpAnswer(400, "invalid_request_error"),
+    errors.Unauthorized: HttpAnswer(401, "authentication_error"),
+    errors.PaymentRequired: HttpAnswer(402, "api_error"),
+    InsufficientFunds: HttpAnswer(402, "api_error", message="insufficient balance"),
+    errors.Forbidden: HttpAnswer(403, "permission_error"),
+    errors.NotFound: HttpAnswer(404, "not_found_error"),
+    errors.Conflict: HttpAnswer(409, "conflict_error"),
+    errors.RateLimited: HttpAnswer(429, "rate_limit_error"),
+    errors.UpstreamFailed: HttpAnswer(502, "api_error"),
+    errors.Unavailable: HttpAnswer(503, "api_error"),
+    StoreUnavailable: HttpAnswer(503, "api_error", message="the service is busy, please retry"),
+}
+
+
+def translate(exc: BaseException) -> ApiError | None:
+    """A domain error as its client error (ERROR_TABLE). None means: unexpected, answer a generic 500."""
     if isinstance(exc, ApiError):
-        return exc
-    if isinstance(exc, InvalidUser):
-        return ApiError(400, str(exc), code="invalid_user", param="user")
-    if isinstance(exc, InvalidAmount):
-        return ApiError(400, str(exc), code="invalid_amount", param="amount")
-    if isinstance(exc, paywalls.InvalidRequest):
-        return ApiError(400, str(exc), code=exc.code, param=exc.param)
-    if isinstance(exc, InvalidCursor):
-        return ApiError(400, str(exc), code="invalid_cursor", param="cursor")
-    if isinstance(exc, paywalls.NotFound):
-        return ApiError(404, str(exc), code="not_found")
-    if isinstance(exc, paywalls.Conflict):
-        return ApiError(409, str(exc), code="conflict")
-    if isinstance(exc, IdempotencyMismatch):
-        return ApiError(409, str(exc), code="idempotency_key_reused")
-    if isinstance(exc, InsufficientFunds):
-        return ApiError(402, "insufficient balance", code="insufficient_balance")
-    if isinstance(exc, StoreUnavailable):
-        return ApiError(503, "the service is busy, please retry", code="busy", headers={"Retry-After": "1"})
-    return None
+        return exc  # already said in HTTP terms
+    answer = errors.nearest(ERROR_TABLE, exc)
+    if answer is None or not isinstance(exc, errors.PaywallsError):
+        return None
+    retry_after = exc.retry_after
+    return ApiError(
+        answer.status,
+        answer.message or str(exc),
+        code=exc.code,
+        param=exc.param,
+        headers={"Retry-After": str(retry_after)} if retry_after is not None else None,
+        error_type=answer.type,
+    )
 
 
-CLIENT_ERRORS: tuple[type[Exception], ...] = (
-    ApiError,
-    InvalidUser,
-    InvalidAmount,
-    paywalls.InvalidRequest,
-    InvalidCursor,
-    paywalls.NotFound,
-    paywalls.Conflict,
-    IdempotencyMismatch,
-    InsufficientFunds,
-    StoreUnavailable,
-)
+# What `install` answers with a handler of its own (no traceback logged): every class in the table.
+CLIENT_ERRORS: tuple[type[BaseException], ...] = (ApiError, *ERROR_TABLE)
 
 
 def request_id_of(request: Request) -> str:
@@ -396,8 +413,9 @@ class Caller:
         return self.key.environment
 
 
-# A revoked key (or a price change) reaches every warm instance within this time. Tests set 0.
-_KEY_CACHE_TTL_S = float(os.environ.get("PAYWALLS_CACHE_TTL_S", "30"))
+# A revoked key (or a price change) reaches every warm instance within this time. Tests set 0. Copied
+# from the settings when this module loads, as a module attribute the in-process stack can warm.
+_KEY_CACHE_TTL_S = settings().cache_ttl_s
 _key_cache: dict[str, tuple[float, Caller | None]] = {}
 
 

@@ -47,7 +47,7 @@ log = logging.getLogger(__name__)
 ATTEMPTS = 10
 _ACCOUNT_RE = re.compile(r"\Aacct_[A-Za-z0-9]{1,64}\Z")  # \Z: `$` would accept a trailing newline
 _WITHDRAWAL_ID_RE = re.compile(r"\Awd_[A-Za-z0-9]{1,64}\Z")
-CONDITION_FAILED = "ConditionalCheckFailed"
+CONDITION_FAILED = store.CONDITION_FAILED  # a TransactionCancelled reason
 
 
 class InsufficientEarnings(Conflict):
@@ -419,13 +419,11 @@ def pay_out(paywall: Paywall, withdrawal: Withdrawal) -> Withdrawal:
 
 
 def _note(withdrawal: Withdrawal, error: str) -> Withdrawal:
-    store.with_retries(
-        lambda: store.ddb().update_item(
-            TableName=store.table_name(),
-            Key=store.key(_partition(withdrawal.paywall_id, withdrawal.environment), f"W#{withdrawal.id}"),
-            UpdateExpression="SET last_error = :error",
-            ExpressionAttributeValues={":error": S(error[:500])},
-        )
+    store.update(
+        _partition(withdrawal.paywall_id, withdrawal.environment),
+        f"W#{withdrawal.id}",
+        "SET last_error = :error",
+        values={":error": S(error[:500])},
     )
     return Withdrawal(**{**withdrawal.__dict__, "last_error": error[:500]})
 
