@@ -60,8 +60,10 @@ test-deps: deps-dev browser
 run: deps
 	PORT=$(PORT) $(PY) -m devserver
 
+# ruff, then the package's layer contracts (pyproject.toml [tool.importlinter], docs/DESIGN.md "Layout").
 lint: $(VENV)/.deps-dev
 	$(VENV)/bin/ruff check .
+	$(VENV)/bin/lint-imports
 
 # The suite spread over pytest-xdist workers, one per CPU (PYTEST_WORKERS=0: one process). loadscope
 # keeps a module's tests on one worker, so a module-scoped fixture is built once (`sam build --cached`
@@ -74,8 +76,7 @@ test: test-deps lint
 # The fast loop: the unit tier (tests/conftest.py: pure code, moto in-process, the apps in-process, the
 # in-process stack); no local stack or engine process, no SAM CLI. The ledger's stateful property test
 # runs 15 random sequences instead of 60 (`make test` runs them all).
-test-fast: $(VENV)/.deps-dev
-	$(VENV)/bin/ruff check .
+test-fast: lint
 	LEDGER_EXAMPLES=15 $(VENV)/bin/pytest -m unit -n $(PYTEST_WORKERS) --dist loadscope
 
 # The documentation site (mkdocs.yml, docs/): --strict fails on a broken link, page or snippet, as
@@ -88,7 +89,7 @@ docs-serve: $(VENV)/.deps-dev
 
 # docs/openapi.json from the user and admin apps (tests/test_openapi_doc.py fails when it drifts).
 openapi: deps
-	$(PY) -m paywalls.openapi_doc --output docs/openapi.json
+	$(PY) -m paywalls.http.openapi_doc --output docs/openapi.json
 
 # Opt-in: the ledger's concurrency suite against a deployed stack's real DynamoDB table, with your AWS
 # credentials: make test-aws TABLE=<TableName output>

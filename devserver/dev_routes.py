@@ -27,21 +27,12 @@ from fastapi import FastAPI, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from starlette.concurrency import run_in_threadpool
 
-from paywalls import (
-    csrf,
-    earnings,
-    links,
-    mailer,
-    operator_stripe,
-    page_http,
-    pages,
-    stripe_config,
-    topup,
-    wallet_topup,
-    web,
-)
-from paywalls.config import settings
-from paywalls.paywall import Conflict, InvalidRequest, NotFound
+from paywalls.billing import earnings, operator_stripe, stripe_config, topup
+from paywalls.billing.paywall import Conflict, InvalidRequest, NotFound
+from paywalls.http import csrf, page_http, pages, web
+from paywalls.infra import links, mailer
+from paywalls.infra.config import settings
+from paywalls.wallets import topup as wallet_topup
 
 log = logging.getLogger(__name__)
 

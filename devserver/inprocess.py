@@ -159,7 +159,8 @@ class InProcessStack:
 
     def connect_person(self, paywall_id: str, user: str, micros: int, cap: int | None = None) -> None:
         """Shared mode: a person with `micros` in their live wallet approves `user` of the paywall."""
-        from paywalls import connections, ledger, persons
+        from paywalls.billing import ledger
+        from paywalls.wallets import connections, persons
 
         person = persons.get_or_create(f"p{secrets.token_hex(4)}@example.com")
         ledger.credit(person.wallet_for("live"), micros, idempotency_key=f"fund-{secrets.token_hex(4)}")
@@ -176,7 +177,8 @@ def _free_port() -> int:
 def _warm_caches() -> Iterator[None]:
     """Cache TTLs of a deployed instance for the stack's life, then back as they were (tests run
     with caches off), with nothing cached left behind."""
-    from paywalls import connections, web
+    from paywalls.http import web
+    from paywalls.wallets import connections
 
     saved = web._KEY_CACHE_TTL_S, connections.POINTER_TTL_S
     web._KEY_CACHE_TTL_S = connections.POINTER_TTL_S = WARM_CACHE_TTL_S
@@ -195,7 +197,9 @@ def inprocess_stack() -> Iterator[InProcessStack]:
 
     from devserver import moto_patches
     from devserver.stack import build_app, create_app_secret, create_tables
-    from paywalls import aws, providers, secrets_store
+    from paywalls.chat import providers
+    from paywalls.infra import aws
+    from paywalls.infra import secrets as secrets_store
 
     port = _free_port()
     admin_token = "adm_" + secrets.token_urlsafe(16)

@@ -42,7 +42,7 @@ def _point_at(local: dict[str, Any]) -> None:
             "SECRET_PREFIX": "paywalls/local",
         }
     )
-    from paywalls import aws
+    from paywalls.infra import aws
 
     aws.reset_clients()
 
@@ -59,7 +59,8 @@ def sign_stripe(event: dict[str, Any], secret: str) -> None:
 def prepare(local: dict[str, Any], out: Path, events: Path = EVENTS) -> list[Path]:
     """Write every events/*.json, ready to invoke, to `out`; returns the files written."""
     _point_at(local)
-    from paywalls import links, stripe_config
+    from paywalls.billing import stripe_config
+    from paywalls.infra import links
 
     paywall_id, key = local["paywall_id"], local["test_api_key"]
     if stripe_config.load_secrets(paywall_id, "test") is None:

@@ -134,7 +134,7 @@ def _tables() -> tuple[tuple[dict[str, Any], str | None], ...]:
 
 
 def create_tables() -> None:
-    from paywalls import aws
+    from paywalls.infra import aws
 
     client = aws.client("dynamodb")
     for cached, attribute in _tables():
@@ -149,8 +149,8 @@ def create_tables() -> None:
 
 def create_app_secret() -> None:
     """The template creates `<prefix>/app` (link signing key); locally we create it at start."""
-    from paywalls import secrets_store
-    from paywalls.config import settings
+    from paywalls.infra import secrets as secrets_store
+    from paywalls.infra.config import settings
 
     secrets_store.put_secret(
         f"{settings().secret_prefix}/app", json.dumps({"link_signing_key": secrets.token_urlsafe(32)})
@@ -159,9 +159,9 @@ def create_app_secret() -> None:
 
 def seed_demo(port: int) -> dict[str, Any]:
     from devserver.demo_provider import DEMO_KEY
-    from paywalls import paywall as paywalls
-    from paywalls import secrets_store
-    from paywalls.config import settings
+    from paywalls.billing import paywall as paywalls
+    from paywalls.infra import secrets as secrets_store
+    from paywalls.infra.config import settings
 
     demo = paywalls.create({"name": "Demo app", "mode": "default", "description": "Seeded by make run"})
     secret_name = paywalls.provider_secret_name(settings().secret_prefix, demo.id)
@@ -181,7 +181,7 @@ def build_app() -> Any:
 
 
 async def sweep_forever() -> None:
-    from paywalls import ledger
+    from paywalls.billing import ledger
 
     while True:
         await asyncio.sleep(SWEEP_INTERVAL_S)

@@ -34,7 +34,7 @@ from typing import Any
 import httpx
 
 from paywalls.cli import AdminClient, CliError
-from paywalls.money import format_micros, usage_cost_micros
+from paywalls.core.money import format_micros, usage_cost_micros
 
 DEPOSIT = "1"
 DEPOSIT_MICROS = 1_000_000

@@ -12,7 +12,7 @@ from typing import Any
 import httpx
 import openai
 
-from paywalls.money import usage_cost_micros
+from paywalls.core.money import usage_cost_micros
 from tests.conftest import LocalStack
 
 ECHO_PRICE = {"prompt": "1", "completion": "2", "request": "0.0001"}

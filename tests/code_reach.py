@@ -47,9 +47,11 @@ def _parse(name: str, path: Path) -> _Module:
                 module.routes.append(statement.name)
             continue
         module.statements.append(statement)
-        if isinstance(statement, ast.ImportFrom) and statement.module == "paywalls":
+        if isinstance(statement, ast.ImportFrom) and _is_package(statement.module or ""):
+            # `from paywalls.billing import ledger`: the names are modules
+            prefix = (statement.module or "").removeprefix("paywalls").removeprefix(".")
             for alias in statement.names:
-                module.modules[alias.asname or alias.name] = alias.name
+                module.modules[alias.asname or alias.name] = f"{prefix}.{alias.name}".lstrip(".")
         elif isinstance(statement, ast.ImportFrom) and (statement.module or "").startswith("paywalls."):
             target = (statement.module or "").split(".", 1)[1]
             for alias in statement.names:
@@ -59,6 +61,18 @@ def _parse(name: str, path: Path) -> _Module:
                 if alias.name.startswith("paywalls.") and alias.asname:
                     module.modules[alias.asname] = alias.name.split(".", 1)[1]
     return module
+
+
+def _is_package(dotted: str) -> bool:
+    """`paywalls` or one of its subpackages (a folder), as opposed to a module."""
+    if dotted != "paywalls" and not dotted.startswith("paywalls."):
+        return False
+    return (PACKAGE.parent / dotted.replace(".", "/")).is_dir()
+
+
+def _module_name(path: Path) -> str:
+    """shared/paywalls/billing/ledger.py -> "billing.ledger" (how the graph names modules)."""
+    return ".".join(path.relative_to(PACKAGE).with_suffix("").parts)
 
 
 _ROUTE_DECORATORS = frozenset({"get", "post", "put", "patch", "delete", "api_route", "route"})
@@ -77,7 +91,11 @@ def _is_route(decorator: ast.expr) -> bool:
 
 class CodeGraph:
     def __init__(self) -> None:
-        self.modules = {path.stem: _parse(path.stem, path) for path in sorted(PACKAGE.glob("*.py"))}
+        self.modules = {
+            _module_name(path): _parse(_module_name(path), path)
+            for path in sorted(PACKAGE.rglob("*.py"))
+            if path.name != "__init__.py" and "__pycache__" not in path.parts
+        }
 
     def _resolve(self, module: str, name: str, seen: frozenset[Node] = frozenset()) -> Node | None:
         """(module, name) as a node: a def, a re-export followed to its def, else the module's top level."""

@@ -69,7 +69,7 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         item.add_marker(tier_of(item))
 
 
-# ---- settings: read once (paywalls.config), so a test's change of the environment drops them --------
+# ---- settings: read once (paywalls.infra.config), so a test's change of the environment drops them --------
 
 
 class SettingsMonkeyPatch(pytest.MonkeyPatch):  # type: ignore[misc]  # pytest marks it final for typing only
@@ -90,7 +90,7 @@ class SettingsMonkeyPatch(pytest.MonkeyPatch):  # type: ignore[misc]  # pytest m
 
 
 def _forget_settings() -> None:
-    from paywalls.config import settings
+    from paywalls.infra.config import settings
 
     settings.cache_clear()
 
@@ -122,7 +122,7 @@ def aws_mock() -> Iterator[None]:
     from moto import mock_aws
 
     from devserver import moto_patches
-    from paywalls import secrets_store
+    from paywalls.infra import secrets as secrets_store
 
     moto_patches.install()
     with mock_aws():
@@ -138,8 +138,8 @@ def _fresh_clients() -> None:
     """New clients, as aws.reset_clients, but on the same botocore session: its loaded service models
     are what makes a client cost ~0.1 s of CPU, for every test that uses moto. (Nothing of the session
     differs between these tests: same credentials, region and endpoint.)"""
-    from paywalls import aws
-    from paywalls.config import settings
+    from paywalls.infra import aws
+    from paywalls.infra.config import settings
 
     aws.client.cache_clear()
     settings.cache_clear()
@@ -149,7 +149,8 @@ def _fresh_clients() -> None:
 def engine_endpoint() -> Iterator[str]:
     """The local engine (moto behind one lock) as a real HTTP server, with the tables created."""
     from devserver.stack import engine_process
-    from paywalls import aws, secrets_store
+    from paywalls.infra import aws
+    from paywalls.infra import secrets as secrets_store
 
     with engine_process() as endpoint:
         os.environ["AWS_ENDPOINT_URL"] = endpoint
@@ -177,7 +178,7 @@ def engine() -> Iterator[str]:
 
 
 def _real_dynamodb(table: str) -> Iterator[str]:
-    from paywalls import aws
+    from paywalls.infra import aws
 
     os.environ["TABLE_NAME"] = table
     aws.reset_clients()

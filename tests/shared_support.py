@@ -14,9 +14,11 @@ from typing import Any
 import httpx
 import pytest
 
-from paywalls import earnings, ledger, persons, secrets_store
-from paywalls import paywall as paywalls
-from paywalls.config import settings
+from paywalls.billing import earnings, ledger
+from paywalls.billing import paywall as paywalls
+from paywalls.infra import secrets as secrets_store
+from paywalls.infra.config import settings
+from paywalls.wallets import persons
 from tests import stripe_stub as st
 
 

@@ -13,10 +13,11 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from devserver.router import load_function_app
-from paywalls import aws, secrets_store, store
-from paywalls.config import settings
-from paywalls.metering import Pricing
-from paywalls.paywall import ModelPrice
+from paywalls.billing.metering import Pricing
+from paywalls.billing.paywall import ModelPrice
+from paywalls.infra import aws, store
+from paywalls.infra import secrets as secrets_store
+from paywalls.infra.config import settings
 
 TOKEN = "adm_test_token"
 
@@ -344,7 +345,7 @@ def _wrong_type_cases() -> list[tuple[str, str, dict[str, object]]]:
 
 @pytest.fixture
 def targets(admin: TestClient) -> dict[str, str]:
-    from paywalls import persons
+    from paywalls.wallets import persons
 
     return {
         "pid": create(admin)["id"],

@@ -1,4 +1,4 @@
-"""The request models of the user and admin APIs (paywalls.api_models), without HTTP: strict types, no
+"""The request models of the user and admin APIs (paywalls.http.api_models), without HTTP: strict types, no
 floats for money, unknown fields refused, and every refusal the same OpenAI-style error (code, param)
 the domain raised before bodies were typed. A model never converts what it accepts: `sent()` is what
 the client sent, which the domain functions still take."""
@@ -10,9 +10,9 @@ from typing import Any, get_args
 import pytest
 from pydantic import BaseModel
 
-from paywalls import api_models as m
-from paywalls import paywall as paywalls
-from paywalls import web
+from paywalls.billing import paywall as paywalls
+from paywalls.http import api_models as m
+from paywalls.http import web
 
 
 def refusal(model: type[m.RequestBody], body: dict[str, Any]) -> web.ApiError:
@@ -170,7 +170,8 @@ def test_response_models_fit_what_the_domain_answers_beyond_the_schema_tests_see
 ) -> None:
     """Answers tests/test_api_schema.py's seeded stack never gives (a connected app user, a person
     with connections, pending earnings, a withdrawal), checked against their documented models."""
-    from paywalls import connections, earnings, shared_mode, withdrawals
+    from paywalls.billing import earnings, withdrawals
+    from paywalls.wallets import connections, shared_mode
     from tests.shared_support import Clock, app_secret, funded_person, shared_paywall
 
     clock = Clock(monkeypatch)

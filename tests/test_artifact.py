@@ -83,7 +83,7 @@ def test_the_artifact_holds_only_shipped_code(built: artifact.Artifact) -> None:
     ):
         assert (site / package).is_dir(), package
     assert not (site / "botocore").exists(), "botocore comes with the runtime, never in the layer"
-    assert (built.root / "SharedLayer" / "python" / "paywalls" / "telemetry.py").is_file()
+    assert (built.root / "SharedLayer" / "python" / "paywalls" / "infra" / "telemetry.py").is_file()
     for function in (built.root / "functions").iterdir():
         assert not (function / "paywalls").exists() and not (function / "tests").exists(), function.name
 

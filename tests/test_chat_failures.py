@@ -13,9 +13,9 @@ import httpx
 import openai
 import pytest
 
-from paywalls import metering
-from paywalls.metering import Pricing
-from paywalls.paywall import DEFAULT_TEMPLATES, ModelPrice
+from paywalls.billing import metering
+from paywalls.billing.metering import Pricing
+from paywalls.billing.paywall import DEFAULT_TEMPLATES, ModelPrice
 from tests.chat_support import (
     PLAIN_PRICE,
     assert_ledger_consistent,

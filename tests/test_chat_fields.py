@@ -15,9 +15,11 @@ import openai
 import pytest
 
 from devserver.demo_provider import usage_of
-from paywalls import chat_pricing, chat_request, metering
-from paywalls.metering import Pricing
-from paywalls.paywall import InvalidRequest, ModelPrice, Paywall
+from paywalls.billing import metering
+from paywalls.billing.metering import Pricing
+from paywalls.billing.paywall import InvalidRequest, ModelPrice, Paywall
+from paywalls.chat import pricing as chat_pricing
+from paywalls.chat import request as chat_request
 from tests.chat_support import (
     ECHO_PRICE,
     assert_ledger_consistent,

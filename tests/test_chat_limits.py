@@ -16,9 +16,9 @@ import openai
 import pytest
 
 from devserver.demo_provider import usage_of
-from paywalls import metering
-from paywalls.metering import Pricing
-from paywalls.paywall import ModelPrice
+from paywalls.billing import metering
+from paywalls.billing.metering import Pricing
+from paywalls.billing.paywall import ModelPrice
 from tests.chat_support import (
     DEMO_PRICES,
     PLAIN_PRICE,

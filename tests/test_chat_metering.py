@@ -13,9 +13,12 @@ from hypothesis import strategies as st
 from openai.types.chat import ChatCompletion, ChatCompletionChunk
 
 from devserver.demo_provider import usage_of
-from paywalls import chat_replies, chat_request, metering, sse
-from paywalls.metering import HoldPlan, Pricing, StreamTally, Usage
-from paywalls.paywall import InvalidRequest, ModelPrice
+from paywalls.billing import metering
+from paywalls.billing.metering import HoldPlan, Pricing, StreamTally, Usage
+from paywalls.billing.paywall import InvalidRequest, ModelPrice
+from paywalls.chat import replies as chat_replies
+from paywalls.chat import request as chat_request
+from paywalls.chat import sse
 
 ECHO = Pricing(ModelPrice(Decimal("1"), Decimal("2"), Decimal("0.0001")))
 

@@ -11,8 +11,9 @@ from typing import Any
 import httpx
 import pytest
 
-from paywalls import providers, secrets_store
-from paywalls.paywall import Provider
+from paywalls.billing.paywall import Provider
+from paywalls.chat import providers
+from paywalls.infra import secrets as secrets_store
 
 UPSTREAM = providers.upstream_of(Provider("openai", "https://provider.invalid/v1/", "paywalls/test/p", "t"))
 BODY = {"model": "m", "messages": [{"role": "user", "content": "hi"}]}

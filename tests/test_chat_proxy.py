@@ -13,9 +13,9 @@ import pytest
 from openai.types.chat import ChatCompletion, ChatCompletionChunk
 
 from devserver.demo_provider import usage_of
-from paywalls import metering
-from paywalls.metering import Pricing
-from paywalls.paywall import ModelPrice
+from paywalls.billing import metering
+from paywalls.billing.metering import Pricing
+from paywalls.billing.paywall import ModelPrice
 from tests.chat_support import (
     DEMO_PRICES,
     ECHO_PRICE,

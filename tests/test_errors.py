@@ -1,4 +1,4 @@
-"""The error vocabulary (paywalls.errors) and its one table to HTTP (web.ERROR_TABLE): every domain
+"""The error vocabulary (paywalls.core.errors) and its one table to HTTP (web.ERROR_TABLE): every domain
 error has a kind, each kind one answer, the same for the JSON APIs and the hosted pages, and no module
 above the DynamoDB adapter sees botocore's errors."""
 
@@ -18,10 +18,14 @@ from starlette.routing import Route
 from starlette.testclient import TestClient
 
 import paywalls
-from paywalls import connections, csrf, errors, ledger, links, mailer, otp, ratelimit, store, stripe_config, web
-from paywalls import paywall as paywalls_module
-from paywalls.identity import InvalidUser
-from paywalls.money import InvalidAmount
+from paywalls.billing import ledger, stripe_config
+from paywalls.billing import paywall as paywalls_module
+from paywalls.billing.identity import InvalidUser
+from paywalls.core import errors
+from paywalls.core.money import InvalidAmount
+from paywalls.http import csrf, web
+from paywalls.infra import links, mailer, store
+from paywalls.wallets import connections, otp, ratelimit
 
 ROOT = Path(__file__).resolve().parent.parent
 PACKAGE = ROOT / "shared" / "paywalls"
@@ -29,13 +33,14 @@ PACKAGE = ROOT / "shared" / "paywalls"
 # Errors of no kind on purpose: an invariant their caller handles. Reaching a client, they are a bug
 # (a generic 500, logged), never a message shown.
 INTERNAL = {
-    "paywalls.ledger.LedgerError",
-    "paywalls.ledger.HoldNotActive",
-    "paywalls.store.TransactionCancelled",
-    "paywalls.store.ConditionFailed",
-    "paywalls.store._Retryable",
-    "paywalls.secrets_store.SecretUnavailable",
-    "paywalls.secrets_store.SecretMissing",
+    "paywalls.billing.ledger.LedgerError",
+    "paywalls.billing.ledger.HoldNotActive",
+    "paywalls.billing.ledger.QuotaExceeded",  # chat_billing turns it into limits.LimitReached (a paywall reply)
+    "paywalls.infra.store.TransactionCancelled",
+    "paywalls.infra.store.ConditionFailed",
+    "paywalls.infra.store._Retryable",
+    "paywalls.infra.secrets.SecretUnavailable",
+    "paywalls.infra.secrets.SecretMissing",
     "paywalls.cli.CliError",
 }
 
@@ -43,7 +48,7 @@ INTERNAL = {
 def domain_exceptions() -> list[type[BaseException]]:
     """Every exception class defined in the paywalls package."""
     found: dict[str, type[BaseException]] = {}
-    for module_info in pkgutil.iter_modules(paywalls.__path__, "paywalls."):
+    for module_info in pkgutil.walk_packages(paywalls.__path__, "paywalls."):
         module = importlib.import_module(module_info.name)
         for _, obj in inspect.getmembers(module, inspect.isclass):
             if issubclass(obj, BaseException) and obj.__module__.startswith("paywalls."):
@@ -69,7 +74,7 @@ def test_every_domain_error_shares_the_base_and_has_a_kind() -> None:
         and not issubclass(cls, web.ApiError)
         and qualified(cls) not in INTERNAL
     ]
-    assert kindless == [], "give each a kind in paywalls.errors (or list it as INTERNAL here, with a reason)"
+    assert kindless == [], "give each a kind in paywalls.core.errors (or list it as INTERNAL here, with a reason)"
 
 
 def test_every_kind_has_one_answer_and_internal_errors_none() -> None:
@@ -189,7 +194,7 @@ def test_an_installed_app_answers_every_kind_from_the_table_and_hides_the_rest()
 # ---- botocore stops at the adapters ------------------------------------------------------------------
 
 # The AWS adapters: DynamoDB (store), clients (aws), Secrets Manager (secrets_store), SES (mailer).
-ADAPTERS = {"store.py", "aws.py", "secrets_store.py", "mailer.py"}
+ADAPTERS = {"infra/store.py", "infra/aws.py", "infra/secrets.py", "infra/mailer.py"}
 
 
 def botocore_error_uses(source: str) -> list[str]:
@@ -205,9 +210,10 @@ def botocore_error_uses(source: str) -> list[str]:
 
 def test_no_module_above_the_adapters_handles_botocore_errors() -> None:
     offenders = {
-        path.name: uses
-        for path in sorted(PACKAGE.glob("*.py"))
-        if path.name not in ADAPTERS and (uses := botocore_error_uses(path.read_text()))
+        name: uses
+        for path in sorted(PACKAGE.rglob("*.py"))
+        if (name := path.relative_to(PACKAGE).as_posix()) not in ADAPTERS
+        and (uses := botocore_error_uses(path.read_text()))
     }
     assert offenders == {}, "go through store (ConditionFailed, TransactionCancelled) or secrets_store"
 

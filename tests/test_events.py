@@ -21,9 +21,11 @@ from mangum import Mangum
 from devserver.router import load_function_module
 from devserver.stack import create_app_secret
 from devserver.template import functions, load_template
-from paywalls import ledger, links, secrets_store, stripe_config
-from paywalls import paywall as paywalls
-from paywalls.config import settings
+from paywalls.billing import ledger, stripe_config
+from paywalls.billing import paywall as paywalls
+from paywalls.infra import links
+from paywalls.infra import secrets as secrets_store
+from paywalls.infra.config import settings
 
 ROOT = Path(__file__).resolve().parent.parent
 EVENTS = sorted((ROOT / "events").glob("*.json"))

@@ -21,8 +21,11 @@ from hypothesis import settings as hsettings
 from hypothesis import strategies as hs
 
 from devserver.router import load_function_app
-from paywalls import app_keys, csrf, links, persons, secrets_store, sessions, shared_mode
-from paywalls.config import settings
+from paywalls.http import csrf
+from paywalls.infra import app_keys, links
+from paywalls.infra import secrets as secrets_store
+from paywalls.infra.config import settings
+from paywalls.wallets import persons, sessions, shared_mode
 from tests.shared_support import app_secret, shared_paywall
 
 BASE = "https://testserver"

@@ -10,7 +10,8 @@ from typing import Any
 
 import pytest
 
-from paywalls import aws, ledger, store
+from paywalls.billing import ledger
+from paywalls.infra import aws, store
 
 pytestmark = pytest.mark.usefixtures("aws_mock")
 

@@ -16,10 +16,14 @@ from fastapi.testclient import TestClient
 from starlette.requests import Request
 
 from devserver.router import load_function_app
-from paywalls import aws, links, persons, secrets_store, sessions, stripe_config, stripe_gateway, web
-from paywalls import paywall as paywalls
-from paywalls.config import settings
-from paywalls.stripe_config import StripeSecrets
+from paywalls.billing import paywall as paywalls
+from paywalls.billing import stripe_config
+from paywalls.billing.stripe_config import StripeSecrets
+from paywalls.http import web
+from paywalls.infra import aws, links, stripe_gateway
+from paywalls.infra import secrets as secrets_store
+from paywalls.infra.config import settings
+from paywalls.wallets import persons, sessions
 from tests import stripe_stub as st
 from tests.shared_support import app_secret
 

@@ -7,8 +7,8 @@ import pytest
 from fastapi.testclient import TestClient
 
 from devserver.router import load_function_app
-from paywalls import ledger
-from paywalls import paywall as paywalls
+from paywalls.billing import ledger
+from paywalls.billing import paywall as paywalls
 
 
 @pytest.fixture

@@ -19,9 +19,12 @@ from fastapi.testclient import TestClient
 from starlette.requests import Request
 
 from devserver.router import load_function_app
-from paywalls import deposits, ledger, links, otp, persons, store, web
-from paywalls import paywall as paywalls
-from paywalls.config import settings
+from paywalls.billing import deposits, ledger
+from paywalls.billing import paywall as paywalls
+from paywalls.http import web
+from paywalls.infra import links, store
+from paywalls.infra.config import settings
+from paywalls.wallets import otp, persons
 from tests.shared_support import app_secret, form_with, shared_paywall
 
 ROOT = Path(__file__).resolve().parent.parent

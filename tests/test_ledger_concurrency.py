@@ -9,7 +9,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from paywalls import ledger
+from paywalls.billing import ledger
 
 pytestmark = pytest.mark.usefixtures("engine")
 

@@ -9,7 +9,8 @@ from typing import Any
 import pytest
 from botocore.exceptions import ClientError
 
-from paywalls import ledger, store
+from paywalls.billing import ledger
+from paywalls.infra import store
 
 pytestmark = pytest.mark.usefixtures("aws_mock")
 

@@ -22,7 +22,8 @@ from hypothesis.stateful import (
     run_state_machine_as_test,
 )
 
-from paywalls import aws, ledger
+from paywalls.billing import ledger
+from paywalls.infra import aws
 from tests.conftest import create_tables
 
 

@@ -22,12 +22,16 @@ import httpx
 import openai
 import pytest
 
-from paywalls import aws, cli, connections, ledger, limits, metering, secrets_store, store
-from paywalls import paywall as paywalls
-from paywalls.chat_billing import reserve
-from paywalls.chat_request import parse as parse_chat
-from paywalls.metering import Pricing, Usage
-from paywalls.paywall import InvalidRequest, ModelPrice
+from paywalls import cli
+from paywalls.billing import ledger, limits, metering
+from paywalls.billing import paywall as paywalls
+from paywalls.billing.metering import Pricing, Usage
+from paywalls.billing.paywall import InvalidRequest, ModelPrice
+from paywalls.chat.billing import reserve
+from paywalls.chat.request import parse as parse_chat
+from paywalls.infra import aws, store
+from paywalls.infra import secrets as secrets_store
+from paywalls.wallets import connections
 from tests.chat_support import charges, fund, make_paywall, new_user, sdk
 from tests.conftest import LocalStack
 from tests.shared_support import funded_person, shared_paywall
@@ -265,7 +269,7 @@ def test_round_trips_are_unchanged_without_limits(aws_mock: None, provider_url: 
 def test_shared_mode_spend_limit_is_reserved_with_the_persons_hold(aws_mock: None) -> None:
     """Shared mode: the person's wallet pays within the connection's cap, and the app user's own
     limits are reserved in the same hold; the spend window counts the app user's charge."""
-    from paywalls import shared_mode
+    from paywalls.wallets import shared_mode
     from tests.shared_support import app_secret
 
     app_secret()

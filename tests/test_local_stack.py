@@ -70,7 +70,7 @@ def test_x_forwarded_for_does_not_change_the_client_a_rate_limit_counts() -> Non
     connects from), letting anyone pick a fresh rate-limit key per request. Each request here claims
     another address and names another email, so only the per-client limit on sending sign-in codes can
     stop them: it must, within two windows' worth (a window may turn over once while this runs)."""
-    from paywalls import otp
+    from paywalls.wallets import otp
     from tests.shared_support import form_with
 
     limit = otp.SEND_PER_CLIENT.limit

@@ -10,7 +10,7 @@ import sys
 
 SCRIPT = """
 import logging, threading, contextvars
-from paywalls import logs
+from paywalls.infra import logs
 logs.configure()
 logs.request_id.set("req_main")
 logging.getLogger("paywalls.x").warning("settled", extra={"hold_id": "h1"})

@@ -1,4 +1,4 @@
-"""docs/openapi.json is generated from the user and admin apps (paywalls.openapi_doc). This fails when
+"""docs/openapi.json is generated from the user and admin apps (paywalls.http.openapi_doc). This fails when
 the checked-in document drifts from the code (regenerate: `make openapi`), and checks what the
 document promises: every operation of both APIs and nothing else, request body schemas, OpenAI-style
 error responses, the two security schemes, no float for money."""
@@ -16,8 +16,8 @@ from fastapi.testclient import TestClient
 from openapi_spec_validator import validate
 
 from devserver.router import load_function_app
-from paywalls import openapi_doc
-from paywalls.config import settings
+from paywalls.http import openapi_doc
+from paywalls.infra.config import settings
 
 ROOT = Path(__file__).resolve().parent.parent
 CHECKED_IN = ROOT / "docs" / "openapi.json"

@@ -11,9 +11,9 @@ import pytest
 from starlette.responses import Response
 
 from devserver.router import TemplateRouter
-from paywalls import pages, wallet_pages
-from paywalls.money import format_for_people
-from paywalls.page_http import approval_path, next_path, secure_cookies, set_cookie
+from paywalls.core.money import format_for_people
+from paywalls.http import pages, wallet_pages
+from paywalls.http.page_http import approval_path, next_path, secure_cookies, set_cookie
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -226,7 +226,7 @@ def test_pages_have_one_layout_labels_and_no_script() -> None:
 def test_python_builds_no_html() -> None:
     """The pages' modules hand plain values to the templates: no f-string markup, no manual escape()."""
     for name in ("pages.py", "wallet_pages.py", "page_http.py", "pay_routes.py", "wallet_routes.py"):
-        source = (ROOT / "shared" / "paywalls" / name).read_text()
+        source = (ROOT / "shared" / "paywalls" / "http" / name).read_text()
         assert "from html import" not in source and "escape(" not in source, name
         assert not re.search(r"f[\"']<", source), name
 

@@ -73,8 +73,8 @@ def test_shared_layer_holds_the_paywalls_package(build_dir):
     built = {p.relative_to(build_dir / "SharedLayer").as_posix().removeprefix("python/") for p in package.rglob("*.py")}
     assert built == expected
     # The hosted pages' Jinja2 templates ship in the package (pages.TEMPLATES), every one of them.
-    templates = {p.name for p in (ROOT / "shared" / "paywalls" / "templates").glob("*.html")}
-    assert templates and {p.name for p in (package / "templates").glob("*.html")} == templates
+    templates = {p.name for p in (ROOT / "shared" / "paywalls" / "http" / "templates").glob("*.html")}
+    assert templates and {p.name for p in (package / "http" / "templates").glob("*.html")} == templates
     assert not list(package.rglob("*.cpython-311.pyc")), "pyc files of the build machine's Python"
     assert_compiled_for_python313(package)
     assert not (build_dir / "SharedLayer" / "Makefile").exists()

@@ -1,4 +1,4 @@
-"""Configuration is read once, in one place: `paywalls.config` is the only module of the package and the
+"""Configuration is read once, in one place: `paywalls.infra.config` is the only module of the package and the
 function apps that reads the environment, and its settings parse every value the code used to read."""
 
 from __future__ import annotations
@@ -8,12 +8,12 @@ from pathlib import Path
 
 import pytest
 
-from paywalls import config
-from paywalls.config import settings
+from paywalls.infra import config
+from paywalls.infra.config import settings
 
 ROOT = Path(__file__).resolve().parent.parent
 SCANNED = [ROOT / "shared" / "paywalls", ROOT / "functions"]
-ALLOWED = {ROOT / "shared" / "paywalls" / "config.py"}
+ALLOWED = {ROOT / "shared" / "paywalls" / "infra" / "config.py"}
 _ENV_NAMES = {"environ", "environb", "getenv", "getenvb", "putenv", "unsetenv"}
 
 
@@ -47,7 +47,7 @@ def test_no_environment_read_outside_config() -> None:
         for path in sorted(base.rglob("*.py"))
         if path not in ALLOWED and (lines := environment_reads(path.read_text()))
     }
-    assert offenders == {}, "add a field to paywalls.config.Settings and read it through settings()"
+    assert offenders == {}, "add a field to paywalls.infra.config.Settings and read it through settings()"
 
 
 @pytest.mark.parametrize(

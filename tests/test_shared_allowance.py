@@ -14,10 +14,11 @@ import pytest
 from fastapi.testclient import TestClient
 
 from devserver.router import load_function_app
-from paywalls import connections, ledger, persons, sessions, shared_mode
-from paywalls import paywall as paywalls
-from paywalls.config import settings
-from paywalls.money import format_micros
+from paywalls.billing import ledger
+from paywalls.billing import paywall as paywalls
+from paywalls.core.money import format_micros
+from paywalls.infra.config import settings
+from paywalls.wallets import connections, persons, sessions, shared_mode
 from tests.shared_support import app_secret, form_with, shared_paywall
 
 BASE = "https://pay.example.com"

@@ -12,19 +12,10 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as hs
 
-from paywalls import (
-    connections,
-    earnings,
-    ledger,
-    links,
-    otp,
-    persons,
-    ratelimit,
-    sessions,
-    shared_mode,
-    store,
-)
-from paywalls.paywall import InvalidRequest
+from paywalls.billing import earnings, ledger
+from paywalls.billing.paywall import InvalidRequest
+from paywalls.infra import links, store
+from paywalls.wallets import connections, otp, persons, ratelimit, sessions, shared_mode
 from tests.shared_support import app_secret, consistent, earnings_consistent, funded_person, shared_paywall
 
 
@@ -308,8 +299,8 @@ def test_codes_are_mailed_with_ses_in_aws_and_never_logged(
     from moto.core import DEFAULT_ACCOUNT_ID
     from moto.ses.models import ses_backends
 
-    from paywalls import mailer
-    from paywalls.config import settings
+    from paywalls.infra import mailer
+    from paywalls.infra.config import settings
 
     monkeypatch.delenv("PAYWALLS_LOCAL_DEV", raising=False)
     settings.cache_clear()
@@ -330,8 +321,8 @@ def test_codes_are_mailed_with_ses_in_aws_and_never_logged(
 
 
 def test_local_stack_prints_the_code_and_keeps_it_in_the_sink(env: None, monkeypatch: pytest.MonkeyPatch) -> None:
-    from paywalls import mailer
-    from paywalls.config import settings
+    from paywalls.infra import mailer
+    from paywalls.infra.config import settings
 
     monkeypatch.setenv("PAYWALLS_LOCAL_DEV", "1")
     settings.cache_clear()

@@ -19,9 +19,11 @@ import pytest
 from fastapi.testclient import TestClient
 
 from devserver.router import load_function_app
-from paywalls import connections, earnings, ledger, operator_stripe, persons, sessions, shared_mode, wallet_topup
-from paywalls import paywall as paywalls
-from paywalls.config import settings
+from paywalls.billing import earnings, ledger, operator_stripe
+from paywalls.billing import paywall as paywalls
+from paywalls.infra.config import settings
+from paywalls.wallets import connections, persons, sessions, shared_mode
+from paywalls.wallets import topup as wallet_topup
 from tests import stripe_stub as st
 from tests.conftest import LocalStack
 from tests.shared_support import (

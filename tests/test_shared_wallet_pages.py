@@ -14,8 +14,11 @@ import pytest
 from fastapi.testclient import TestClient
 
 from devserver.router import load_function_app
-from paywalls import connections, csrf, earnings, ledger, links, mailer, paywall, persons, sessions, shared_mode
-from paywalls.config import settings
+from paywalls.billing import earnings, ledger, paywall
+from paywalls.http import csrf
+from paywalls.infra import links, mailer
+from paywalls.infra.config import settings
+from paywalls.wallets import connections, persons, sessions, shared_mode
 from tests.shared_support import WalletBrowser, app_secret, form_with, forms, links_to, shared_paywall
 
 BASE = "https://testserver"

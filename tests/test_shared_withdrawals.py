@@ -16,9 +16,11 @@ import pytest
 from fastapi.testclient import TestClient
 
 from devserver.router import load_function_app
-from paywalls import connections, earnings, ledger, losses, operator_stripe, persons, shared_mode, store, withdrawals
-from paywalls.config import settings
-from paywalls.paywall import Conflict, Paywall
+from paywalls.billing import earnings, ledger, losses, operator_stripe, withdrawals
+from paywalls.billing.paywall import Conflict, Paywall
+from paywalls.infra import store
+from paywalls.infra.config import settings
+from paywalls.wallets import connections, persons, shared_mode
 from tests import stripe_stub as st
 from tests.shared_support import (
     Clock,
@@ -225,7 +227,7 @@ def test_person_adjustments_name_their_environment_and_touch_only_that_wallet(ad
 
 
 def test_wallet_topup_checkout_and_webhook_credit_once(admin: Admin, monkeypatch: pytest.MonkeyPatch) -> None:
-    from paywalls import wallet_topup
+    from paywalls.wallets import topup as wallet_topup
 
     admin.client.put("/admin/operator/stripe", json={"secret_key": "sk_test_op", "topup_amounts": ["5", "20"]})
     endpoint_id = operator_stripe.status()["test"]["webhook_endpoint_id"]
@@ -366,7 +368,7 @@ def test_earnings_within_the_hold_are_not_withdrawable_and_after_it_they_are(adm
 
 
 def test_the_hold_is_the_templates_earnings_hold_days(admin: Admin, monkeypatch: pytest.MonkeyPatch) -> None:
-    from paywalls import config
+    from paywalls.infra import config
 
     assert [config._hold_days(v) for v in (None, "", "0", "2", "30", "-1", "x", "366")] == [7, 7, 0, 2, 30, 7, 7, 7]
     paywall = shared_paywall(fee="0")
@@ -447,8 +449,8 @@ class OperatorHook:
 
 @pytest.fixture
 def operator_hook(aws_mock: None) -> Iterator[OperatorHook]:
-    from paywalls import stripe_config
-    from paywalls.stripe_config import StripeSecrets
+    from paywalls.billing import stripe_config
+    from paywalls.billing.stripe_config import StripeSecrets
 
     app_secret()
     whsec = "whsec_" + uuid.uuid4().hex
@@ -458,7 +460,7 @@ def operator_hook(aws_mock: None) -> Iterator[OperatorHook]:
 
 
 def wallet_session(person: persons.Person, cents: int) -> dict:
-    from paywalls import wallet_topup
+    from paywalls.wallets import topup as wallet_topup
 
     session = st.fixture("checkout_session")
     session.update(
@@ -577,9 +579,9 @@ def test_a_lost_dispute_of_a_wallet_topup_debits_once_and_a_won_one_nothing(oper
 def test_refunds_never_cross_between_the_operator_and_a_paywalls_account(operator_hook: OperatorHook) -> None:
     """A payment intent is mapped to the account that credited it: a paywall's endpoint cannot debit a
     person wallet, nor the operator's endpoint an app wallet."""
-    from paywalls import paywall as paywalls
-    from paywalls import stripe_config
-    from paywalls.stripe_config import StripeSecrets
+    from paywalls.billing import paywall as paywalls
+    from paywalls.billing import stripe_config
+    from paywalls.billing.stripe_config import StripeSecrets
 
     person = persons.get_or_create("isolated@example.com")
     session = wallet_session(person, 1_000)

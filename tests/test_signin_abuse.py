@@ -14,8 +14,9 @@ import pytest
 from fastapi.testclient import TestClient
 
 from devserver.router import load_function_app
-from paywalls import devices, links, mailer, otp, ratelimit, sessions, shared_mode
-from paywalls.config import settings
+from paywalls.infra import links, mailer
+from paywalls.infra.config import settings
+from paywalls.wallets import devices, otp, ratelimit, sessions, shared_mode
 from tests.shared_support import WalletBrowser, app_secret, code_from, form_with, shared_paywall
 
 BASE = "https://testserver"

@@ -12,9 +12,10 @@ import pytest
 from fastapi.testclient import TestClient
 
 from devserver.router import load_function_app
-from paywalls import paywall as paywalls
-from paywalls import secrets_store, stripe_config
-from paywalls.config import settings
+from paywalls.billing import paywall as paywalls
+from paywalls.billing import stripe_config
+from paywalls.infra import secrets as secrets_store
+from paywalls.infra.config import settings
 from tests import stripe_stub as st
 
 TOKEN = "adm_test_token"

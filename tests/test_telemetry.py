@@ -22,13 +22,13 @@ import httpx
 import pytest
 
 from devserver.template import functions, load_template, resources_of_type
-from paywalls import telemetry
+from paywalls.infra import telemetry
 from tests.chat_support import fund, make_paywall, new_user
 from tests.conftest import LocalStack, run_local_stack
 
 ROOT = Path(__file__).resolve().parent.parent
 TEMPLATE = load_template(ROOT / "template.yaml")
-SOURCES = [*sorted((ROOT / "shared" / "paywalls").glob("*.py")), *sorted((ROOT / "functions").glob("*/app.py"))]
+SOURCES = [*sorted((ROOT / "shared" / "paywalls").rglob("*.py")), *sorted((ROOT / "functions").glob("*/app.py"))]
 AWS_NAMESPACES = ("AWS/Lambda", "AWS/ApiGateway")
 SUBSTITUTES = {"AWS::Region": "us-east-1", "AWS::StackName": "paywalls", "AWS::Partition": "aws"}
 
@@ -397,7 +397,8 @@ def test_sweeper_reports_released_and_overdue_holds(
     """A hold it releases counts in HoldsReleased; one it cannot release (its wallet item is gone)
     stays active past its expiry: OverdueHolds and its age, what OverdueHoldsAlarm watches."""
     from devserver.router import load_function_module
-    from paywalls import ledger, store
+    from paywalls.billing import ledger
+    from paywalls.infra import store
     from tests.test_events import LambdaContext
 
     monkeypatch.setenv("POWERTOOLS_METRICS_NAMESPACE", NAMESPACE)
@@ -442,8 +443,9 @@ with mock_aws():
     import httpx, anyio
     from devserver.stack import create_tables
     from devserver.router import load_function_module
-    from paywalls import aws, secrets_store, ledger, stripe_gateway, telemetry
-    from paywalls import paywall as paywalls
+    from paywalls.billing import ledger
+    from paywalls.infra import aws, secrets as secrets_store, stripe_gateway, telemetry
+    from paywalls.billing import paywall as paywalls
     aws.reset_clients()
     create_tables()
     paywall = paywalls.create({"name": "Traced"})

@@ -13,10 +13,13 @@ import pytest
 from fastapi.testclient import TestClient
 
 from devserver.router import load_function_app
-from paywalls import csrf, links, secrets_store, stripe_config
-from paywalls import paywall as paywalls
-from paywalls.config import settings
-from paywalls.stripe_config import StripeSecrets
+from paywalls.billing import paywall as paywalls
+from paywalls.billing import stripe_config
+from paywalls.billing.stripe_config import StripeSecrets
+from paywalls.http import csrf
+from paywalls.infra import links
+from paywalls.infra import secrets as secrets_store
+from paywalls.infra.config import settings
 from tests import stripe_stub as st
 from tests.apigw import apigw_event
 from tests.shared_support import forms

@@ -14,9 +14,9 @@ import httpx
 import pytest
 
 from devserver.router import load_function_app
-from paywalls import paywall as paywalls
-from paywalls import secrets_store
-from paywalls.config import settings
+from paywalls.billing import paywall as paywalls
+from paywalls.infra import secrets as secrets_store
+from paywalls.infra.config import settings
 from tests.apigw import apigw_event
 from tests.conftest import LocalStack
 

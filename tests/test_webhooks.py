@@ -17,9 +17,11 @@ import pytest
 from fastapi.testclient import TestClient
 
 from devserver.router import load_function_app
-from paywalls import aws, ledger, secrets_store, store, stripe_config
-from paywalls import paywall as paywalls
-from paywalls.stripe_config import StripeSecrets
+from paywalls.billing import ledger, stripe_config
+from paywalls.billing import paywall as paywalls
+from paywalls.billing.stripe_config import StripeSecrets
+from paywalls.infra import aws, store
+from paywalls.infra import secrets as secrets_store
 from tests import stripe_stub as st
 from tests.apigw import apigw_event
 
@@ -320,7 +322,7 @@ def test_a_rotated_secret_is_picked_up_without_waiting_for_the_cache(hook: Setup
     stripe_config.webhook_secrets(hook.paywall_id)  # warm the cache with the old secrets
     new_secret = "whsec_" + secrets.token_hex(16)
     # Written behind the cache's back, as another Lambda (the admin function) would.
-    from paywalls import aws
+    from paywalls.infra import aws
 
     aws.client("secretsmanager").put_secret_value(
         SecretId=stripe_config.secret_name(hook.paywall_id, "test"),
@@ -498,7 +500,7 @@ def test_a_credit_landing_between_a_refunds_lookup_and_its_parking_still_nets_ri
 ) -> None:
     """The one interleaving that could lose a refund: the refund finds no payment, the credit lands
     (and finds nothing parked), then the refund parks. The refund re-reads after parking."""
-    from paywalls import webhooks
+    from paywalls.billing import stripe_webhooks as webhooks
 
     session = hook.session("rita", cents=2_000)
     pi = session["payment_intent"]

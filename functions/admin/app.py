@@ -3,7 +3,7 @@ bearer admin token locally.
 
 Every handler is a plain `def`: FastAPI runs it in its threadpool, so its DynamoDB, Secrets Manager and
 Stripe calls (all blocking) never hold the event loop, which locally also serves the chat streams. A
-JSON body arrives as its typed model (`paywalls.api_models`), read asynchronously and checked by the
+JSON body arrives as its typed model (`paywalls.http.api_models`), read asynchronously and checked by the
 `from_json` dependency before the handler runs; the domain functions take `body.sent()`, the fields
 exactly as sent."""
 
@@ -16,27 +16,16 @@ from fastapi import Depends, FastAPI, Query, Request
 from fastapi.responses import JSONResponse
 from mangum import Mangum
 
-from paywalls import (
-    adjustments,
-    admin_reports,
-    earnings,
-    limits,
-    losses,
-    openapi_doc,
-    operator_stripe,
-    persons,
-    secrets_store,
-    shared_mode,
-    stripe_config,
-    stripe_gateway,
-    telemetry,
-    web,
-    withdrawals,
-)
-from paywalls import api_models as m
-from paywalls import paywall as paywalls
-from paywalls.config import settings
-from paywalls.identity import resolve_user
+from paywalls.billing import adjustments, earnings, limits, losses, operator_stripe, stripe_config, withdrawals
+from paywalls.billing import paywall as paywalls
+from paywalls.billing import reports as admin_reports
+from paywalls.billing.identity import resolve_user
+from paywalls.http import api_models as m
+from paywalls.http import openapi_doc, web
+from paywalls.infra import secrets as secrets_store
+from paywalls.infra import stripe_gateway, telemetry
+from paywalls.infra.config import settings
+from paywalls.wallets import persons, shared_mode
 
 app = web.install(FastAPI(title="Paywalls admin API", docs_url=None, redoc_url=None, openapi_url="/admin/openapi.json"))
 # Request bodies, error responses and security schemes, as in the published docs/openapi.json.

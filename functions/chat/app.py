@@ -19,7 +19,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import os
 import time
 from collections.abc import AsyncIterator, Awaitable, Iterator
 from typing import Any
@@ -30,26 +29,21 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from paywalls import (
-    chat_pricing,
-    chat_replies,
-    chat_request,
-    limits,
-    links,
-    metering,
-    providers,
-    shared_mode,
-    sse,
-    telemetry,
-    web,
-)
-from paywalls.chat_billing import Refused, Reservation, blocking, reserve
-from paywalls.chat_request import ChatRequest
-from paywalls.chat_stream import STREAM_HEADERS, MeteredStream
-from paywalls.config import settings
-from paywalls.identity import resolve_user
-from paywalls.metering import Pricing, StreamTally
-from paywalls.paywall import Paywall
+from paywalls.billing import limits, metering
+from paywalls.billing.identity import resolve_user
+from paywalls.billing.metering import Pricing, StreamTally
+from paywalls.billing.paywall import Paywall
+from paywalls.chat import pricing as chat_pricing
+from paywalls.chat import providers, sse
+from paywalls.chat import replies as chat_replies
+from paywalls.chat import request as chat_request
+from paywalls.chat.billing import Refused, Reservation, blocking, reserve
+from paywalls.chat.request import ChatRequest
+from paywalls.http import web
+from paywalls.http.chat_stream import STREAM_HEADERS, MeteredStream
+from paywalls.infra import links, telemetry
+from paywalls.infra.config import settings
+from paywalls.wallets import shared_mode
 
 log = logging.getLogger("paywalls.chat")
 

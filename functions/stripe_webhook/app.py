@@ -25,8 +25,12 @@ from fastapi import FastAPI, Request
 from mangum import Mangum
 from starlette.concurrency import run_in_threadpool
 
-from paywalls import operator_stripe, stripe_config, stripe_gateway, telemetry, wallet_topup, web, webhooks
-from paywalls import paywall as paywalls
+from paywalls.billing import operator_stripe, stripe_config
+from paywalls.billing import paywall as paywalls
+from paywalls.billing import stripe_webhooks as webhooks
+from paywalls.http import web
+from paywalls.infra import stripe_gateway, telemetry
+from paywalls.wallets import topup as wallet_topup
 
 log = logging.getLogger(__name__)
 

@@ -12,7 +12,8 @@ from typing import Any
 
 from aws_lambda_powertools import Logger
 
-from paywalls import ledger, telemetry
+from paywalls.billing import ledger
+from paywalls.infra import telemetry
 
 OVERDUE_AFTER_S = 5 * 60  # five sweeps: one failed pass is not yet a problem
 

@@ -9,12 +9,15 @@ from fastapi.responses import JSONResponse
 from mangum import Mangum
 from starlette.concurrency import run_in_threadpool
 
-from paywalls import accounts, deposits, ledger, limits, links, shared_mode, telemetry, web
-from paywalls import api_models as m
-from paywalls.identity import app_wallet_id, resolve_user
-from paywalls.money import format_micros
+from paywalls.billing import accounts, deposits, ledger, limits
+from paywalls.billing.identity import app_wallet_id, resolve_user
+from paywalls.core.money import format_micros
+from paywalls.http import api_models as m
+from paywalls.http import web
+from paywalls.infra import links, telemetry
+from paywalls.wallets import shared_mode
 
-# The document is published as docs/openapi.json (paywalls.openapi_doc), not served.
+# The document is published as docs/openapi.json (paywalls.http.openapi_doc), not served.
 app = web.install(FastAPI(title="Paywalls user API", docs_url=None, redoc_url=None, openapi_url=None))
 USER = m.USER_PARAMETERS
 

@@ -18,9 +18,9 @@ from typing import Any
 
 import httpx
 
-from paywalls.config import cli_settings
-from paywalls.errors import PaywallsError
-from paywalls.money import format_micros
+from paywalls.core.errors import PaywallsError
+from paywalls.core.money import format_micros
+from paywalls.infra.config import cli_settings
 
 LOCAL_JSON = Path(".paywalls") / "local.json"
 _REGION_IN_HOST = re.compile(r"\.execute-api\.([a-z0-9-]+)\.amazonaws\.com")

@@ -1,0 +1,1 @@
+"""Money rules: wallets' ledger, paywall settings, top-ups, Stripe events, earnings, payouts."""

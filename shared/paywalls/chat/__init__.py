@@ -1,0 +1,1 @@
+"""The chat proxy: request rules, pricing, hold-then-settle, streams, providers."""

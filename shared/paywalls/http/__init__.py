@@ -1,0 +1,1 @@
+"""The HTTP edge shared by the function apps: errors -> HTTP, auth, typed bodies, hosted pages."""

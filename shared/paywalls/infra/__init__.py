@@ -1,0 +1,1 @@
+"""Adapters: DynamoDB, Secrets Manager, Stripe's API, SES, logs, metrics, settings, signing keys."""

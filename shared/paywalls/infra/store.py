@@ -1,0 +1,348 @@
+"""DynamoDB adapter: attribute encoding, the single table's key shapes, and transaction execution with
+jittered backoff on the failures DynamoDB says are transient (TransactionConflict, throttling).
+
+botocore's errors stop here: a failed condition is `ConditionFailed` (one item) or
+`TransactionCancelled` (a transaction), exhausted retries `StoreUnavailable`; no module above this one
+catches `ClientError`."""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import random
+import time
+from collections.abc import Callable, Iterator
+from typing import Any, TypeVar
+
+from botocore.exceptions import ClientError
+
+from paywalls.core.errors import PaywallsError, Unavailable
+from paywalls.infra import aws, telemetry
+from paywalls.infra.config import settings
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+RETRYABLE_CODES = frozenset(
+    {
+        "TransactionConflict",  # inside CancellationReasons
+        "TransactionConflictException",
+        "TransactionInProgressException",
+        "ThrottlingException",
+        "ThrottlingError",
+        "ProvisionedThroughputExceededException",
+        "RequestLimitExceeded",
+        "InternalServerError",
+        "ServiceUnavailable",
+    }
+)
+MAX_ATTEMPTS = 8
+BASE_DELAY_S = 0.02
+MAX_DELAY_S = 1.0
+
+
+class StoreUnavailable(Unavailable):
+    """DynamoDB kept refusing (throttling/conflicts) after every retry; callers answer 503/429."""
+
+    code = "busy"
+    retry_after = 1
+
+
+class ConditionFailed(PaywallsError):
+    """A single-item write's condition did not hold: nothing was written. `item` is the item as it
+    was, when the write asked for it (ReturnValuesOnConditionCheckFailure ALL_OLD) and it existed.
+    Of no kind: the caller decides what a failed condition means (a rate limit, a used code...)."""
+
+    def __init__(self, item: dict[str, Any] | None = None):
+        super().__init__("the condition of the write did not hold")
+        self.item = item
+
+
+CONDITION_FAILED_CODE = "ConditionalCheckFailedException"
+# The reason DynamoDB gives in a cancelled transaction for an item whose condition did not hold
+# (TransactionCancelled.codes[i]); retryable reasons never reach callers (RETRYABLE_CODES).
+CONDITION_FAILED = "ConditionalCheckFailed"
+
+
+def _condition_failed(exc: ClientError) -> ConditionFailed | None:
+    if exc.response.get("Error", {}).get("Code") != CONDITION_FAILED_CODE:
+        return None
+    item = exc.response.get("Item")
+    return ConditionFailed(decode(item) if item else None)
+
+
+# ---- attribute values ---------------------------------------------------------------------------
+
+
+def S(value: str) -> dict[str, str]:
+    return {"S": value}
+
+
+def N(value: int) -> dict[str, str]:
+    return {"N": str(int(value))}
+
+
+def decode(item: dict[str, Any]) -> dict[str, Any]:
+    """Low-level attribute map -> plain Python (numbers as int: we store no fractional numbers)."""
+    return {k: _decode_value(v) for k, v in item.items()}
+
+
+def _decode_value(value: dict[str, Any]) -> Any:
+    ((kind, raw),) = value.items()
+    if kind == "S":
+        return raw
+    if kind == "N":
+        return int(raw)
+    if kind == "BOOL":
+        return raw
+    if kind == "NULL":
+        return None
+    if kind == "M":
+        return decode(raw)
+    if kind == "L":
+        return [_decode_value(v) for v in raw]
+    if kind == "SS":
+        return set(raw)
+    raise ValueError(f"unsupported attribute type {kind}")
+
+
+def encode_value(value: Any) -> dict[str, Any]:
+    if isinstance(value, bool):
+        return {"BOOL": value}
+    if isinstance(value, int):
+        return N(value)
+    if isinstance(value, str):
+        return S(value)
+    if value is None:
+        return {"NULL": True}
+    if isinstance(value, dict):
+        return {"M": {str(k): encode_value(v) for k, v in value.items()}}
+    if isinstance(value, list | tuple):
+        return {"L": [encode_value(v) for v in value]}
+    raise TypeError(f"cannot store {type(value).__name__}")
+
+
+def encode(item: dict[str, Any]) -> dict[str, Any]:
+    return {k: encode_value(v) for k, v in item.items() if v is not None}
+
+
+# ---- table access -------------------------------------------------------------------------------
+
+
+def table_name() -> str:
+    return settings().table_name
+
+
+def ddb() -> Any:
+    return aws.client("dynamodb")
+
+
+def key(pk: str, sk: str) -> dict[str, Any]:
+    return {"pk": S(pk), "sk": S(sk)}
+
+
+def get(pk: str, sk: str, *, consistent: bool = True) -> dict[str, Any] | None:
+    response = with_retries(lambda: ddb().get_item(TableName=table_name(), Key=key(pk, sk), ConsistentRead=consistent))
+    item = response.get("Item")
+    return decode(item) if item else None
+
+
+def _write(call: Callable[[], T]) -> T:
+    """A single-item write with retries; its failed condition as ConditionFailed."""
+    try:
+        return with_retries(call)
+    except ClientError as exc:
+        failed = _condition_failed(exc)
+        if failed is None:
+            raise
+        raise failed from None
+
+
+def put(item: dict[str, Any], *, condition: str | None = None, values: dict | None = None) -> None:
+    """PutItem; ConditionFailed when `condition` does not hold."""
+    kwargs: dict[str, Any] = {"TableName": table_name(), "Item": encode(item)}
+    if condition:
+        kwargs["ConditionExpression"] = condition
+    if values:
+        kwargs["ExpressionAttributeValues"] = values
+    _write(lambda: ddb().put_item(**kwargs))
+
+
+def update(
+    pk: str,
+    sk: str,
+    expression: str,
+    *,
+    condition: str | None = None,
+    values: dict[str, Any] | None = None,
+    names: dict[str, str] | None = None,
+    return_new: bool = False,
+) -> dict[str, Any] | None:
+    """UpdateItem; ConditionFailed when `condition` does not hold. With `return_new`, the item as the
+    update left it (decoded), else None."""
+    kwargs: dict[str, Any] = {"TableName": table_name(), "Key": key(pk, sk), "UpdateExpression": expression}
+    if condition:
+        kwargs["ConditionExpression"] = condition
+    if values:
+        kwargs["ExpressionAttributeValues"] = values
+    if names:
+        kwargs["ExpressionAttributeNames"] = names
+    if return_new:
+        kwargs["ReturnValues"] = "ALL_NEW"
+    response = _write(lambda: ddb().update_item(**kwargs))
+    attributes = response.get("Attributes")
+    return decode(attributes) if return_new and attributes else None
+
+
+def advance(pk: str, sk: str, attribute: str, value: int) -> bool:
+    """Set a numeric `attribute` to `value` unless it is already at least that (a monotonic
+    cursor: a slower concurrent writer can never move it back). False if it was not moved."""
+    try:
+        update(
+            pk,
+            sk,
+            "SET #a = :v",
+            condition="attribute_not_exists(#a) OR #a < :v",
+            names={"#a": attribute},
+            values={":v": N(value)},
+        )
+    except ConditionFailed:
+        return False
+    return True
+
+
+def query(
+    pk: str,
+    *,
+    sk_prefix: str | None = None,
+    newest_first: bool = False,
+    limit: int | None = None,
+    start_key: dict[str, str] | None = None,
+    index: str | None = None,
+    sk_below: str | None = None,
+) -> tuple[list[dict[str, Any]], dict[str, str] | None]:
+    """One page of a partition (or of a gsi1 partition). Returns (items, key to continue after)."""
+    pk_name, sk_name = ("gsi1pk", "gsi1sk") if index else ("pk", "sk")
+    expr = f"{pk_name} = :pk"
+    values: dict[str, Any] = {":pk": S(pk)}
+    if sk_prefix is not None:
+        expr += f" AND begins_with({sk_name}, :prefix)"
+        values[":prefix"] = S(sk_prefix)
+    elif sk_below is not None:
+        expr += f" AND {sk_name} < :below"
+        values[":below"] = S(sk_below)
+    kwargs: dict[str, Any] = {
+        "TableName": table_name(),
+        "KeyConditionExpression": expr,
+        "ExpressionAttributeValues": values,
+        "ScanIndexForward": not newest_first,
+    }
+    if index:
+        kwargs["IndexName"] = index
+    else:
+        kwargs["ConsistentRead"] = True
+    if limit:
+        kwargs["Limit"] = limit
+    if start_key:
+        kwargs["ExclusiveStartKey"] = {k: S(v) for k, v in start_key.items()}
+    response = with_retries(lambda: ddb().query(**kwargs))
+    items = [decode(i) for i in response.get("Items", [])]
+    last = response.get("LastEvaluatedKey")
+    return items, (decode(last) if last else None)
+
+
+def query_all(pk: str, **kwargs: Any) -> Iterator[dict[str, Any]]:
+    start: dict[str, str] | None = None
+    while True:
+        items, start = query(pk, start_key=start, **kwargs)
+        yield from items
+        if not start:
+            return
+
+
+def batch_get(keys: list[tuple[str, str]]) -> list[dict[str, Any]]:
+    found: list[dict[str, Any]] = []
+    for i in range(0, len(keys), 100):
+        pending: dict[str, Any] = {table_name(): {"Keys": [key(pk, sk) for pk, sk in keys[i : i + 100]]}}
+        for _ in range(MAX_ATTEMPTS):
+            response = with_retries(lambda p=pending: ddb().batch_get_item(RequestItems=p))
+            found.extend(decode(x) for x in response.get("Responses", {}).get(table_name(), []))
+            pending = response.get("UnprocessedKeys") or {}
+            if not pending:
+                break
+            backoff(1)
+    return found
+
+
+# ---- transactions -------------------------------------------------------------------------------
+
+
+class TransactionCancelled(PaywallsError):
+    """A condition in the transaction failed. `codes[i]` is the reason for the i-th item; `items[i]`
+    is that item as it was, when the operation asked for it (ReturnValuesOnConditionCheckFailure
+    ALL_OLD) and it existed: the state that made the condition fail, without another read."""
+
+    def __init__(self, codes: list[str], items: list[dict[str, Any] | None] | None = None):
+        super().__init__(", ".join(codes))
+        self.codes = codes
+        self.items = items or [None] * len(codes)
+
+
+def transact(items: list[dict[str, Any]], *, token_seed: str | None = None) -> None:
+    """TransactWriteItems with retries on transient failures only. A failed condition is raised as
+    TransactionCancelled at once: retrying a failed balance check would be wrong."""
+    kwargs: dict[str, Any] = {"TransactItems": items}
+    if token_seed:
+        # ClientRequestToken makes a retry of this exact transaction (e.g. after a timeout whose write
+        # did land) a no-op in DynamoDB for 10 minutes; derived from the operation, never random.
+        kwargs["ClientRequestToken"] = hashlib.sha256(token_seed.encode()).hexdigest()[:36]
+
+    def attempt() -> None:
+        try:
+            ddb().transact_write_items(**kwargs)
+        except ClientError as exc:
+            if exc.response["Error"]["Code"] != "TransactionCanceledException":
+                raise
+            reasons = exc.response.get("CancellationReasons", [])
+            codes = [r.get("Code", "None") for r in reasons]
+            if any(c in RETRYABLE_CODES for c in codes):
+                raise _Retryable(codes) from exc
+            items = [decode(r["Item"]) if r.get("Item") else None for r in reasons]
+            raise TransactionCancelled(codes, items) from exc
+
+    with_retries(attempt)
+
+
+class _Retryable(PaywallsError):
+    def __init__(self, codes: list[str]):
+        super().__init__(", ".join(codes))
+
+
+def _is_retryable(exc: Exception) -> bool:
+    if isinstance(exc, _Retryable):
+        return True
+    if isinstance(exc, ClientError):
+        return exc.response.get("Error", {}).get("Code") in RETRYABLE_CODES
+    return False
+
+
+def backoff(attempt: int) -> None:
+    # "Full jitter": spreads retries of colliding writers apart instead of re-colliding in lockstep.
+    time.sleep(random.uniform(0, min(MAX_DELAY_S, BASE_DELAY_S * (2**attempt))))
+
+
+def with_retries(call: Callable[[], T], *, attempts: int = MAX_ATTEMPTS) -> T:
+    for attempt in range(attempts):
+        try:
+            return call()
+        except Exception as exc:
+            if not _is_retryable(exc):
+                raise
+            log.warning("dynamodb transient failure, retrying", extra={"attempt": attempt + 1, "error": str(exc)})
+            if attempt + 1 == attempts:
+                telemetry.emit({"StoreUnavailable": 1})
+                raise StoreUnavailable("the database is busy, please retry") from exc
+            telemetry.emit({"DynamoDBRetries": 1})
+            backoff(attempt)
+    raise AssertionError("unreachable")

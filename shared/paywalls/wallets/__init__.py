@@ -1,0 +1,1 @@
+"""Shared mode: people, sign-in, devices, authorizations (connections), wallet top-ups."""
