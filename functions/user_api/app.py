@@ -9,13 +9,13 @@ from fastapi.responses import JSONResponse
 from mangum import Mangum
 from starlette.concurrency import run_in_threadpool
 
-from paywalls.billing import accounts, deposits, ledger, limits
+from paywalls.billing import deposits, ledger, limits
 from paywalls.billing.identity import app_wallet_id, resolve_user
 from paywalls.core.money import format_micros
 from paywalls.http import api_models as m
 from paywalls.http import web
-from paywalls.infra import links, telemetry
-from paywalls.wallets import shared_mode
+from paywalls.infra import telemetry
+from paywalls.wallets import payers, shared_mode
 
 # The document is published as docs/openapi.json (paywalls.http.openapi_doc), not served.
 app = web.install(FastAPI(title="Paywalls user API", docs_url=None, redoc_url=None, openapi_url=None))
@@ -62,21 +62,13 @@ def _user(request: Request, body_user: str | None = None) -> str:
     return resolve_user(body_user, request.headers.get("x-paywall-user"), request.query_params.get("user"))
 
 
-def _balance_fields(balance: int, currency: str) -> dict[str, Any]:
-    return {"balance": str(balance), "balanceFormatted": format_micros(balance), "currency": currency}
-
-
 @app.get("/v1/user/balance", **m.answers(m.Balance | m.Allowance, 400, 401, 503, parameters=USER))
 def balance(request: Request) -> dict[str, Any]:
+    """Default mode: the user's balance. Shared mode: the app's allowance, never the person's wallet
+    balance (payers.PersonWallet)."""
     caller = web.authenticate(request)
     user = _user(request)
-    if caller.paywall.mode == "shared":
-        # The app's own allowance, never the person's wallet balance (shared_mode.Allowance).
-        shown = shared_mode.allowance(caller.paywall, caller.environment, user).as_api(caller.paywall.currency)
-    else:
-        accounts.ensure_trial(caller.paywall, caller.environment, user)
-        wallet = ledger.get_wallet(app_wallet_id(caller.paywall.id, caller.environment, user))
-        shown = _balance_fields(wallet.balance, caller.paywall.currency)
+    shown = payers.payer_for(caller.paywall, caller.environment, user).balance()
     # The user's limits (limits.py), only when some apply: what is left of each and when it resets.
     user_limits = limits.for_user(caller.paywall, caller.environment, user)
     if user_limits is not None:
@@ -84,20 +76,13 @@ def balance(request: Request) -> dict[str, Any]:
     return shown
 
 
-def _topup_url(request: Request, caller: web.Caller, user: str) -> str:
-    return links.topup_url(web.public_base_url(request), caller.paywall.id, caller.environment, user)
-
-
 @app.get("/v1/user/balance/topup", **m.answers(m.TopupLink, 400, 401, 503, parameters=USER))
 def topup(request: Request) -> dict[str, Any]:
-    """A stable link to our hosted top-up page for this user (default mode)."""
+    """Where this user adds money: our hosted top-up page (default mode), the person's wallet page
+    (shared mode)."""
     caller = web.authenticate(request)
-    user = _user(request)
-    if caller.paywall.mode == "shared":
-        # The person tops up their own wallet (after signing in), in the environment of this key.
-        return {"url": shared_mode.wallet_topup_url(web.public_base_url(request), caller.environment)}
-    accounts.ensure_trial(caller.paywall, caller.environment, user)
-    return {"url": _topup_url(request, caller, user)}
+    payer = payers.payer_for(caller.paywall, caller.environment, _user(request))
+    return {"url": payer.topup_url(web.public_base_url(request))}
 
 
 async def _caller(request: Request) -> web.Caller:
@@ -131,7 +116,7 @@ async def deposit(request: Request, caller: Caller, body: MoneyBody) -> JSONResp
         )
     )
     content = {
-        **_balance_fields(posting.entry.balance_after, caller.paywall.currency),
+        **payers.balance_fields(posting.entry.balance_after, caller.paywall.currency),
         "entry": posting.entry.as_api(),
     }
     return JSONResponse(content, headers=_replayed(posting))
@@ -139,52 +124,25 @@ async def deposit(request: Request, caller: Caller, body: MoneyBody) -> JSONResp
 
 @app.post("/v1/user/charge", **m.answers(m.Charged | m.SharedCharged, 400, 401, 409, 413, 503, parameters=MONEY))
 async def charge(request: Request, caller: Caller, body: MoneyBody) -> JSONResponse:
-    """A manual charge. Not enough funds is not an error: 200 with success=false and the paywall's
-    ready-to-render top-up message (nothing charged)."""
+    """A manual charge, from whoever pays for this user (payers.payer_for). Not enough funds (or, in
+    shared mode, not connected / cap reached) is not an error: 200 with success=false, the paywall's
+    ready-to-render message and X-Paywall-Action (nothing charged)."""
     user, key = _money_request(request, body)
-    if caller.paywall.mode == "shared":
-        return await run_in_threadpool(_shared_charge, request, caller, body, user, key)
-    result = await run_in_threadpool(
-        lambda: deposits.charge(
-            caller.paywall, caller.environment, user, body.amount, idempotency_key=key, metadata=body.metadata
-        )
-    )
-    if result.posting is None:
-        return JSONResponse(
-            await run_in_threadpool(_short_of_funds, request, caller, user), headers={"X-Paywall-Action": "topup"}
-        )
-    entry = result.posting.entry
-    content = {
-        "success": True,
-        "message": f"charged {format_micros(-entry.amount)} {caller.paywall.currency.upper()}",
-        **_balance_fields(entry.balance_after, caller.paywall.currency),
-        "entry": entry.as_api(),
-    }
-    return JSONResponse(content, headers=_replayed(result.posting))
+    return await run_in_threadpool(_charge, request, caller, body, user, key)
 
 
-def _shared_charge(request: Request, caller: web.Caller, body: m.MoneyRequest, user: str, key: str) -> JSONResponse:
-    """Shared mode: the person's wallet pays within the cap; the paywall earns the charge minus the
-    platform fee. Not connected / too little / cap reached: 200, success=false, the paywall text."""
+def _charge(request: Request, caller: web.Caller, body: m.MoneyRequest, user: str, key: str) -> JSONResponse:
     paywall = caller.paywall
-    result = shared_mode.charge(
-        paywall, caller.environment, user, body.amount, idempotency_key=key, metadata=body.metadata
-    )
-    # Both answers carry the app's allowance after the attempt, never the wallet balance (no entry
-    # either: its balance_after is the person's).
-    allowance = shared_mode.allowance(paywall, caller.environment, user).as_api(paywall.currency)
-    if result.posting is None:
-        refusal = result.refusal or "topup"
-        message = shared_mode.refusal_text(paywall, refusal, web.public_base_url(request), caller.environment, user)
-        content = {"success": False, "message": message, **allowance}
-        return JSONResponse(content, headers={"X-Paywall-Action": refusal})
-    entry = result.posting.entry
-    content = {
-        "success": True,
-        "message": f"charged {format_micros(-entry.amount)} {paywall.currency.upper()}",
-        **allowance,
-    }
-    return JSONResponse(content, headers=_replayed(result.posting))
+    payer = payers.payer_for(paywall, caller.environment, user)
+    charged = payer.charge(body.amount, idempotency_key=key, metadata=body.metadata)
+    shown = payer.after_charge(charged)
+    if charged.posting is None:
+        refusal = charged.refusal or "topup"
+        message = payer.refusal_text(refusal, web.public_base_url(request))
+        return JSONResponse({"success": False, "message": message, **shown}, headers={"X-Paywall-Action": refusal})
+    amount = format_micros(-charged.posting.entry.amount)
+    content = {"success": True, "message": f"charged {amount} {paywall.currency.upper()}", **shown}
+    return JSONResponse(content, headers=_replayed(charged.posting))
 
 
 @app.get("/v1/user/connect", **m.answers(m.Connected | m.NotConnected, 400, 401, 409, 503, parameters=USER))
@@ -210,15 +168,6 @@ def _require_shared(caller: web.Caller) -> None:
         raise web.ApiError(
             409, "connect and disconnect are for shared-mode paywalls; this paywall is in default mode", code="conflict"
         )
-
-
-def _short_of_funds(request: Request, caller: web.Caller, user: str) -> dict[str, Any]:
-    wallet = ledger.get_wallet(app_wallet_id(caller.paywall.id, caller.environment, user))
-    return {
-        "success": False,
-        "message": caller.paywall.render("topup", _topup_url(request, caller, user)),
-        **_balance_fields(wallet.balance, caller.paywall.currency),
-    }
 
 
 @app.get("/v1/user/ledger", **m.answers(m.LedgerPage, 400, 401, 409, 503, parameters=USER))

@@ -21,9 +21,8 @@ import secrets
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from paywalls.billing import ledger
+from paywalls.billing import adjustments, ledger
 from paywalls.billing.paywall import ENVIRONMENTS, InvalidRequest, NotFound
-from paywalls.core.money import parse_amount
 from paywalls.infra import store
 from paywalls.infra.store import TransactionCancelled
 
@@ -146,14 +145,6 @@ def adjust(
         raise InvalidRequest("environment must be 'live' or 'test'", "environment")
     if get(person_id) is None:
         raise NotFound(f"person {person_id!r} not found")
-    if reason is not None and (not isinstance(reason, str) or len(reason) > 500):
-        raise InvalidRequest("reason must be a string of at most 500 characters", "reason")
-    # Signed: a leading "-" debits. Nothing else is trimmed or converted (money.parse_amount is strict).
-    negative = isinstance(amount, str) and amount.startswith("-")
-    micros = parse_amount(amount[1:] if negative else amount)  # type: ignore[index]
-    metadata = {"reason": reason} if reason else {}
-    key = f"adjust:{idempotency_key}"
-    wallet = wallet_id(person_id, environment)
-    if negative:
-        return ledger.charge(wallet, micros, idempotency_key=key, entry_type="adjustment", metadata=metadata)
-    return ledger.credit(wallet, micros, idempotency_key=key, entry_type="adjustment", metadata=metadata)
+    return adjustments.correct(
+        wallet_id(person_id, environment), amount, idempotency_key=idempotency_key, reason=reason
+    )

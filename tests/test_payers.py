@@ -1,0 +1,48 @@
+"""Who pays (paywalls.wallets.payers) is decided in one place: the user API's balance, top-up link and
+manual charge ask `payer_for` and never branch on the paywall's mode themselves; operator corrections of
+both kinds of wallet go through one rule (billing.adjustments.correct)."""
+
+from __future__ import annotations
+
+import ast
+import inspect
+from pathlib import Path
+
+from paywalls.billing import adjustments
+from paywalls.billing.paywall import Paywall
+from paywalls.wallets import payers, persons
+
+ROOT = Path(__file__).resolve().parent.parent
+USER_API = ROOT / "functions" / "user_api" / "app.py"
+
+
+def _functions(path: Path) -> dict[str, ast.AST]:
+    tree = ast.parse(path.read_text())
+    return {n.name: n for n in ast.walk(tree) if isinstance(n, ast.FunctionDef | ast.AsyncFunctionDef)}
+
+
+def _reads_mode(node: ast.AST) -> bool:
+    return any(isinstance(n, ast.Attribute) and n.attr == "mode" for n in ast.walk(node))
+
+
+def test_the_user_api_money_paths_do_not_branch_on_the_mode() -> None:
+    functions = _functions(USER_API)
+    for name in ("balance", "topup", "charge", "_charge"):
+        assert name in functions, name
+        assert not _reads_mode(functions[name]), f"{name} decides who pays itself: use payers.payer_for"
+        assert "payer" in ast.unparse(functions[name]) or name == "charge", name
+
+
+def test_payer_for_picks_by_mode() -> None:
+    default = Paywall(id="pw_1", name="App", mode="default", created_at="2026-11-29T00:00:00Z")
+    shared = Paywall(id="pw_2", name="App", mode="shared", created_at="2026-11-29T00:00:00Z")
+    assert isinstance(payers.payer_for(default, "live", "u"), payers.OwnWallet)
+    assert isinstance(payers.payer_for(shared, "live", "u"), payers.PersonWallet)
+
+
+def test_both_corrections_share_one_rule() -> None:
+    """The signed amount and the reason are parsed in adjustments.correct only."""
+    for function in (adjustments.adjust, persons.adjust):
+        source = inspect.getsource(function)
+        assert "correct(" in source
+        assert "parse_amount" not in source and "startswith(\"-\")" not in source
