@@ -80,10 +80,11 @@ def local_stack() -> Iterator[tuple[str, dict]]:
 
 
 @contextlib.contextmanager
-def inprocess_server() -> Iterator[tuple[str, dict[str, str]]]:
-    """devserver.inprocess served from its own process; yields (base URL, proxy headers)."""
+def inprocess_server(*, replay: bool = False) -> Iterator[tuple[str, dict[str, str]]]:
+    """devserver.inprocess served from its own process; yields (base URL, proxy headers). `replay`:
+    DynamoDB answered from recorded answers (devserver.inprocess.ReplayedDynamoDB), no moto."""
     proc = subprocess.Popen(
-        [sys.executable, "-m", "devserver.inprocess"],
+        [sys.executable, "-m", "devserver.inprocess", *(["--replay"] if replay else [])],
         cwd=ROOT,
         stdout=subprocess.PIPE,
         stderr=subprocess.DEVNULL,
@@ -187,14 +188,20 @@ def main() -> None:
     args = parser.parse_args()
     count = max(5, min(args.requests, 500))
 
+    with inprocess_server(replay=True) as (base, headers):
+        replayed = measure_stack(base, headers, count)
     with inprocess_server() as (base, headers):
         inprocess = measure_stack(base, headers, count)
     with engine_server() as (base, headers):
         engine = measure_stack(base, headers, count)
-    ours = report(f"in-process DynamoDB (our own cost), {count} requests per case", inprocess)
+    own = report(f"DynamoDB replayed, no database (our own cost), {count} requests per case", replayed)
+    moto = report(f"in-process DynamoDB (ours + moto's work), {count} requests per case", inprocess)
     local = report(f"local engine (make run), {count} requests per case", engine)
     for kind in ("json", "stream"):
-        print(f"added p50, {kind}: in-process {ours[kind]:.2f} ms vs local engine {local[kind]:.2f} ms")
+        print(
+            f"added p50, {kind}: own cost {own[kind]:.2f} ms, with in-process moto {moto[kind]:.2f} ms,"
+            f" with the local engine {local[kind]:.2f} ms"
+        )
 
     sys.path.insert(0, str(ROOT))
     from devserver.inprocess import inprocess_stack, measure_kinds

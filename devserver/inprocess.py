@@ -313,12 +313,63 @@ def measure_kinds(stack: InProcessStack) -> dict[str, Placement]:
     return results
 
 
+class ReplayedDynamoDB:
+    """Answers each DynamoDB call with the last answer recorded for the same operation, without moto:
+    what a request then costs is our own work (the app, botocore's serialising, signing and parsing,
+    the thread hops), the database's removed. Conditions always pass, so it is for timing a request
+    that succeeds, never for checking money. Recording runs until `replay()`."""
+
+    def __init__(self, client: Any):
+        self.answers: dict[str, bytes] = {}
+        self.replaying = False
+        client.meta.events.register("after-call.dynamodb", self.record)
+        # Before moto's stubber (registered on the unqualified event, so asked after this one).
+        client.meta.events.register_first("before-send.dynamodb", self.answer)
+
+    def record(self, http_response: Any, model: Any, **_: Any) -> None:
+        if not self.replaying and http_response.status_code == 200:
+            self.answers[model.name] = http_response.content
+
+    def replay(self) -> None:
+        """From now on, recorded operations are answered here. botocore asks every before-send handler
+        and keeps the first answer, so moto's stubber would still do the work: it is told to pass on
+        the operations answered here."""
+        from moto.core.botocore_stubber import BotocoreStubber
+
+        self.replaying = True
+        moto_call = BotocoreStubber.__call__
+        answered = self.answers
+
+        def passing(stubber: Any, event_name: str, request: Any, **kwargs: Any) -> Any:
+            if event_name.startswith("before-send.dynamodb.") and event_name.rsplit(".", 1)[-1] in answered:
+                return None
+            return moto_call(stubber, event_name, request, **kwargs)
+
+        BotocoreStubber.__call__ = passing  # type: ignore[method-assign]  # a benchmark-only process
+
+    def answer(self, request: Any, event_name: str, **_: Any) -> Any:
+        if not self.replaying:
+            return None
+        from botocore.awsrequest import AWSResponse
+        from moto.core.botocore_stubber import MockRawResponse
+
+        body = self.answers.get(event_name.rsplit(".", 1)[-1])
+        if body is None:
+            return None  # never recorded: moto answers it
+        headers = {"content-type": "application/x-amz-json-1.0", "x-amzn-requestid": "replayed"}
+        return AWSResponse(request.url, 200, headers, MockRawResponse(body))
+
+
 def main() -> None:
     """Serve the in-process stack (for benchmarks/proxy_overhead.py): prints one JSON line with
-    its URL, a funded user's key and the admin token, then serves until SIGTERM/SIGINT."""
+    its URL, a funded user's key and the admin token, then serves until SIGTERM/SIGINT. With
+    `--replay`, DynamoDB is answered from answers recorded on a few warm-up requests
+    (ReplayedDynamoDB): the figures are then the proxy's own cost."""
     import json
     import signal
     import sys
+
+    from paywalls.infra import aws
 
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
@@ -326,6 +377,14 @@ def main() -> None:
     with inprocess_stack() as stack:
         paywall = stack.paywall()
         stack.fund(paywall["id"], "bench", "1000")
+        if "--replay" in sys.argv:
+            replayed = ReplayedDynamoDB(aws.client("dynamodb"))
+            headers = {"Authorization": f"Bearer {paywall['key']}", "X-Paywall-User": "bench"}
+            body = {"model": "demo/echo", "messages": MESSAGES}
+            with httpx.Client(base_url=stack.url, timeout=30) as client:
+                for stream in (False, True, False, True):
+                    client.post("/v1/chat/completions", json={**body, "stream": stream}, headers=headers)
+            replayed.replay()
         print(json.dumps({"url": stack.url, "key": paywall["key"], "user": "bench"}), flush=True)
         while not stop.wait(0.5):
             pass
