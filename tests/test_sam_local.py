@@ -66,7 +66,7 @@ def test_env_file_sets_only_variables_the_template_declares(sam_env: dict[str, d
 def test_the_endpoint_is_only_honoured_inside_sam_local() -> None:
     script = (
         "from paywalls.infra.config import settings\n"
-        "from paywalls import aws\n"
+        "from paywalls.infra import aws\n"
         "print(settings().sam_local_endpoint, aws.client('dynamodb').meta.endpoint_url)\n"
     )
     base = {

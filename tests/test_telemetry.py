@@ -543,7 +543,7 @@ def test_tracing_is_off_outside_lambda_and_costs_no_import() -> None:
         "from devserver.template import functions, load_template\n"
         "for name, r in functions(load_template('template.yaml')).items():\n"
         "    load_function_module(r['Properties']['CodeUri'].rstrip('/'), name)\n"
-        "from paywalls import telemetry\n"
+        "from paywalls.infra import telemetry\n"
         "assert telemetry.tracer() is None\n"
         "assert not [m for m in sys.modules if m.startswith('aws_xray_sdk')], 'X-Ray SDK imported'\n"
     )

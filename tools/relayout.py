@@ -100,7 +100,10 @@ TEXT_NAMES = {"Makefile"}
 _NAMES = "|".join(sorted(MOVES, key=len, reverse=True))
 _DOTTED = re.compile(rf"\bpaywalls\.({_NAMES})\b(?!\.py)")
 _PATH = re.compile(rf"\bshared/paywalls/({_NAMES})\.py\b")
-_FROM_PACKAGE = re.compile(r"^(?P<indent>[ \t]*)from paywalls import (?P<names>\([^)]*\)|[^\n]*)", re.M)
+# At a line's start, or inside a string of code (`"...\\nfrom paywalls import aws\\n"` for `python -c`).
+_FROM_PACKAGE = re.compile(
+    r"(?:^|(?<=\\n)|(?<=[\"']))(?P<indent>[ \t]*)from paywalls import (?P<names>\([^)]*\)|[^\n\\\"']*)", re.M
+)
 
 
 def _split_names(names: str) -> list[tuple[str, str | None]]:
