@@ -113,6 +113,8 @@ def configure_environment(endpoint: str, port: int, admin_token: str) -> None:
             "ADMIN_TOKEN": admin_token,
             "PUBLIC_BASE_URL": f"http://127.0.0.1:{port}",
             "PAYWALLS_LOCAL_DEV": "1",
+            # Webhook receivers on http://127.0.0.1 (events/subscriptions.py); never set in AWS.
+            "PAYWALLS_WEBHOOK_ALLOW_LOCAL": "1",
             "POWERTOOLS_SERVICE_NAME": "paywalls-local",
         }
     )

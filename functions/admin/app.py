@@ -36,6 +36,7 @@ from paywalls import (
 from paywalls import api_models as m
 from paywalls import paywall as paywalls
 from paywalls.config import settings
+from paywalls.events import routes as webhook_routes
 from paywalls.identity import resolve_user
 
 app = web.install(FastAPI(title="Paywalls admin API", docs_url=None, redoc_url=None, openapi_url="/admin/openapi.json"))
@@ -89,6 +90,17 @@ def list_paywalls(limit: int = 100, cursor: str | None = None) -> dict[str, Any]
 @app.post("/admin/paywalls", dependencies=admin, **m.answers(m.PaywallOut, *AUTH, 400, 413, status=201))
 def create_paywall(body: CreatePaywallBody) -> dict[str, Any]:
     return paywalls.create(body.sent()).as_api()
+
+
+def _admin_paywall(paywall_id: str) -> str:
+    paywalls.get(paywall_id)  # 404 for an unknown paywall
+    return paywall_id
+
+
+# Outbound webhooks, the same shapes as the app's /v1/webhooks (events/routes.py).
+app.include_router(
+    webhook_routes.router("/admin/paywalls/{paywall_id}/webhooks", _admin_paywall, AUTH, dependencies=admin)
+)
 
 
 @app.get("/admin/paywalls/{paywall_id}", dependencies=admin, **m.answers(m.PaywallOut, *AUTH, 404))

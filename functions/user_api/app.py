@@ -11,6 +11,8 @@ from starlette.concurrency import run_in_threadpool
 
 from paywalls import accounts, deposits, ledger, limits, links, shared_mode, telemetry, web
 from paywalls import api_models as m
+from paywalls.events import outbox
+from paywalls.events import routes as webhook_routes
 from paywalls.identity import app_wallet_id, resolve_user
 from paywalls.money import format_micros
 
@@ -94,7 +96,10 @@ def topup(request: Request) -> dict[str, Any]:
         # The person tops up their own wallet (after signing in), in the environment of this key.
         return {"url": shared_mode.wallet_topup_url(web.public_base_url(request), caller.environment)}
     accounts.ensure_trial(caller.paywall, caller.environment, user)
-    return {"url": _topup_url(request, caller, user)}
+    url = _topup_url(request, caller, user)
+    data = {"externalUserId": user, "environment": caller.environment, "url": url, "expiresAt": None}
+    outbox.emit(caller.paywall, "paywall.balance.topup.link.created", data)
+    return {"url": url}
 
 
 async def _caller(request: Request) -> web.Caller:
@@ -200,6 +205,14 @@ def disconnect(request: Request) -> dict[str, Any]:
     user = _user(request)
     _require_shared(caller)
     return shared_mode.disconnect(caller.paywall, caller.environment, user)
+
+
+async def _caller_paywall(request: Request) -> str:
+    return (await run_in_threadpool(web.authenticate, request)).paywall.id
+
+
+# Outbound webhooks (events/routes.py; the operator's mirror is under /admin/paywalls/{id}/webhooks).
+app.include_router(webhook_routes.router("/v1/webhooks", _caller_paywall, (401, 503)))
 
 
 def _require_shared(caller: web.Caller) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from paywalls import ledger
+from paywalls.events import outbox
 from paywalls.identity import app_wallet_id, app_wallet_listing
 from paywalls.paywall import Paywall
 
@@ -26,4 +27,5 @@ def ensure_trial(paywall: Paywall, environment: str, user: str) -> None:
         entry_type="trial",
         keep_key_forever=True,
         listing=app_wallet_listing(paywall.id, environment, user),
+        also=outbox.posting_events(paywall, environment, user, "paywall.balance.trial.granted"),
     )

@@ -7,6 +7,7 @@ import re
 from dataclasses import dataclass
 
 from paywalls import accounts, ledger
+from paywalls.events import outbox
 from paywalls.identity import app_wallet_listing, idempotency_scope
 from paywalls.money import parse_amount
 from paywalls.paywall import Conflict, InvalidRequest, Paywall
@@ -68,6 +69,13 @@ def deposit(
         keep_key_forever=True,
         listing=app_wallet_listing(paywall.id, environment, user),
         metadata=meta,
+        also=outbox.posting_events(
+            paywall,
+            environment,
+            user,
+            "paywall.balance.deposit.created",
+            lambda entry: {"idempotencyKey": idempotency_key, "metadata": meta},
+        ),
     )
 
 
@@ -98,6 +106,14 @@ def charge(
             idempotency_scope=idempotency_scope(paywall.id, environment),
             listing=app_wallet_listing(paywall.id, environment, user),
             metadata=meta,
+            also=outbox.posting_events(
+                paywall,
+                environment,
+                user,
+                "paywall.balance.charge.created",
+                lambda entry: {"idempotencyKey": idempotency_key, "metadata": meta},
+                depletes=True,
+            ),
         )
     except ledger.InsufficientFunds:
         return ChargeResult(None)

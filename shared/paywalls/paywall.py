@@ -140,6 +140,9 @@ class Paywall:
     # an override (only then does a request read its override item).
     limits: dict[str, int] = field(default_factory=dict)
     user_limits: bool = False
+    # Outbound webhooks (events/subscriptions.py keeps it): the union of the active subscriptions'
+    # event patterns, so a request knows from the cached paywall whether to write an event at all.
+    webhook_events: list[str] = field(default_factory=list)
 
     def template(self, name: str) -> str:
         return self.templates.get(name) or DEFAULT_TEMPLATES[name]
@@ -238,6 +241,7 @@ def _from_item(item: dict[str, Any]) -> Paywall:
         updated_at=item.get("updated_at"),
         limits=item.get("limits") or {},
         user_limits=bool(item.get("user_limits")),
+        webhook_events=list(item.get("webhook_events") or []),
     )
 
 
@@ -267,9 +271,15 @@ def _valid_id(paywall_id: str) -> bool:
     return isinstance(paywall_id, str) and _ID_RE.fullmatch(paywall_id) is not None
 
 
-def save(p: Paywall) -> Paywall:
+def save(p: Paywall, changed: list[str] | None = None) -> Paywall:
+    """Write the whole record; `changed` (the fields an operator changed) also sends `paywall.updated`
+    to the app's webhooks (events/outbox.py)."""
     p = replace(p, updated_at=_now())
     store.put(_to_item(p))
+    if changed:
+        from paywalls.events import outbox  # noqa: PLC0415 (the outbox builds on this module)
+
+        outbox.emit(p, "paywall.updated", {"fields": sorted(changed)})
     return p
 
 
@@ -343,7 +353,8 @@ def patch(paywall_id: str, data: dict[str, Any]) -> Paywall:
             "platform_fee_percent",
         },
     )
-    return save(_apply_changes(current, {k: v for k, v in data.items() if k != "mode"}))
+    changes = {k: v for k, v in data.items() if k != "mode"}
+    return save(_apply_changes(current, changes), sorted(changes))
 
 
 def _reject_unknown(data: dict[str, Any], allowed: set[str]) -> None:
@@ -390,7 +401,7 @@ def set_pricing(paywall_id: str, data: dict[str, Any]) -> Paywall:
         changes["markup_percent"] = _decimal_field(data, "markup_percent", parse_percent)
     if "features" in data:
         changes["features"] = _features(data["features"])
-    return save(replace(current, **changes))
+    return save(replace(current, **changes), sorted(changes))
 
 
 def _features(features: Any) -> dict[str, ModelPrice]:
@@ -438,7 +449,7 @@ def set_templates(paywall_id: str, data: dict[str, Any]) -> Paywall:
             if name in ("topup", "authorize") and "{{url}}" not in (text or ""):
                 raise InvalidRequest(f"the {name} template must contain {{{{url}}}}", name)
             templates[name] = text or ""
-    return save(replace(current, templates=templates))
+    return save(replace(current, templates=templates), ["templates"])
 
 
 def provider_secret_name(prefix: str, paywall_id: str) -> str:
@@ -463,7 +474,7 @@ def validated_provider(data: dict[str, Any]) -> tuple[str, str, str]:
 
 def set_provider(paywall_id: str, kind: str, base_url: str, secret_name: str) -> Paywall:
     current = get(paywall_id)
-    return save(replace(current, provider=Provider(kind, base_url, secret_name, _now())))
+    return save(replace(current, provider=Provider(kind, base_url, secret_name, _now())), ["provider"])
 
 
 def set_stripe(paywall_id: str, stripe: dict[str, Any]) -> Paywall:
@@ -522,6 +533,7 @@ def issue_key(paywall_id: str, environment: str) -> tuple[ApiKey, str]:
             },
         ]
     )
+    _key_event(paywall_id, key, "issued")
     return key, raw
 
 
@@ -554,7 +566,18 @@ def revoke_key(paywall_id: str, key_id: str) -> ApiKey:
         )
     except TransactionCancelled:
         raise Conflict("key could not be revoked, retry") from None
-    return _key_from_item({**item, "revoked": True})
+    revoked = _key_from_item({**item, "revoked": True})
+    _key_event(paywall_id, revoked, "revoked")
+    return revoked
+
+
+def _key_event(paywall_id: str, key: ApiKey, action: str) -> None:
+    """`paywall.secret.rotated` for the app's webhooks: a key issued or revoked (never the key itself)."""
+    from paywalls.events import outbox  # noqa: PLC0415 (the outbox builds on this module)
+
+    outbox.emit(
+        get(paywall_id), "paywall.secret.rotated", {"keyId": key.id, "environment": key.environment, "action": action}
+    )
 
 
 def list_keys(paywall_id: str) -> list[ApiKey]:
