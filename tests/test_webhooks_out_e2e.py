@@ -102,10 +102,10 @@ def test_every_event_arrives_once_per_subscription_signed_with_its_fields(hooks:
         "paywall.updated": 1,
         "paywall.secret.rotated": 1,
     }
-    for path, sub, wanted in (
-        (everything, sub_all, expected_all),
-        (money, sub_money, {k: v for k, v in expected_all.items() if k.startswith("paywall.balance.") or k == "paywall.usage.charge.created"}),
-    ):
+    expected_money = {
+        k: v for k, v in expected_all.items() if k.startswith("paywall.balance.") or k == "paywall.usage.charge.created"
+    }
+    for path, sub, wanted in ((everything, sub_all, expected_all), (money, sub_money, expected_money)):
         deliveries = inbox.at(path)
         assert all(d.verified for d in deliveries)  # every signature checks out with that secret
         events = [d.body["event"] for d in deliveries]
@@ -140,7 +140,7 @@ def test_every_event_arrives_once_per_subscription_signed_with_its_fields(hooks:
             "/webhooks/logs", params={"subscriptionId": sub_money["id"], "limit": 100, "cursor": page["nextCursor"]}
         ).json()
         seen = [r["eventId"] for r in page["data"] + rest["data"]]
-        assert len(seen) == len(set(seen)) == sum(v for k, v in expected_all.items() if k in Counter(e["type"] for e in inbox.events(money)))
+        assert len(seen) == len(set(seen)) == sum(expected_money.values())
         assert page["data"][0]["createdAt"] >= page["data"][-1]["createdAt"]  # newest first
 
 

@@ -323,7 +323,8 @@ def rotate_secret(
 
 
 def signing_secret(paywall_id: str, subscription_id: str) -> str:
-    return secrets_store.get_secret(secret_name(paywall_id, subscription_id))
+    name = secret_name(paywall_id, subscription_id)
+    return secrets_store.get_secret(name)
 
 
 def _save_fields(sub: Subscription, changes: dict[str, Any]) -> None:
