@@ -231,3 +231,52 @@ def test_subscription_api_validates_and_rotates(hooks: LocalStack, inbox: Receiv
         other = make_paywall(hooks)
         with api(hooks, other["key"]) as stranger:  # another app's key never sees it
             assert stranger.get(f"/webhooks/subscriptions/{sub['id']}").status_code == 404
+
+
+def test_shared_mode_authorization_events_and_charges_without_the_wallet_balance(
+    hooks: LocalStack, inbox: Receiver
+) -> None:
+    from tests.shared_support import WalletBrowser, form_with
+
+    paywall = make_paywall(hooks, mode="shared", platform_fee_percent="10")
+    path = new_path()
+    user = f"m-{uuid.uuid4().hex[:8]}"
+    email = f"{user}@example.com"
+
+    def mail(to: str) -> str:
+        return httpx.get(f"{hooks.url}/_dev/mail", params={"to": to}, timeout=10).json()["data"][-1]["subject"]
+
+    with api(hooks, paywall["key"]) as client, httpx.Client(timeout=30) as http:
+        subscribe(client, inbox, path, ["paywall.authorization.*", "paywall.balance.*"])
+        url = client.get("/user/connect", params={"user": user}).json()["url"]  # requested
+        browser = WalletBrowser(http, hooks.url, mail)
+        browser.sign_in(email, next_path=url.removeprefix(hooks.url))
+        page = browser.get(url)
+        assert browser.submit(form_with(page.text, decision="deny")).status_code == 200  # declined
+        assert browser.approve(url, cap="5").status_code == 200  # completed
+        assert browser.simulate_topup("10").status_code == 303  # the person's money: no app event
+        client.post(
+            "/user/charge", json={"user": user, "amount": "0.5"}, headers={"Idempotency-Key": uuid.uuid4().hex}
+        ).raise_for_status()
+        assert client.get("/user/disconnect", params={"user": user}).json()["success"] is True  # revoked
+    drain(hooks)
+    events = inbox.events(path)
+    assert [e["type"] for e in events] == [
+        "paywall.authorization.requested",
+        "paywall.authorization.declined",
+        "paywall.authorization.completed",
+        "paywall.balance.charge.created",
+        "paywall.authorization.revoked",
+    ]
+    for event in events:
+        assert event["data"]["externalUserId"] == user and event["data"]["environment"] == "live"
+        assert set(CATALOG[event["type"]].data) - {"balance", "balanceFormatted"} <= set(event["data"])
+    by_type = {e["type"]: e["data"] for e in events}
+    assert by_type["paywall.authorization.completed"]["spendingCap"] == "5.000000"
+    assert by_type["paywall.authorization.requested"]["url"] == url
+    charged = by_type["paywall.balance.charge.created"]
+    assert charged["amount"] == "500000" and "balance" not in charged  # never the person's wallet
+    assert (
+        by_type["paywall.authorization.revoked"]["connectionId"]
+        == by_type["paywall.authorization.completed"]["connectionId"]
+    )

@@ -197,7 +197,14 @@ def charge(
             metadata={**meta, **current.metadata()},
             budget=current.budget,
             also=outbox.combine(
-                current.also(), outbox.posting_events(paywall, environment, user, "paywall.balance.charge.created")
+                current.also(),
+                outbox.posting_events(
+                    paywall,
+                    environment,
+                    user,
+                    "paywall.balance.charge.created",
+                    lambda entry: {"idempotencyKey": idempotency_key, "metadata": meta},
+                ),
             ),
         )
     except ledger.InsufficientFunds:
