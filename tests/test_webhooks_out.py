@@ -339,3 +339,12 @@ def test_stripe_refund_dispute_and_webhook_secret_events(
     assert events["paywall.integration.stripe.webhook.rotated"]["data"] == {"environment": "test"}
     assert "whsec" not in json.dumps(events)  # never the signing secret itself
     assert os.environ["EVENT_QUEUE_URL"].endswith("/EventDeliveryQueue")
+
+
+def test_the_docs_list_every_event_with_its_data_fields() -> None:
+    from paywalls.events.catalog import CATALOG
+
+    page = (ROOT / "docs" / "webhooks.md").read_text()
+    for kind in CATALOG.values():
+        fields = ", ".join(f"`{f}`" for f in kind.data)
+        assert f"| `{kind.name}` | {kind.fires} | {fields} |" in page, kind.name
