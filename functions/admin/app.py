@@ -98,8 +98,8 @@ def _admin_paywall(paywall_id: str) -> str:
 
 
 # Outbound webhooks, the same shapes as the app's /v1/webhooks (events/routes.py).
-app.include_router(
-    webhook_routes.router("/admin/paywalls/{paywall_id}/webhooks", _admin_paywall, AUTH, dependencies=admin)
+webhook_routes.mount(
+    app, "/admin/paywalls/{paywall_id}/webhooks", _admin_paywall, AUTH, names="admin_webhooks", dependencies=admin
 )
 
 

@@ -212,7 +212,7 @@ async def _caller_paywall(request: Request) -> str:
 
 
 # Outbound webhooks (events/routes.py; the operator's mirror is under /admin/paywalls/{id}/webhooks).
-app.include_router(webhook_routes.router("/v1/webhooks", _caller_paywall, (401, 503)))
+webhook_routes.mount(app, "/v1/webhooks", _caller_paywall, (401, 503), names="webhooks")
 
 
 def _require_shared(caller: web.Caller) -> None:

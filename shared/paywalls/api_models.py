@@ -1026,9 +1026,14 @@ class WebhookSubscriptionList(ResponseBody):
 
 
 class WebhookAttempt(ResponseBody):
-    model_config = ConfigDict(extra="allow", defer_build=True)
+    """One attempt (fields without a value are left out)."""
+
     attempt: int
     at: str
+    statusCode: int | None = None  # noqa: N815 (absent: no answer, e.g. refused or a timeout)
+    durationMs: int | None = None  # noqa: N815
+    error: str | None = None
+    response: str | None = Field(default=None, description="the start of the receiver's answer")
 
 
 class WebhookLog(ResponseBody):
