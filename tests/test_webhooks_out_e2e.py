@@ -261,12 +261,12 @@ def test_shared_mode_authorization_events_and_charges_without_the_wallet_balance
         assert client.get("/user/disconnect", params={"user": user}).json()["success"] is True  # revoked
     drain(hooks)
     events = inbox.events(path)
-    assert [e["type"] for e in events] == [
-        "paywall.authorization.requested",
-        "paywall.authorization.declined",
+    assert sorted(e["type"] for e in events) == [  # once each (deliveries run in parallel: any order)
         "paywall.authorization.completed",
-        "paywall.balance.charge.created",
+        "paywall.authorization.declined",
+        "paywall.authorization.requested",
         "paywall.authorization.revoked",
+        "paywall.balance.charge.created",
     ]
     for event in events:
         assert event["data"]["externalUserId"] == user and event["data"]["environment"] == "live"
