@@ -200,6 +200,7 @@ class EventSources:
         self.lock = threading.Lock()  # run_forever and a drain() from a dev route never poll together
         self.sources: list[Source] = []
         self._timeouts: dict[str, tuple[int, int]] = {}
+        self._stream_arns: dict[str, str] = {}
         globals_ = ((self.template.get("Globals") or {}).get("Function")) or {}
         for logical_id, resource in functions(self.template).items():
             if only is not None and logical_id not in only:
@@ -333,8 +334,14 @@ class EventSources:
     # ---- DynamoDB Streams ------------------------------------------------------------------------------
 
     def _stream_arn(self, table: str) -> str | None:
-        description = self.dynamodb.describe_table(TableName=table)["Table"]
-        return description.get("LatestStreamArn")  # type: ignore[no-any-return]
+        # Read once per table: every poll would otherwise add a DescribeTable to the serialized engine.
+        if table not in self._stream_arns:
+            description = self.dynamodb.describe_table(TableName=table)["Table"]
+            arn = description.get("LatestStreamArn")
+            if arn is None:
+                return None
+            self._stream_arns[table] = arn
+        return self._stream_arns[table]
 
     def _poll_stream(self, source: Source) -> tuple[int, bool]:
         arn = self._stream_arn(source.resource)
