@@ -348,3 +348,15 @@ def test_the_docs_list_every_event_with_its_data_fields() -> None:
     for kind in CATALOG.values():
         fields = ", ".join(f"`{f}`" for f in kind.data)
         assert f"| `{kind.name}` | {kind.fires} | {fields} |" in page, kind.name
+
+
+def test_a_save_from_an_earlier_read_keeps_the_subscriptions_filter(aws_mock: None) -> None:
+    from dataclasses import replace
+
+    created = paywalls.create({"name": "Race", "mode": "default", "icon_url": "https://example.com/i.png"})
+    stale = paywalls.get(created.id)  # an admin change read the paywall before the subscription existed
+    subscriptions.create(created.id, {"url": "https://hooks.example.com/x", "events": ["paywall.updated"]})
+    paywalls.save(replace(stale, name="Renamed", icon_url=None))
+    fresh = paywalls.get(created.id)
+    assert fresh.name == "Renamed" and fresh.icon_url is None  # the save applied (an absent field removed)
+    assert fresh.webhook_events == ["paywall.updated"]  # ... and did not undo the subscription's filter

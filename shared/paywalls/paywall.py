@@ -275,7 +275,29 @@ def save(p: Paywall, changed: list[str] | None = None) -> Paywall:
     """Write the whole record; `changed` (the fields an operator changed) also sends `paywall.updated`
     to the app's webhooks (events/outbox.py)."""
     p = replace(p, updated_at=_now())
-    store.put(_to_item(p))
+    item = _to_item(p)
+    # `webhook_events` (and its `webhooks_version`) belong to events/subscriptions.py: a save from an
+    # earlier read must not undo a subscription change made since, so every other attribute is set
+    # (absent ones removed) and those two are left as they are.
+    del item["webhook_events"]
+    key = {"pk": item.pop("pk"), "sk": item.pop("sk")}
+    present = {k: v for k, v in item.items() if v is not None}
+    absent = [k for k, v in item.items() if v is None]
+    names = {f"#a{i}": k for i, k in enumerate([*present, *absent])}
+    by_name = {k: n for n, k in names.items()}
+    update = "SET " + ", ".join(f"{by_name[k]} = :v{i}" for i, k in enumerate(present))
+    if absent:
+        update += " REMOVE " + ", ".join(by_name[k] for k in absent)
+    values = {f":v{i}": store.encode_value(v) for i, v in enumerate(present.values())}
+    store.with_retries(
+        lambda: store.ddb().update_item(
+            TableName=store.table_name(),
+            Key=store.key(key["pk"], key["sk"]),
+            UpdateExpression=update,
+            ExpressionAttributeNames=names,
+            ExpressionAttributeValues=values,
+        )
+    )
     if changed:
         from paywalls.events import outbox  # noqa: PLC0415 (the outbox builds on this module)
 
