@@ -28,7 +28,7 @@ from tests.conftest import LocalStack, run_local_stack
 
 ROOT = Path(__file__).resolve().parent.parent
 TEMPLATE = load_template(ROOT / "template.yaml")
-SOURCES = [*sorted((ROOT / "shared" / "paywalls").glob("*.py")), *sorted((ROOT / "functions").glob("*/app.py"))]
+SOURCES = [*sorted((ROOT / "shared" / "paywalls").rglob("*.py")), *sorted((ROOT / "functions").glob("*/app.py"))]
 AWS_NAMESPACES = ("AWS/Lambda", "AWS/ApiGateway")
 SUBSTITUTES = {"AWS::Region": "us-east-1", "AWS::StackName": "paywalls", "AWS::Partition": "aws"}
 

@@ -27,7 +27,9 @@ def _handle(record: dict[str, Any]) -> dict[str, str] | None:
         outcome = delivery.attempt(str(message["eventId"]), str(message["subscriptionId"]))
     except Exception:
         logger.exception("delivery failed; the message comes back after its visibility timeout")
+        telemetry.emit({"WebhookDeliveries": 1}, by={"outcome": "crashed"})
         return {"itemIdentifier": record["messageId"]}
+    telemetry.emit({"WebhookDeliveries": 1}, by={"outcome": outcome.result})
     if outcome.done:
         return None
     aws.client("sqs").change_message_visibility(

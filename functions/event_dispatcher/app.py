@@ -66,5 +66,6 @@ def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
         except Exception:
             logger.exception("dispatch failed; retried from this record", extra={"sequence": sequence})
             failures.append({"itemIdentifier": sequence})
+    telemetry.emit({"WebhookEventsQueued": queued})
     logger.info("dispatched", extra={"records": len(event.get("Records", [])), "queued": queued})
     return {"batchItemFailures": failures}

@@ -239,6 +239,9 @@ def headers_of(record: dict[str, Any], body: bytes, secret: str, custom: dict[st
 class Outcome:
     done: bool  # nothing more to do for this message
     retry_in_s: int = 0
+    # for the WebhookDeliveries metric: success, retry (failed, will try again), error (given up),
+    # skipped (nothing attempted: already delivered, a duplicate message, an inactive subscription)
+    result: str = "skipped"
 
 
 def _take_lease(record: dict[str, Any], now: float) -> int | None:
@@ -276,7 +279,7 @@ def attempt(event_id: str, subscription_id: str) -> Outcome:
     now = time.time()
     due = int(record.get("next_attempt_at") or 0)
     if due > now and not record.get("lease_until"):
-        return Outcome(False, due - int(now))  # a duplicate message early: wait for the turn
+        return Outcome(False, due - int(now), "skipped")  # a duplicate message early: wait for the turn
     number = _take_lease(record, now)
     if number is None:
         return Outcome(True)
@@ -298,16 +301,16 @@ def attempt(event_id: str, subscription_id: str) -> Outcome:
     if result.ok:
         _finish(record, number, "success", result, None)
         subscriptions.record_outcome(sub, True, now_iso())
-        return Outcome(True)
+        return Outcome(True, 0, "success")
     if result.terminal or number >= MAX_ATTEMPTS:
         _finish(record, number, "error", result, None)
         deactivated = subscriptions.record_outcome(sub, False, now_iso())
         if deactivated is not None:
             _announce_deactivation(deactivated)
-        return Outcome(True)
+        return Outcome(True, 0, "error")
     delay = retry_delay_s(number)
     _finish(record, number, "pending", result, int(time.time()) + delay)
-    return Outcome(False, delay)
+    return Outcome(False, delay, "retry")
 
 
 def _finish(record: dict[str, Any], number: int, status: str, result: Attempt, next_at: int | None) -> None:
