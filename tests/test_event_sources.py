@@ -259,7 +259,7 @@ def test_queue_filter_and_partial_batch_failure_redelivers_only_the_failed(sourc
         return {"batchItemFailures": out}
 
     fn("QueueFn").answer = answer
-    sources.drain(timeout_s=20)
+    sources.drain(timeout_s=60)
     bodies = [json.loads(r["body"])["n"] for batch in fn("QueueFn").batches for r in batch]
     assert sorted(bodies) == [0, 1, 1, 2]  # the failed one again (after its visibility timeout), once
     second = fn("QueueFn").batches[-1][0]
@@ -281,5 +281,5 @@ def test_queue_handler_exception_leaves_the_whole_batch(sources: EventSources) -
         return {"batchItemFailures": [{"bad": "shape"}]} if len(calls) == 2 else None
 
     fn("QueueFn").answer = answer
-    sources.drain(timeout_s=20)
+    sources.drain(timeout_s=60)
     assert calls == [1, 1, 1]  # a crash and a malformed answer both retry the message

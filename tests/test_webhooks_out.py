@@ -228,11 +228,11 @@ def test_duplicate_stream_records_deliver_once_per_event_and_subscription(
         assert dispatcher.handler({"Records": [record]}, LambdaContext("EventDispatcherFunction", 60, 512)) == {
             "batchItemFailures": []
         }
-    sources.drain(timeout_s=20)  # ... and once more by the runner itself
+    sources.drain(timeout_s=60)  # ... and once more by the runner itself
     assert len(inbox.at("/dup")) == 1 and inbox.at("/dup")[0].verified
     # delivered: a later duplicate queues nothing at all
     dispatcher.handler({"Records": [record]}, LambdaContext("EventDispatcherFunction", 60, 512))
-    sources.drain(timeout_s=20)
+    sources.drain(timeout_s=60)
     assert len(inbox.at("/dup")) == 1
 
 
@@ -261,7 +261,7 @@ def test_a_crash_after_the_money_write_and_of_the_dispatcher_still_delivers(
         return real_dispatch(*args)
 
     monkeypatch.setattr(dispatcher, "dispatch", crash_once)
-    sources.drain(timeout_s=20)
+    sources.drain(timeout_s=60)
     [delivered] = inbox.events("/crash")
     assert delivered["type"] == "paywall.balance.deposit.created" and delivered["data"]["amount"] == "3000000"
     assert len(calls) == 2  # retried from the failed record (ReportBatchItemFailures)
@@ -318,7 +318,7 @@ def test_stripe_refund_dispute_and_webhook_secret_events(
     with st.StripeStub().running() as stub:
         monkeypatch.setenv("STRIPE_API_BASE", stub.url)
         stripe_config.configure(paywall.id, {"secret_key": "rk_test_abc123"}, "https://pay.example.com")
-    sources.drain(timeout_s=20)
+    sources.drain(timeout_s=60)
     events = {e["type"]: e for e in inbox.events("/stripe")}
     assert set(events) == {
         "paywall.stripe.checkout.session.completed",
