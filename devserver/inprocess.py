@@ -16,6 +16,7 @@ count regresses)."""
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import secrets
 import socket
@@ -40,18 +41,22 @@ class Recorder:
     """DynamoDB calls and ASGI sends of the requests in flight, on one monotonic clock."""
 
     calls: list[tuple[float, str]] = field(default_factory=list)
+    written: list[int] = field(default_factory=list)  # items of each TransactWriteItems
     sends: list[tuple[float, bytes]] = field(default_factory=list)
     provider: list[tuple[float, float]] = field(default_factory=list)  # (start, end) of provider calls
     finished: threading.Event = field(default_factory=threading.Event)
 
     def reset(self) -> None:
         self.calls.clear()
+        self.written.clear()
         self.sends.clear()
         self.provider.clear()
         self.finished.clear()
 
-    def on_call(self, event_name: str, **_: Any) -> None:
+    def on_call(self, event_name: str, params: dict[str, Any] | None = None, **_: Any) -> None:
         self.calls.append((time.monotonic(), event_name.rsplit(".", 1)[-1]))
+        if event_name.endswith("TransactWriteItems") and params:  # the serialized request: JSON body
+            self.written.append(len(json.loads(params["body"])["TransactItems"]))
 
     def wrap(self, app: Any) -> Any:
         async def recorded(scope: dict[str, Any], receive: Any, send: Any) -> None:
@@ -93,6 +98,7 @@ class Placement:
     after_last_byte: list[str]
     total: int
     while_provider: list[str]  # made while the provider was answering: overlapped, off the critical path
+    transaction_items: list[int] = field(default_factory=list)  # items of each TransactWriteItems, in order
 
     @property
     def critical_before_first_byte(self) -> list[str]:
@@ -120,6 +126,7 @@ class InProcessStack:
         if not self.recorder.finished.wait(10):
             raise RuntimeError("the request's ASGI call did not finish")
         calls, sends = list(self.recorder.calls), list(self.recorder.sends)
+        written = list(self.recorder.written)
         provider = list(self.recorder.provider)
         if not sends:
             raise RuntimeError("the request sent no body")
@@ -133,6 +140,7 @@ class InProcessStack:
             after_last_byte=[op for t, op in calls if t > last_byte],
             total=len(calls),
             while_provider=[op for t, op in calls if any(a < t < b for a, b in provider)],
+            transaction_items=written,
         )
 
     # ---- setup helpers ----------------------------------------------------------------------------
@@ -156,6 +164,16 @@ class InProcessStack:
                 json={"amount": amount, "environment": "live"},
                 headers={"Idempotency-Key": uuid.uuid4().hex},
             ).raise_for_status()
+
+    def subscribe(self, paywall_id: str, count: int, events: list[str]) -> None:
+        """`count` active webhook subscriptions (nothing delivers them here: no event sources run).
+        Through the admin API: the app's key is not used (and its paywall not cached) before they exist."""
+        with self.admin() as admin:
+            for n in range(count):
+                admin.post(
+                    f"/admin/paywalls/{paywall_id}/webhooks/subscriptions",
+                    json={"url": f"https://hooks.example.com/{n}", "events": events},
+                ).raise_for_status()
 
     def connect_person(self, paywall_id: str, user: str, micros: int, cap: int | None = None) -> None:
         """Shared mode: a person with `micros` in their live wallet approves `user` of the paywall."""
@@ -269,6 +287,10 @@ def measure_kinds(stack: InProcessStack) -> dict[str, Placement]:
     trial = stack.paywall(trial_credits="1")
     shared = stack.paywall(mode="shared", platform_fee_percent="10")
     stack.connect_person(shared["id"], "member", 5_000_000)
+    # Webhooks (events/outbox.py): three active subscriptions that want every usage charge.
+    hooked = stack.paywall()
+    stack.fund(hooked["id"], "funded", "5")
+    stack.subscribe(hooked["id"], 3, ["paywall.usage.charge.created", "paywall.balance.*"])
 
     def chat(key: str, user: str, stream: bool) -> Callable[[], None]:
         def run() -> None:
@@ -303,6 +325,8 @@ def measure_kinds(stack: InProcessStack) -> dict[str, Placement]:
         "chat stream, trial paywall": chat(trial["key"], "trialist", True),
         "chat json, shared mode": chat(shared["key"], "member", False),
         "chat stream, shared mode": chat(shared["key"], "member", True),
+        "chat json, 3 webhook subscriptions": chat(hooked["key"], "funded", False),
+        "chat stream, 3 webhook subscriptions": chat(hooked["key"], "funded", True),
         "user charge": money("charge", default["key"], "funded"),
         "deposit": money("balance/deposit", default["key"], "funded"),
     }

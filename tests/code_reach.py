@@ -37,25 +37,29 @@ class _Module:
     routes: list[str] = field(default_factory=list)  # top-level defs decorated as routes (`@router.get(...)`)
 
 
-def _parse(name: str, path: Path) -> _Module:
+def _parse(name: str, path: Path, known: frozenset[str] = frozenset()) -> _Module:
+    """`known`: the package's module names (dotted below `paywalls`, e.g. `events.outbox`), so that
+    `from paywalls.events import outbox` is told apart from importing a name of `events`."""
     source = path.read_text()
     module = _Module(name, source)
-    for statement in ast.parse(source).body:
+    tree = ast.parse(source)
+    for statement in tree.body:
         if isinstance(statement, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef):
             module.defs[statement.name] = statement
             if any(_is_route(d) for d in getattr(statement, "decorator_list", [])):
                 module.routes.append(statement.name)
             continue
         module.statements.append(statement)
-        if isinstance(statement, ast.ImportFrom) and _is_package(statement.module or ""):
-            # `from paywalls.billing import ledger`: the names are modules
-            prefix = (statement.module or "").removeprefix("paywalls").removeprefix(".")
+    # Imports anywhere (a function may import lazily): one alias map per module, an over-approximation.
+    for statement in ast.walk(tree):
+        if isinstance(statement, ast.ImportFrom) and (statement.module or "").split(".")[0] == "paywalls":
+            package = (statement.module or "").partition(".")[2]
             for alias in statement.names:
-                module.modules[alias.asname or alias.name] = f"{prefix}.{alias.name}".lstrip(".")
-        elif isinstance(statement, ast.ImportFrom) and (statement.module or "").startswith("paywalls."):
-            target = (statement.module or "").split(".", 1)[1]
-            for alias in statement.names:
-                module.names[alias.asname or alias.name] = (target, alias.name)
+                dotted = f"{package}.{alias.name}" if package else alias.name
+                if not package or dotted in known:
+                    module.modules[alias.asname or alias.name] = dotted
+                else:
+                    module.names[alias.asname or alias.name] = (package, alias.name)
         elif isinstance(statement, ast.Import):
             for alias in statement.names:
                 if alias.name.startswith("paywalls.") and alias.asname:
@@ -89,13 +93,16 @@ def _is_route(decorator: ast.expr) -> bool:
     )
 
 
+def _dotted(path: Path) -> str:
+    """shared/paywalls/events/outbox.py -> "events.outbox"."""
+    return ".".join(path.relative_to(PACKAGE).with_suffix("").parts)
+
+
 class CodeGraph:
     def __init__(self) -> None:
-        self.modules = {
-            _module_name(path): _parse(_module_name(path), path)
-            for path in sorted(PACKAGE.rglob("*.py"))
-            if path.name != "__init__.py" and "__pycache__" not in path.parts
-        }
+        paths = {_dotted(path): path for path in sorted(PACKAGE.rglob("*.py")) if path.name != "__init__.py"}
+        self.known = frozenset(paths)
+        self.modules = {name: _parse(name, path, self.known) for name, path in paths.items()}
 
     def _resolve(self, module: str, name: str, seen: frozenset[Node] = frozenset()) -> Node | None:
         """(module, name) as a node: a def, a re-export followed to its def, else the module's top level."""
@@ -142,7 +149,7 @@ class CodeGraph:
     def reachable_sources(self, app_path: Path) -> dict[Node, str]:
         """The source text of every node the function whose handler module is `app_path` can run (its
         own app module is `__app__`)."""
-        app = _parse("__app__", app_path)
+        app = _parse("__app__", app_path, self.known)
         self.modules["__app__"] = app
         try:
             pending: list[Node] = [("__app__", MODULE_LEVEL), *(("__app__", name) for name in app.defs)]

@@ -339,3 +339,60 @@ def test_person_adjust_accepts_an_email_or_an_id() -> None:
         ("POST", "/persons/per_1/adjustments", {"amount": "5", "environment": "live"}),
         ("POST", "/persons/per_2/adjustments", {"amount": "-1", "environment": "test"}),
     ]
+
+
+def test_webhooks_commands_call_the_admin_mirror_of_the_webhook_api(monkeypatch: Any) -> None:
+    class Recording:
+        def __init__(self) -> None:
+            self.calls: list[tuple[str, str, Any]] = []
+
+        def request(self, method: str, path: str, body: Any = None, headers: Any = None) -> Any:
+            self.calls.append((method, path, body))
+            return {}
+
+    client = Recording()
+    parser = cli.build_parser()
+    monkeypatch.setattr(sys, "stdin", __import__("io").StringIO("whsec_my_own_secret_123\n"))
+    base = "/paywalls/pw_1/webhooks"
+    for argv in (
+        ["webhooks", "create", "pw_1", "--url", "https://h.example.com/x", "--events",
+         "paywall.balance.*, paywall.updated", "--header", "X-App: demo", "--secret-stdin"],
+        ["webhooks", "list", "pw_1", "--status", "inactive"],
+        ["webhooks", "get", "pw_1", "whsub_1"],
+        ["webhooks", "update", "pw_1", "whsub_1", "--enable", "--events", "*"],
+        ["webhooks", "delete", "pw_1", "whsub_1"],
+        ["webhooks", "rotate-secret", "pw_1", "whsub_1"],
+        ["webhooks", "logs", "pw_1", "--status", "error", "--limit", "5"],
+    ):  # fmt: skip
+        cli.run(parser.parse_args(argv), client)  # type: ignore[arg-type]
+    assert client.calls == [
+        (
+            "POST",
+            f"{base}/subscriptions",
+            {
+                "url": "https://h.example.com/x",
+                "events": ["paywall.balance.*", "paywall.updated"],
+                "customHeaders": {"X-App": "demo"},
+                "secret": "whsec_my_own_secret_123",
+            },
+        ),
+        ("GET", f"{base}/subscriptions?status=inactive", None),
+        ("GET", f"{base}/subscriptions/whsub_1", None),
+        ("PATCH", f"{base}/subscriptions/whsub_1", {"events": ["*"], "isActive": True}),
+        ("DELETE", f"{base}/subscriptions/whsub_1", None),
+        ("POST", f"{base}/subscriptions/whsub_1/rotate-secret", {}),
+        ("GET", f"{base}/logs?status=error&limit=5", None),
+    ]
+
+
+def test_webhooks_over_the_local_stack(stack: LocalStack) -> None:
+    pid = json.loads(paywalls(stack, "--json", "create", "--name", "Hooks").stdout)["id"]
+    created = json.loads(
+        paywalls(stack, "--json", "webhooks", "create", pid, "--url", "https://h.example.com/x", "--events", "*").stdout
+    )["subscription"]
+    assert created["secret"].startswith("whsec_")
+    listed = paywalls(stack, "webhooks", "list", pid).stdout
+    assert created["id"] in listed and "secret=" not in listed
+    assert "(none)" in paywalls(stack, "webhooks", "logs", pid).stdout
+    refused = paywalls(stack, "webhooks", "create", pid, "--url", "http://h.example.com", "--events", "*", check=False)
+    assert refused.returncode == 1 and "https" in refused.stderr

@@ -48,6 +48,7 @@ RUNS: list[tuple[str, list[str]]] = [
     ("test_keys.sh", ['"balance":"5000000"', '"balance":"0"']),
     ("shared_setup.sh", ["connect your wallet and authorize it here: http://127.0.0.1:"]),
     ("shared_app.py", ["ask sam to authorize: http://127.0.0.1:"]),
+    ("webhook_receiver.py", ["verified paywall.balance.deposit.created for the user: 2.000000"]),
 ]
 SHARED_KEY_SAMPLES = {"shared_app.py"}  # run with a shared-mode paywall's key
 SOURCED = {"env.sh"}  # sets variables: checked by test_env_sample_exports_what_the_others_read

@@ -35,6 +35,7 @@ PACKAGE = ROOT / "shared" / "paywalls"
 INTERNAL = {
     "paywalls.billing.ledger.LedgerError",
     "paywalls.billing.ledger.HoldNotActive",
+    "paywalls.events.delivery.Refused",  # a receiver URL refused at delivery time: a failed attempt, never sent
     "paywalls.billing.ledger.QuotaExceeded",  # chat_billing turns it into limits.LimitReached (a paywall reply)
     "paywalls.infra.store.TransactionCancelled",
     "paywalls.infra.store.ConditionFailed",

@@ -21,6 +21,8 @@ BUDGET = {
     "chat stream, trial paywall": (1, 1, 3),
     "chat json, shared mode": (2, 0, 3),
     "chat stream, shared mode": (1, 1, 3),
+    "chat json, 3 webhook subscriptions": (2, 0, 3),
+    "chat stream, 3 webhook subscriptions": (1, 1, 3),
     "user charge": (2, 0, 2),
     "deposit": (2, 0, 2),
 }
@@ -51,3 +53,15 @@ def test_a_stream_waits_for_the_hold_only_and_a_json_answer_reads_the_wallet_whi
     for kind in ("chat json", "chat json, shared mode"):
         assert placements[kind].while_provider == ["GetItem"], kind
         assert placements[kind].critical_before_first_byte == ["TransactWriteItems", "TransactWriteItems"], kind
+
+
+def test_webhook_events_ride_in_the_settlement_transaction(placements) -> None:
+    """Issue 11: a paywall with subscriptions makes the same round trips as one without (the event is
+    one more item of the settlement's TransactWriteItems, the filter comes with the cached paywall);
+    a paywall without subscriptions writes nothing extra."""
+    for shape in ("json", "stream"):
+        plain, hooked = placements[f"chat {shape}"], placements[f"chat {shape}, 3 webhook subscriptions"]
+        assert hooked.before_first_byte == plain.before_first_byte, shape
+        assert hooked.before_done == plain.before_done and hooked.total == plain.total, shape
+        hold, settle = plain.transaction_items
+        assert hooked.transaction_items == [hold, settle + 1], shape  # one event item, whatever the subscriptions

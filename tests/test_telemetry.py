@@ -176,6 +176,10 @@ def problems(template: dict[str, Any], emitted: set[Metric], constants: set[str]
         elif space == "AWS/Lambda":
             if dims.get("FunctionName") not in functions(template):
                 issues.append(f"{where}: FunctionName {dims.get('FunctionName')} is not a function of the stack")
+        elif space == "AWS/SQS":
+            queue = dims.get("QueueName")
+            if not (isinstance(queue, dict) and queue.get("Fn::GetAtt", [None])[0] in template["Resources"]):
+                issues.append(f"{where}: QueueName {queue} is not a queue of the stack")
         elif space == "AWS/ApiGateway":
             if dims != {"ApiName": _resolve(api["Name"], template), "Stage": api["StageName"]}:
                 issues.append(f"{where}: {dims} is not this stack's API stage")

@@ -43,7 +43,7 @@ EXPECTED_FUNCTIONS: dict[str, tuple[str, str, set[tuple[str, str]]]] = {
     "UserApiFunction": (
         "functions/user_api/",
         "app.handler",
-        {("GET", "/health"), ("GET", "/v1/models"), ("ANY", "/v1/user/{proxy+}")},
+        {("GET", "/health"), ("GET", "/v1/models"), ("ANY", "/v1/user/{proxy+}"), ("ANY", "/v1/webhooks/{proxy+}")},
     ),
     "StripeWebhookFunction": (
         "functions/stripe_webhook/",
@@ -57,6 +57,8 @@ EXPECTED_FUNCTIONS: dict[str, tuple[str, str, set[tuple[str, str]]]] = {
     ),
     "AdminFunction": ("functions/admin/", "app.handler", {("ANY", "/admin/{proxy+}")}),
     "SweeperFunction": ("functions/sweeper/", "app.handler", set()),
+    "EventDispatcherFunction": ("functions/event_dispatcher/", "app.handler", set()),
+    "EventDeliveryFunction": ("functions/event_delivery/", "app.handler", set()),
 }
 STREAMING_FUNCTIONS = {"ChatFunction"}
 # Every secret grant is inside this stack's prefix, and none is the whole prefix.
@@ -197,7 +199,13 @@ def test_every_api_event_uses_the_regional_rest_api(template):
     assert api["EndpointConfiguration"] == {"Type": "REGIONAL"}
     for logical_id, resource in functions(template).items():
         for name, event in (resource["Properties"].get("Events") or {}).items():
-            assert event["Type"] in ("Api", "Schedule"), f"{logical_id}.{name}"
+            assert event["Type"] in ("Api", "Schedule", "DynamoDB", "SQS"), f"{logical_id}.{name}"
+            if event["Type"] == "DynamoDB":  # the table's own stream, nothing else
+                assert event["Properties"]["Stream"] == {"Fn::GetAtt": ["PaywallsTable", "StreamArn"]}
+                assert event["Properties"]["FunctionResponseTypes"] == ["ReportBatchItemFailures"]
+                assert event["Properties"]["FilterCriteria"]["Filters"], f"{logical_id}.{name}: unfiltered"
+            if event["Type"] == "SQS":
+                assert event["Properties"]["FunctionResponseTypes"] == ["ReportBatchItemFailures"]
             if event["Type"] == "Api":
                 assert event["Properties"]["RestApiId"] == {"Ref": "PaywallsApi"}, f"{logical_id}.{name}"
 
@@ -354,6 +362,16 @@ def test_policies_reference_only_the_table_and_the_secret_prefix(template):
                     assert pattern != SECRET_PREFIX_ARN + "*", f"{logical_id}: every secret of the stack"
             elif service == "ses":
                 assert logical_id == "WalletFunction" and actions == ["ses:SendEmail"], logical_id
+            elif service == "sqs":  # the webhook pipeline's own queues, by exact ARN
+                allowed = {
+                    "EventDispatcherFunction": (
+                        ["sqs:SendMessage"],
+                        ["EventDeliveryQueue", "EventDispatchDeadLetterQueue"],
+                    ),
+                    "EventDeliveryFunction": (["sqs:ChangeMessageVisibility"], ["EventDeliveryQueue"]),
+                }[logical_id]
+                assert actions == allowed[0], logical_id
+                assert resources == [{"Fn::GetAtt": [q, "Arn"]} for q in allowed[1]], logical_id
             else:
                 pytest.fail(f"{logical_id}: unexpected service {service}")
             assert "*" not in resources, (logical_id, resources)
@@ -372,13 +390,25 @@ def test_policy_actions_per_function(template):
     """Fixed rules; the exact sets come from the code (test_policies_match_the_code_each_function_runs)."""
     for logical_id in EXPECTED_FUNCTIONS:
         ddb = _actions(template, logical_id, "dynamodb")
-        assert {"dynamodb:GetItem", "dynamodb:UpdateItem"} <= ddb, logical_id
+        # The webhook dispatcher only creates delivery records: it never updates an item.
+        needed = (
+            {"dynamodb:GetItem"}
+            if logical_id == "EventDispatcherFunction"
+            else {"dynamodb:GetItem", "dynamodb:UpdateItem"}
+        )
+        assert needed <= ddb, logical_id
         assert "dynamodb:Scan" not in ddb and not any("Table" in a for a in ddb), logical_id
         assert "dynamodb:BatchWriteItem" not in ddb, logical_id
     assert "dynamodb:DeleteItem" not in _actions(template, "ChatFunction", "dynamodb")
     assert _actions(template, "SweeperFunction", "secretsmanager") == set()
-    for logical_id in ("ChatFunction", "UserApiFunction", "StripeWebhookFunction", "WalletFunction"):
+    for logical_id in ("ChatFunction", "StripeWebhookFunction", "WalletFunction", "EventDeliveryFunction"):
         assert _actions(template, logical_id, "secretsmanager") == {"secretsmanager:GetSecretValue"}, logical_id
+    # An app creates and rotates its webhook subscriptions' secrets (only those: the family check below).
+    assert _actions(template, "UserApiFunction", "secretsmanager") == {
+        "secretsmanager:GetSecretValue",
+        "secretsmanager:CreateSecret",
+        "secretsmanager:PutSecretValue",
+    }
     assert _actions(template, "AdminFunction", "secretsmanager") == {
         "secretsmanager:GetSecretValue",
         "secretsmanager:CreateSecret",
@@ -401,7 +431,12 @@ def test_transformed_roles_add_only_basic_logging_and_xray(translated):
             [statement] = role["Properties"]["AssumeRolePolicyDocument"]["Statement"]
             assert statement["Principal"] == {"Service": "apigateway.amazonaws.com"}
             continue
-        assert sorted(role["Properties"]["ManagedPolicyArns"]) == sorted([basic, xray]), name
+        # SAM adds its execution policy for an event source mapping (the stream's or the queue's reads).
+        mapping = {
+            "EventDispatcherFunctionRole": ["arn:aws:iam::aws:policy/service-role/AWSLambdaDynamoDBExecutionRole"],
+            "EventDeliveryFunctionRole": ["arn:aws:iam::aws:policy/service-role/AWSLambdaSQSQueueExecutionRole"],
+        }.get(name, [])
+        assert sorted(role["Properties"]["ManagedPolicyArns"]) == sorted([basic, xray, *mapping]), name
 
 
 # ---- table, secret, outputs -----------------------------------------------------------------------
@@ -490,7 +525,8 @@ def test_api_events_match_the_routes_they_claim(template):
         event = json.loads(path.read_text())
         folder = path.name.split("-", 1)[0]
         if "httpMethod" not in event:
-            assert event.get("detail-type") == "Scheduled Event", path.name
+            sources = {r.get("eventSource") for r in event.get("Records") or [{}]}
+            assert event.get("detail-type") == "Scheduled Event" or sources <= {"aws:dynamodb", "aws:sqs"}, path.name
             continue
         context = event["requestContext"]
         for key in ("resourcePath", "path", "httpMethod", "stage", "requestId", "identity", "apiId"):
@@ -677,6 +713,11 @@ _SECRET_CALLS = {
 # the random suffix of a stored secret's ARN, is allowed too).
 SECRET_FAMILIES: dict[str, tuple[str, list[str], bool]] = {
     "app": (r"secret_prefix\}/app[\"']", ["app"], False),
+    "webhook": (
+        r"/webhook/\{subscription_id\}",
+        ["paywall/pw_0123456789abcdef/webhook/whsub_0123456789abcdef01234567"],
+        False,
+    ),
     "provider": (
         r"/provider[\"']|get_secret\b[^\n]*\bsecret_name\b",
         ["paywall/pw_0123456789abcdef/provider"],
@@ -747,7 +788,12 @@ def policy_problems(template: dict[str, Any]) -> list[str]:
             where = _matching(code, pattern)
             for name in names:
                 arn = _secret_arn(name)
-                for action in sorted(secret_actions):
+                # The functions only ever read the app secret (the stack creates it).
+                actions = ["secretsmanager:GetSecretValue"] if family == "app" else sorted(secret_actions)
+                if family == "webhook" and not _matching(code, r"\bsigning_secret\("):
+                    # Subscriptions' secrets are read only to sign a delivery: writing them is not reading.
+                    actions = [a for a in actions if a != "secretsmanager:GetSecretValue"]
+                for action in actions:
                     allowed = _allows(template, logical_id, action, arn)
                     if where and not allowed:
                         problems.append(f"{logical_id} may not {action} {name} ({family}: {where})")

@@ -21,7 +21,7 @@ from paywalls.billing import paywall as paywalls
 from paywalls.billing import reports as admin_reports
 from paywalls.billing.identity import resolve_user
 from paywalls.http import api_models as m
-from paywalls.http import openapi_doc, web
+from paywalls.http import openapi_doc, web, webhook_routes
 from paywalls.infra import secrets as secrets_store
 from paywalls.infra import stripe_gateway, telemetry
 from paywalls.infra.config import settings
@@ -78,6 +78,17 @@ def list_paywalls(limit: int = 100, cursor: str | None = None) -> dict[str, Any]
 @app.post("/admin/paywalls", dependencies=admin, **m.answers(m.PaywallOut, *AUTH, 400, 413, status=201))
 def create_paywall(body: CreatePaywallBody) -> dict[str, Any]:
     return paywalls.create(body.sent()).as_api()
+
+
+def _admin_paywall(paywall_id: str) -> str:
+    paywalls.get(paywall_id)  # 404 for an unknown paywall
+    return paywall_id
+
+
+# Outbound webhooks, the same shapes as the app's /v1/webhooks (http/webhook_routes.py).
+webhook_routes.mount(
+    app, "/admin/paywalls/{paywall_id}/webhooks", _admin_paywall, AUTH, names="admin_webhooks", dependencies=admin
+)
 
 
 @app.get("/admin/paywalls/{paywall_id}", dependencies=admin, **m.answers(m.PaywallOut, *AUTH, 404))

@@ -39,6 +39,7 @@ from paywalls.chat import replies as chat_replies
 from paywalls.chat import request as chat_request
 from paywalls.chat.billing import Refused, Reservation, blocking, reserve
 from paywalls.chat.request import ChatRequest
+from paywalls.events import outbox
 from paywalls.http import web
 from paywalls.http.chat_stream import STREAM_HEADERS, MeteredStream
 from paywalls.infra import links, telemetry
@@ -340,6 +341,7 @@ async def _shared_reply(
 ) -> Response:
     """Shared mode: authorize (not connected), topup (wallet too low) or cap (spending limit reached)."""
     text = await blocking(shared_mode.refusal_text, paywall, refusal, web.public_base_url(request), environment, user)
+    await _blocked_event(paywall, environment, user, chat, refusal)
     return _assistant_reply(chat, request_id, text, refusal)
 
 
@@ -348,7 +350,15 @@ async def _paywall_reply(
 ) -> Response:
     """Balance too low: a normal assistant message with the top-up link (SPEC §2); nothing charged."""
     url = await blocking(links.topup_url, web.public_base_url(request), paywall.id, environment, user)
+    await _blocked_event(paywall, environment, user, chat, "topup")
     return _assistant_reply(chat, request_id, paywall.render("topup", url), "topup")
+
+
+async def _blocked_event(paywall: Paywall, environment: str, user: str, chat: ChatRequest, reason: str) -> None:
+    """paywall.request.blocked for the app's webhooks (a PutItem only when a subscription wants it)."""
+    if outbox.wants(paywall, "paywall.request.blocked"):
+        data = {"externalUserId": user, "environment": environment, "reason": reason, "model": chat.model}
+        await blocking(outbox.emit, paywall, "paywall.request.blocked", data)
 
 
 def _assistant_reply(chat: ChatRequest, request_id: str, text: str, action: str) -> Response:

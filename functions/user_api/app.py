@@ -12,8 +12,9 @@ from starlette.concurrency import run_in_threadpool
 from paywalls.billing import deposits, ledger, limits
 from paywalls.billing.identity import app_wallet_id, resolve_user
 from paywalls.core.money import format_micros
+from paywalls.events import outbox
 from paywalls.http import api_models as m
-from paywalls.http import web
+from paywalls.http import web, webhook_routes
 from paywalls.infra import telemetry
 from paywalls.wallets import payers, shared_mode
 
@@ -81,8 +82,13 @@ def topup(request: Request) -> dict[str, Any]:
     """Where this user adds money: our hosted top-up page (default mode), the person's wallet page
     (shared mode)."""
     caller = web.authenticate(request)
-    payer = payers.payer_for(caller.paywall, caller.environment, _user(request))
-    return {"url": payer.topup_url(web.public_base_url(request))}
+    user = _user(request)
+    payer = payers.payer_for(caller.paywall, caller.environment, user)
+    url = payer.topup_url(web.public_base_url(request))
+    if isinstance(payer, payers.OwnWallet):  # the hosted top-up page's link (shared mode: the person's wallet page)
+        data = {"externalUserId": user, "environment": caller.environment, "url": url, "expiresAt": None}
+        outbox.emit(caller.paywall, "paywall.balance.topup.link.created", data)
+    return {"url": url}
 
 
 async def _caller(request: Request) -> web.Caller:
@@ -161,6 +167,14 @@ def disconnect(request: Request) -> dict[str, Any]:
     user = _user(request)
     _require_shared(caller)
     return shared_mode.disconnect(caller.paywall, caller.environment, user)
+
+
+async def _caller_paywall(request: Request) -> str:
+    return (await run_in_threadpool(web.authenticate, request)).paywall.id
+
+
+# Outbound webhooks (http/webhook_routes.py; the operator's mirror is under /admin/paywalls/{id}/webhooks).
+webhook_routes.mount(app, "/v1/webhooks", _caller_paywall, (401, 503), names="webhooks")
 
 
 def _require_shared(caller: web.Caller) -> None:

@@ -253,6 +253,57 @@ def _limits_body(args: argparse.Namespace) -> dict[str, Any]:
     return body
 
 
+def _header(spec: str) -> tuple[str, str]:
+    name, sep, value = spec.partition(":")
+    if not sep or not name.strip():
+        raise CliError(f"--header takes NAME:VALUE, not {spec!r}")
+    return name.strip(), value.strip()
+
+
+def _webhooks(args: argparse.Namespace, client: AdminClient, base: str) -> Any:
+    """The paywall's outbound webhooks, as the app's /v1/webhooks API (docs/webhooks.md)."""
+    action = args.webhooks_command
+    one = f"{base}/subscriptions/{getattr(args, 'subscription_id', '')}"
+    if action in ("create", "update"):
+        body: dict[str, Any] = {}
+        if args.hook_url:
+            body["url"] = args.hook_url
+        if args.events:
+            body["events"] = [e.strip() for e in args.events.split(",") if e.strip()]
+        if args.description is not None:
+            body["description"] = args.description
+        if args.header:
+            body["customHeaders"] = dict(_header(h) for h in args.header)
+        if action == "create":
+            if args.secret_stdin:  # a secret never goes through argv (shell history, process lists)
+                body["secret"] = sys.stdin.readline().strip()
+            return client.request("POST", f"{base}/subscriptions", body)
+        if args.enable or args.disable:
+            body["isActive"] = bool(args.enable)
+        return client.request("PATCH", one, body)
+    if action == "list":
+        query = f"?{httpx.QueryParams(status=args.status)}" if args.status else ""
+        return client.request("GET", f"{base}/subscriptions{query}")
+    if action == "get":
+        return client.request("GET", one)
+    if action == "delete":
+        return client.request("DELETE", one)
+    if action == "rotate-secret":
+        return client.request("POST", f"{one}/rotate-secret", {})
+    params = {
+        k: v
+        for k, v in {
+            "subscriptionId": args.subscription,
+            "status": args.status,
+            "eventType": args.event_type,
+            "limit": str(args.limit),
+            "cursor": args.cursor,
+        }.items()
+        if v
+    }
+    return client.request("GET", f"{base}/logs?{httpx.QueryParams(params)}")
+
+
 def run(args: argparse.Namespace, client: AdminClient) -> Any:
     p = f"/paywalls/{getattr(args, 'paywall_id', '')}"
     match args.command:
@@ -339,6 +390,8 @@ def run(args: argparse.Namespace, client: AdminClient) -> Any:
             return client.request("PUT", f"{p}/payout", {"stripe_account": account})
         case "operator-stripe":
             return client.request("PUT", "/operator/stripe", _stripe_body(args))
+        case "webhooks":
+            return _webhooks(args, client, f"{p}/webhooks")
         case "person":
             return client.request("GET", f"/persons?{httpx.QueryParams(email=args.email)}")
         case "person-adjust":
@@ -510,6 +563,47 @@ def build_parser() -> argparse.ArgumentParser:
     operator = command("operator-stripe", "the operator's Stripe key (wallet top-ups, payouts)")
     operator.add_argument("--stdin", action="store_true", help="read the secret key from stdin")
     operator.add_argument("--topup-amounts", dest="topup_amounts", help="wallet top-up presets, e.g. 5,10,20")
+    hooks = command("webhooks", "outbound webhooks of a paywall: subscriptions and delivery logs")
+    hooks_sub = hooks.add_subparsers(dest="webhooks_command", required=True, metavar="ACTION")
+
+    def hook_cmd(name: str, help_text: str, *, one: bool = False) -> argparse.ArgumentParser:
+        cmd = hooks_sub.add_parser(name, help=help_text, description=help_text)
+        cmd.add_argument("paywall_id", help=PAYWALL_ID_HELP)
+        if one:
+            cmd.add_argument("subscription_id", help="the subscription's id, whsub_...")
+        return cmd
+
+    def hook_fields(cmd: argparse.ArgumentParser, *, required: bool) -> None:
+        # dest: not `url`, which is the admin API's (the global --url)
+        cmd.add_argument("--url", dest="hook_url", required=required, help="https URL that receives the POSTs")
+        cmd.add_argument(
+            "--events", required=required, help='comma-separated names or wildcards, e.g. "paywall.balance.*"; * = all'
+        )
+        cmd.add_argument("--description", help="a note for you (trimmed to 512 characters)")
+        cmd.add_argument("--header", action="append", help="a custom header NAME:VALUE (repeat, at most 10)")
+
+    hook_create = hook_cmd("create", "subscribe a URL (the signing secret is shown once)")
+    hook_fields(hook_create, required=True)
+    hook_create.add_argument("--secret-stdin", action="store_true", help="read your own signing secret from stdin")
+    hook_list = hook_cmd("list", "list the subscriptions")
+    hook_list.add_argument("--status", choices=["active", "inactive"], help="only active or only inactive ones")
+    hook_cmd("get", "show a subscription", one=True)
+    hook_update = hook_cmd("update", "edit a subscription, or re-enable it", one=True)
+    hook_fields(hook_update, required=False)
+    switch = hook_update.add_mutually_exclusive_group()
+    switch.add_argument("--enable", action="store_true", help="re-enable (the failure count starts again)")
+    switch.add_argument("--disable", action="store_true", help="stop deliveries")
+    hook_cmd("delete", "deactivate a subscription (soft: its logs stay)", one=True)
+    hook_cmd("rotate-secret", "a new signing secret (shown once)", one=True)
+    hook_logs = hook_cmd("logs", "deliveries, newest first: attempts, status codes, the event")
+    hook_logs.add_argument("--subscription", help="only this subscription's (whsub_...)")
+    hook_logs.add_argument(
+        "--status", choices=["pending", "success", "error"], help="pending (retrying), success or error (given up)"
+    )
+    hook_logs.add_argument("--event-type", dest="event_type", help="only this event type")
+    hook_logs.add_argument("--limit", type=int, default=20, help="at most this many (1-100)")
+    hook_logs.add_argument("--cursor", help="the nextCursor of the page before")
+
     command("person", "a wallet owner by email: live and test balances, authorized apps").add_argument(
         "email", help="the email the person signs in with"
     )
@@ -584,8 +678,8 @@ def render(result: Any, command: str | None = None) -> str:
     if isinstance(result, dict) and isinstance(result.get("data"), list):
         items = [_paywall_summary(p) for p in result["data"]] if command == "list" else result["data"]
         lines = [_one_line(i) if isinstance(i, dict) else str(i) for i in items] or ["(none)"]
-        if result.get("has_more"):
-            lines.append(f"(more: --cursor {result.get('next_cursor')})")
+        if result.get("has_more") or result.get("hasMore"):
+            lines.append(f"(more: --cursor {result.get('next_cursor') or result.get('nextCursor')})")
         return "\n".join(lines)
     if isinstance(result, dict):
         return "\n".join(_lines(result))

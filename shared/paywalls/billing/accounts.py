@@ -5,6 +5,7 @@ from __future__ import annotations
 from paywalls.billing import ledger
 from paywalls.billing.identity import app_wallet_id, app_wallet_listing
 from paywalls.billing.paywall import Paywall
+from paywalls.events import outbox
 
 
 def wallet_id(paywall: Paywall, environment: str, user: str) -> str:
@@ -26,4 +27,5 @@ def ensure_trial(paywall: Paywall, environment: str, user: str) -> None:
         entry_type="trial",
         keep_key_forever=True,
         listing=app_wallet_listing(paywall.id, environment, user),
+        also=outbox.posting_events(paywall, environment, user, "paywall.balance.trial.granted"),
     )

@@ -10,6 +10,7 @@ from paywalls.billing import accounts, ledger
 from paywalls.billing.identity import app_wallet_listing, idempotency_scope
 from paywalls.billing.paywall import Conflict, InvalidRequest, Paywall
 from paywalls.core.money import parse_amount
+from paywalls.events import outbox
 
 METADATA_MAX_KEYS = 20
 METADATA_KEY_RE = re.compile(r"\A[A-Za-z0-9_.:-]{1,40}\Z")  # \Z: `$` would accept a trailing newline
@@ -68,6 +69,13 @@ def deposit(
         keep_key_forever=True,
         listing=app_wallet_listing(paywall.id, environment, user),
         metadata=meta,
+        also=outbox.posting_events(
+            paywall,
+            environment,
+            user,
+            "paywall.balance.deposit.created",
+            lambda entry: {"idempotencyKey": idempotency_key, "metadata": meta},
+        ),
     )
 
 
@@ -98,6 +106,14 @@ def charge(
             idempotency_scope=idempotency_scope(paywall.id, environment),
             listing=app_wallet_listing(paywall.id, environment, user),
             metadata=meta,
+            also=outbox.posting_events(
+                paywall,
+                environment,
+                user,
+                "paywall.balance.charge.created",
+                lambda entry: {"idempotencyKey": idempotency_key, "metadata": meta},
+                depletes=True,
+            ),
         )
     except ledger.InsufficientFunds:
         return ChargeResult(None)

@@ -575,8 +575,10 @@ def credit(
     idempotency_scope: str | None = None,
     listing: Listing | None = None,
     metadata: dict[str, Any] | None = None,
+    also: Also | None = None,
 ) -> Posting:
-    """Money in. Always idempotent: a credit without a key could be applied twice by a retry."""
+    """Money in. Always idempotent: a credit without a key could be applied twice by a retry. `also`
+    adds the caller's items to its transaction (e.g. the webhook outbox's event: events/outbox.py)."""
     _require_positive(amount)
     idem = _Idempotency(
         idempotency_key,
@@ -591,6 +593,7 @@ def credit(
         available_delta=amount,
         idem=idem,
         listing=listing,
+        also=also,
         details={"metadata": metadata or {}},
     )
 

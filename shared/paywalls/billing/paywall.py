@@ -127,6 +127,9 @@ class Paywall:
     # an override (only then does a request read its override item).
     limits: dict[str, int] = field(default_factory=dict)
     user_limits: bool = False
+    # Outbound webhooks (events/subscriptions.py keeps it): the union of the active subscriptions'
+    # event patterns, so a request knows from the cached paywall whether to write an event at all.
+    webhook_events: list[str] = field(default_factory=list)
 
     def template(self, name: str) -> str:
         return self.templates.get(name) or DEFAULT_TEMPLATES[name]
@@ -225,6 +228,7 @@ def _from_item(item: dict[str, Any]) -> Paywall:
         updated_at=item.get("updated_at"),
         limits=item.get("limits") or {},
         user_limits=bool(item.get("user_limits")),
+        webhook_events=list(item.get("webhook_events") or []),
     )
 
 
@@ -254,9 +258,37 @@ def _valid_id(paywall_id: str) -> bool:
     return isinstance(paywall_id, str) and _ID_RE.fullmatch(paywall_id) is not None
 
 
-def save(p: Paywall) -> Paywall:
+def save(p: Paywall, changed: list[str] | None = None) -> Paywall:
+    """Write the whole record; `changed` (the fields an operator changed) also sends `paywall.updated`
+    to the app's webhooks (events/outbox.py)."""
     p = replace(p, updated_at=_now())
-    store.put(_to_item(p))
+    item = _to_item(p)
+    # `webhook_events` (and its `webhooks_version`) belong to events/subscriptions.py: a save from an
+    # earlier read must not undo a subscription change made since, so every other attribute is set
+    # (absent ones removed) and those two are left as they are.
+    del item["webhook_events"]
+    key = {"pk": item.pop("pk"), "sk": item.pop("sk")}
+    present = {k: v for k, v in item.items() if v is not None}
+    absent = [k for k, v in item.items() if v is None]
+    names = {f"#a{i}": k for i, k in enumerate([*present, *absent])}
+    by_name = {k: n for n, k in names.items()}
+    update = "SET " + ", ".join(f"{by_name[k]} = :v{i}" for i, k in enumerate(present))
+    if absent:
+        update += " REMOVE " + ", ".join(by_name[k] for k in absent)
+    values = {f":v{i}": store.encode_value(v) for i, v in enumerate(present.values())}
+    store.with_retries(
+        lambda: store.ddb().update_item(
+            TableName=store.table_name(),
+            Key=store.key(key["pk"], key["sk"]),
+            UpdateExpression=update,
+            ExpressionAttributeNames=names,
+            ExpressionAttributeValues=values,
+        )
+    )
+    if changed:
+        from paywalls.events import outbox  # noqa: PLC0415 (the outbox builds on this module)
+
+        outbox.emit(p, "paywall.updated", {"fields": sorted(changed)})
     return p
 
 
@@ -330,7 +362,8 @@ def patch(paywall_id: str, data: dict[str, Any]) -> Paywall:
             "platform_fee_percent",
         },
     )
-    return save(_apply_changes(current, {k: v for k, v in data.items() if k != "mode"}))
+    changes = {k: v for k, v in data.items() if k != "mode"}
+    return save(_apply_changes(current, changes), sorted(changes))
 
 
 def _reject_unknown(data: dict[str, Any], allowed: set[str]) -> None:
@@ -377,7 +410,7 @@ def set_pricing(paywall_id: str, data: dict[str, Any]) -> Paywall:
         changes["markup_percent"] = _decimal_field(data, "markup_percent", parse_percent)
     if "features" in data:
         changes["features"] = _features(data["features"])
-    return save(replace(current, **changes))
+    return save(replace(current, **changes), sorted(changes))
 
 
 def _features(features: Any) -> dict[str, ModelPrice]:
@@ -425,7 +458,7 @@ def set_templates(paywall_id: str, data: dict[str, Any]) -> Paywall:
             if name in ("topup", "authorize") and "{{url}}" not in (text or ""):
                 raise InvalidRequest(f"the {name} template must contain {{{{url}}}}", name)
             templates[name] = text or ""
-    return save(replace(current, templates=templates))
+    return save(replace(current, templates=templates), ["templates"])
 
 
 def provider_secret_name(prefix: str, paywall_id: str) -> str:
@@ -450,7 +483,7 @@ def validated_provider(data: dict[str, Any]) -> tuple[str, str, str]:
 
 def set_provider(paywall_id: str, kind: str, base_url: str, secret_name: str) -> Paywall:
     current = get(paywall_id)
-    return save(replace(current, provider=Provider(kind, base_url, secret_name, _now())))
+    return save(replace(current, provider=Provider(kind, base_url, secret_name, _now())), ["provider"])
 
 
 def set_stripe(paywall_id: str, stripe: dict[str, Any]) -> Paywall:
@@ -509,6 +542,7 @@ def issue_key(paywall_id: str, environment: str) -> tuple[ApiKey, str]:
             },
         ]
     )
+    _key_event(paywall_id, key, "issued")
     return key, raw
 
 
@@ -541,7 +575,18 @@ def revoke_key(paywall_id: str, key_id: str) -> ApiKey:
         )
     except TransactionCancelled:
         raise Conflict("key could not be revoked, retry") from None
-    return _key_from_item({**item, "revoked": True})
+    revoked = _key_from_item({**item, "revoked": True})
+    _key_event(paywall_id, revoked, "revoked")
+    return revoked
+
+
+def _key_event(paywall_id: str, key: ApiKey, action: str) -> None:
+    """`paywall.secret.rotated` for the app's webhooks: a key issued or revoked (never the key itself)."""
+    from paywalls.events import outbox  # noqa: PLC0415 (the outbox builds on this module)
+
+    outbox.emit(
+        get(paywall_id), "paywall.secret.rotated", {"keyId": key.id, "environment": key.environment, "action": action}
+    )
 
 
 def list_keys(paywall_id: str) -> list[ApiKey]:

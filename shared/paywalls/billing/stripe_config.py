@@ -220,7 +220,10 @@ def configure(paywall_id: str, data: dict[str, Any], public_base: str) -> dict[s
     description = f"Paywalls top-ups for {paywall.name}"[:500]
     current[mode] = replace_webhook_endpoint(paywall_id, mode, secret_key, url, WEBHOOK_EVENTS, description)
     current["topup_amounts"] = amounts
-    paywalls.set_stripe(paywall_id, current)
+    saved = paywalls.set_stripe(paywall_id, current)
+    from paywalls.events import outbox  # noqa: PLC0415 (events imports the paywall layer)
+
+    outbox.emit(saved, "paywall.integration.stripe.webhook.rotated", {"environment": mode})
     endpoint_id = current[mode]["webhook_endpoint_id"]
     log.info("stripe configured", extra={"paywall_id": paywall_id, "mode": mode, "endpoint": endpoint_id})
     return {"object": "stripe_config", "paywall_id": paywall_id, "mode": mode, **public_status(current)}

@@ -35,6 +35,7 @@ from paywalls.billing import ledger
 from paywalls.billing.identity import USER_ID_RE, app_wallet_id, app_wallet_listing
 from paywalls.billing.paywall import Paywall
 from paywalls.core.currency import UnsupportedAmount, minor_to_micros
+from paywalls.events import outbox
 from paywalls.infra import store
 
 log = logging.getLogger(__name__)
@@ -117,6 +118,8 @@ class Account:
     owner_id: str
     currency: str
     debit_also: DebitAlso | None = None
+    # A default-mode paywall's account: its webhook outbox gets the top-up, refund and dispute events.
+    paywall: Paywall | None = None
 
 
 @dataclass(frozen=True)
@@ -135,7 +138,7 @@ def handle(paywall: Paywall, mode: str, event: dict[str, Any], *, list_refunds: 
     """A default-mode paywall's event: `mode` is the Stripe mode whose webhook secret verified it;
     `list_refunds(charge_id)` fetches a charge's refunds from Stripe when the event does not carry them
     (recent API versions)."""
-    account = Account(paywall.id, paywall.currency)
+    account = Account(paywall.id, paywall.currency, paywall=paywall)
     return process(account, mode, event, resolve_wallet=partial(_app_wallet, paywall), list_refunds=list_refunds)
 
 
@@ -238,6 +241,12 @@ def _credit_session(
             keep_key_forever=True,
             listing=payer.listing,
             metadata=metadata,
+            also=_events(
+                account,
+                payer.wallet_id,
+                "paywall.stripe.checkout.session.completed",
+                {"checkoutSessionId": session_id, "paymentIntentId": payment_intent},
+            ),
         )
         duplicate = posting.duplicate
     except ledger.IdempotencyMismatch:
@@ -246,6 +255,14 @@ def _credit_session(
         _apply_parked(payment_intent, account, environment, Credited(payer.wallet_id, environment, session_id))
     log.info("stripe checkout %s", "duplicate" if duplicate else "credited", extra={**context, "amount": micros})
     return Outcome("duplicate" if duplicate else "credited")
+
+
+def _events(account: Account, wallet_id: str, event_type: str, extra: dict[str, Any]) -> ledger.Also | None:
+    """The webhook outbox's event for a posting on an app user's wallet (`{paywall}:{env}:{user}`)."""
+    if account.paywall is None:
+        return None
+    _, environment, user = wallet_id.split(":", 2)
+    return outbox.posting_events(account.paywall, environment, user, event_type, lambda entry: extra)
 
 
 def _mapping_key(payment_intent: str) -> str:
@@ -398,6 +415,10 @@ def _post_debit(account: Account, credited: Credited, debit: Debit) -> ledger.Po
     """The posting, or None when this refund/dispute id was already debited with another amount
     (Stripe never changes one; never debit twice for it)."""
     also = account.debit_also(credited, debit) if account.debit_also else None
+    kind = "paywall.balance.refund.created" if debit.kind == "refund" else "paywall.balance.dispute.lost"
+    source = {"refundId" if debit.kind == "refund" else "disputeId": debit.source_id}
+    extra = {"paymentIntentId": debit.metadata.get("payment_intent"), **source}
+    also = outbox.combine(also, _events(account, credited.wallet_id, kind, extra))
     try:
         return ledger.debit(
             credited.wallet_id,

@@ -30,6 +30,7 @@ from paywalls.billing.limits import UserLimits
 from paywalls.billing.metering import NO_LIMIT_TOKENS, HoldPlan, Pricing, StreamTally, Usage, estimated_usage, plan_hold
 from paywalls.billing.paywall import Paywall
 from paywalls.chat.request import ChatRequest
+from paywalls.events import outbox
 from paywalls.infra import telemetry
 
 log = logging.getLogger(__name__)
@@ -82,6 +83,7 @@ class Reservation:
     closed: bool = field(default=False)
     funding: Funding | None = None
     paywall_id: str = ""  # metrics only
+    events: ledger.Also | None = None  # the webhook outbox's usage events (events/outbox.py), if wanted
     placed: ledger.Hold | None = None  # the hold as placed: settled without reading it again
     snapshot: ledger.Wallet | None = None  # the wallet as read while streaming (prefetch)
 
@@ -129,7 +131,7 @@ class Reservation:
                     completion_tokens=usage.completion_tokens,
                     provider_cost=usage.provider_cost,
                     metadata=metadata,
-                    also=self.funding.also if self.funding else None,
+                    also=outbox.combine(self.funding.also if self.funding else None, self.events),
                     placed=self.placed,
                     snapshot=self.snapshot,
                 )
@@ -227,6 +229,19 @@ async def reserve(
             chat.model,
             funding=funding,
             paywall_id=paywall.id,
+            events=outbox.posting_events(
+                paywall,
+                environment,
+                user,
+                "paywall.usage.charge.created",
+                lambda entry: {
+                    "model": entry.model,
+                    "promptTokens": entry.prompt_tokens,
+                    "completionTokens": entry.completion_tokens,
+                    "requestId": entry.request_id,
+                },
+                depletes=True,
+            ),
         )
         if plan.amount == 0:
             return reservation

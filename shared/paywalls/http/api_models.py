@@ -37,6 +37,7 @@ from paywalls.billing import deposits, stripe_config
 from paywalls.billing.identity import InvalidUser, resolve_user
 from paywalls.billing.paywall import InvalidRequest
 from paywalls.core.money import InvalidAmount, parse_amount, parse_percent, parse_price
+from paywalls.events import subscriptions as webhook_subscriptions
 from paywalls.http import web
 
 # ---- wire types ---------------------------------------------------------------------------------
@@ -953,6 +954,109 @@ USER_PARAMETERS: list[dict[str, Any]] = [
         "schema": {"type": "string", "pattern": USER_PATTERN},
     },
 ]
+
+
+# ---- outbound webhooks (events/, docs/webhooks.md) ------------------------------------------------------
+
+WebhookUrl = Annotated[
+    str, _checked_by(webhook_subscriptions.validate_url), _schema(maxLength=2048, pattern=r"^https?://")
+]
+WebhookEvents = Annotated[
+    list[str], _checked_by(webhook_subscriptions.validate_events), _schema(minItems=1, maxItems=50)
+]
+WebhookHeaders = Annotated[
+    dict[str, str] | None, _checked_by(webhook_subscriptions.validate_headers), _schema(maxProperties=10)
+]
+WebhookDescription = Annotated[str | None, _checked_by(webhook_subscriptions.validate_description)]
+WebhookSecret = Annotated[
+    str | None, _checked_by(webhook_subscriptions.validate_secret), _schema(minLength=16, maxLength=256)
+]
+
+
+class CreateWebhookSubscription(RequestBody):
+    """POST /v1/webhooks/subscriptions. `events`: names or prefix wildcards (`paywall.balance.*`);
+    `["*"]` alone means every event. `secret`: generated when absent (answered once)."""
+
+    url: WebhookUrl
+    events: WebhookEvents
+    description: WebhookDescription | MISSING = MISSING
+    customHeaders: WebhookHeaders | MISSING = MISSING  # noqa: N815 (Paywalls.ai's field names)
+    secret: WebhookSecret | MISSING = MISSING
+
+
+class UpdateWebhookSubscription(RequestBody):
+    """PATCH /v1/webhooks/subscriptions/{id}: only the fields sent change; `isActive: true` re-enables
+    (and resets the failure count)."""
+
+    url: WebhookUrl | MISSING = MISSING
+    events: WebhookEvents | MISSING = MISSING
+    description: WebhookDescription | MISSING = MISSING
+    customHeaders: WebhookHeaders | MISSING = MISSING  # noqa: N815
+    isActive: bool | MISSING = MISSING  # noqa: N815
+
+
+class RotateWebhookSecret(RequestBody):
+    """POST /v1/webhooks/subscriptions/{id}/rotate-secret: a new secret (generated when absent)."""
+
+    secret: WebhookSecret | MISSING = MISSING
+
+
+class WebhookSubscription(ResponseBody):
+    id: str
+    paywallId: str  # noqa: N815
+    url: str
+    events: list[str]
+    isActive: bool  # noqa: N815
+    description: str
+    customHeaders: dict[str, str]  # noqa: N815
+    createdAt: str  # noqa: N815
+    updatedAt: str  # noqa: N815
+    secret: str | None = Field(default=None, description="only when created or rotated")
+    secretSuffix: str  # noqa: N815
+    consecutiveFailures: int  # noqa: N815
+    lastDeliveredAt: str | None  # noqa: N815
+
+
+class WebhookSubscriptionAnswer(ResponseBody):
+    subscription: WebhookSubscription
+
+
+class WebhookSubscriptionList(ResponseBody):
+    object: Literal["list"]
+    data: list[WebhookSubscription]
+
+
+class WebhookAttempt(ResponseBody):
+    """One attempt (fields without a value are left out)."""
+
+    attempt: int
+    at: str
+    statusCode: int | None = None  # noqa: N815 (absent: no answer, e.g. refused or a timeout)
+    durationMs: int | None = None  # noqa: N815
+    error: str | None = None
+    response: str | None = Field(default=None, description="the start of the receiver's answer")
+
+
+class WebhookLog(ResponseBody):
+    id: str
+    subscriptionId: str  # noqa: N815
+    eventId: str  # noqa: N815
+    eventType: str  # noqa: N815
+    status: Literal["pending", "success", "error"]
+    attempts: int
+    lastStatusCode: int | None  # noqa: N815
+    attemptLog: list[WebhookAttempt]  # noqa: N815
+    nextAttemptAt: int | None  # noqa: N815
+    createdAt: str  # noqa: N815
+    updatedAt: str | None  # noqa: N815
+    event: dict[str, Any]
+
+
+class WebhookLogPage(ResponseBody):
+    object: Literal["list"]
+    data: list[WebhookLog]
+    hasMore: bool  # noqa: N815
+    nextCursor: str | None  # noqa: N815
 
 
 ANSWERS_KEY = "x-paywalls-answers"  # read (and removed) by openapi_doc.document

@@ -21,6 +21,8 @@ from fastapi.responses import HTMLResponse, Response
 from paywalls.billing import ledger, operator_stripe
 from paywalls.billing import paywall as paywalls
 from paywalls.billing.paywall import InvalidRequest
+from paywalls.core.money import format_micros
+from paywalls.events import outbox
 from paywalls.http import pages, wallet_pages
 from paywalls.http.page_http import (
     APPROVAL_PREFIX,
@@ -375,9 +377,23 @@ def revoke(connection_id: str, form: Form, person: SignedIn, base: BaseUrl, guar
     guard.require(form, f"wallet:{person.id}")
     connection = connections.get_for_person(person.id, connection_id)
     if connection.active:
-        connections.revoke(connection)
+        if connections.revoke(connection):
+            _revoked_event(connection)
         log.info("connection revoked by its owner", extra={"connection_id": connection.id})
     return redirect(shared_mode.wallet_url(base, connection.environment))
+
+
+def _who(environment: str, user: str) -> dict[str, str]:
+    return {"externalUserId": user, "environment": environment}
+
+
+def _revoked_event(connection: connections.Connection) -> None:
+    try:
+        paywall = paywalls.get(connection.paywall_id)
+    except paywalls.NotFound:
+        return
+    data = {**_who(connection.environment, connection.user), "connectionId": connection.id}
+    outbox.emit(paywall, "paywall.authorization.revoked", data)
 
 
 # ---- authorization consent -----------------------------------------------------------------------------
@@ -428,6 +444,7 @@ def decide(token: str, form: Form, session: CurrentSession, base: BaseUrl, guard
         raise SignInRequired(f"{APPROVAL_PREFIX}{token}")
     wallet = ("Manage your wallet", shared_mode.wallet_url(base, asked.environment))
     if form.get("decision") != "approve":
+        outbox.emit(asked.paywall, "paywall.authorization.declined", _who(asked.environment, asked.user))
         return message("Not connected", f"{asked.paywall.name} was not given access.", wallet)
     try:
         cap = connections.parse_cap_choice(form.get("limit"), form.get("cap"))
@@ -437,7 +454,16 @@ def decide(token: str, form: Form, session: CurrentSession, base: BaseUrl, guard
             asked, person, base, guard, error=sentence(str(exc)), entered_cap=(form.get("cap") or "")[:40]
         )
         return html(wallet_pages.consent_page(view), 400, csrf=guard)
-    connections.connect(asked.paywall.id, asked.environment, asked.user, session.person_id, cap)
+    connection = connections.connect(asked.paywall.id, asked.environment, asked.user, session.person_id, cap)
+    outbox.emit(
+        asked.paywall,
+        "paywall.authorization.completed",
+        {
+            **_who(asked.environment, asked.user),
+            "connectionId": connection.id,
+            "spendingCap": None if cap is None else format_micros(cap),
+        },
+    )
     log.info("app authorized", extra={"paywall_id": asked.paywall.id, "environment": asked.environment})
     which = "your test wallet (test money only)" if asked.environment == "test" else "your wallet"
     return message("Connected", f"{asked.paywall.name} can now charge {which}. You can return to the app.", wallet)

@@ -64,6 +64,14 @@ class Settings:
     metrics_disabled: bool = False  # POWERTOOLS_METRICS_DISABLED
     trace_disabled: bool = False  # POWERTOOLS_TRACE_DISABLED
     sam_local: bool = False  # AWS_SAM_LOCAL=true inside SAM CLI's container
+    # Outbound webhooks (events/): the delivery queue (EVENT_QUEUE_URL, set by the template), the
+    # first retry's delay (PAYWALLS_WEBHOOK_RETRY_BASE_S; tests shorten it), failed deliveries in a row
+    # that deactivate a subscription (PAYWALLS_WEBHOOK_DEACTIVATE_AFTER), and http://127.0.0.1
+    # receivers, honoured only with local_dev (PAYWALLS_WEBHOOK_ALLOW_LOCAL=1: make run; never deployed).
+    event_queue_url: str = ""
+    webhook_retry_base_s: float = 30.0
+    webhook_deactivate_after: int = 10
+    webhook_allow_local: bool = False
 
 
 @lru_cache(maxsize=1)
@@ -95,6 +103,10 @@ def settings() -> Settings:
         metrics_disabled=_flag(env.get("POWERTOOLS_METRICS_DISABLED")),
         trace_disabled=_flag(env.get("POWERTOOLS_TRACE_DISABLED")),
         sam_local=env.get("AWS_SAM_LOCAL") == "true",
+        event_queue_url=env.get("EVENT_QUEUE_URL", ""),
+        webhook_retry_base_s=_seconds("PAYWALLS_WEBHOOK_RETRY_BASE_S", 30.0),
+        webhook_deactivate_after=int(env.get("PAYWALLS_WEBHOOK_DEACTIVATE_AFTER") or 10),
+        webhook_allow_local=env.get("PAYWALLS_WEBHOOK_ALLOW_LOCAL") == "1",
         sam_local_endpoint=(env.get("PAYWALLS_LOCAL_ENDPOINT_URL") or None)
         if env.get("AWS_SAM_LOCAL") == "true"
         else None,

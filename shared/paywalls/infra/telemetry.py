@@ -67,6 +67,10 @@ METRICS: dict[str, str] = {
     "OldestOverdueHoldAge": SECONDS,
     # Stripe webhooks, by outcome (processed, invalid_signature, retry_later)
     "StripeWebhookEvents": COUNT,
+    # outbound webhooks: deliveries queued by the dispatcher; attempts by outcome (success, retry,
+    # error: given up, skipped: nothing to attempt, crashed: the handler failed)
+    "WebhookEventsQueued": COUNT,
+    "WebhookDeliveries": COUNT,
 }
 
 _write_lock = threading.Lock()

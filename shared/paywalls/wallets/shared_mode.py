@@ -34,6 +34,7 @@ from paywalls.billing.identity import USER_ID_RE, idempotency_scope
 from paywalls.billing.paywall import Conflict, Paywall
 from paywalls.chat.billing import Funding
 from paywalls.core.money import format_micros, parse_amount
+from paywalls.events import outbox
 from paywalls.infra import links
 from paywalls.wallets import connections, persons
 
@@ -197,7 +198,16 @@ def charge(
             idempotency_scope=idempotency_scope(paywall.id, environment),
             metadata={**meta, **current.metadata()},
             budget=current.budget,
-            also=current.also(),
+            also=outbox.combine(
+                current.also(),
+                outbox.posting_events(
+                    paywall,
+                    environment,
+                    user,
+                    "paywall.balance.charge.created",
+                    lambda entry: {"idempotencyKey": idempotency_key, "metadata": meta},
+                ),
+            ),
         )
     except ledger.InsufficientFunds:
         return ChargeResult(None, refusal_for(paywall, environment, user))
@@ -255,6 +265,9 @@ def connect_status(paywall: Paywall, environment: str, user: str, base_url: str)
     current = payer(paywall, environment, user)
     if current is None:
         url = authorize_url(base_url, paywall.id, environment, user)
+        outbox.emit(
+            paywall, "paywall.authorization.requested", {"externalUserId": user, "environment": environment, "url": url}
+        )
         return {"connected": False, "url": url, "message": paywall.render("authorize", url)}
     fields = allowance_of(current).as_api(paywall.currency)
     return {
@@ -271,7 +284,14 @@ def connect_status(paywall: Paywall, environment: str, user: str, base_url: str)
 def disconnect(paywall: Paywall, environment: str, user: str) -> dict[str, Any]:
     if paywall.mode != "shared":
         raise Conflict("not a shared-mode paywall")
+    connection = connections.active(paywall.id, environment, user)
     if connections.disconnect(paywall.id, environment, user):
+        data = {
+            "externalUserId": user,
+            "environment": environment,
+            "connectionId": connection.id if connection else None,
+        }
+        outbox.emit(paywall, "paywall.authorization.revoked", data)
         return {"success": True, "message": f"{user} was disconnected from their wallet"}
     return {"success": False, "message": f"{user} is not connected"}
 

@@ -1,0 +1,1 @@
+"""Outbound webhooks: event catalog, transactional outbox, subscriptions, signed deliveries, logs."""
