@@ -2,7 +2,8 @@
 
 Shared mode: /_dev/mail is the local inbox (wallet sign-in codes, also printed to the console),
 /_dev/wallet/topup/simulate/{token} simulates a wallet top-up through the operator's webhook endpoint,
-and /_dev/clock moves the clock of the earnings' settlement delay.
+and /_dev/clock moves the clock of the earnings' settlement delay. /_dev/events/drain runs the stream
+and queue consumers until nothing is pending (deliveries in a test without waiting on a poll).
 
 Simulated payments (SPEC §5, offline development): with no Stripe key configured, the top-up page's
 "Simulate payment" form posts here. We build a Stripe-shaped `checkout.session.completed` event (the
@@ -51,6 +52,17 @@ app = FastAPI(docs_url=None, redoc_url=None, openapi_url=None)
 @app.get("/_dev/")
 def index() -> dict[str, object]:
     return {"object": "dev", "local_only": True, "routes": sorted(r.path for r in app.routes)}  # type: ignore[attr-defined]
+
+
+@app.post("/_dev/events/drain")
+async def drain_events(timeout_s: float = 10) -> dict[str, Any]:
+    from devserver import event_sources
+
+    sources = event_sources.current
+    if sources is None:
+        return {"delivered": 0, "running": False}
+    delivered = await run_in_threadpool(sources.drain, min(max(timeout_s, 0.0), 60.0))
+    return {"delivered": delivered, "running": True}
 
 
 def simulated_checkout_event(link: topup.TopupLink, micros: int, public_base: str) -> dict[str, Any]:

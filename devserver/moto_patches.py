@@ -16,7 +16,14 @@ candidates it can return:
 - on a global secondary index: an index hash value -> item keys map (built on first use, maintained
   on every write): O(items under that index key).
 moto's own query then runs unchanged on those candidates (same ordering, paging, filters and
-projections), so the semantics are moto's; only the work is smaller."""
+projections), so the semantics are moto's; only the work is smaller.
+
+3. Streams (the table's StreamSpecification; devserver/event_sources.py reads them). moto appends a
+record per item write, including each item of a transaction (tests/test_event_sources.py checks);
+here a transaction that fails half-way also takes back the records of the writes it undoes (DynamoDB
+never streams a cancelled transaction), a shard keeps the last STREAM_RETENTION records (moto keeps
+all, for as long as `make run` lives; an older iterator starts at the oldest record kept, as on a
+trimmed real stream), and GetRecords forgets the iterator it consumed (moto keeps every one issued)."""
 
 from __future__ import annotations
 
@@ -36,7 +43,8 @@ from moto.dynamodb.exceptions import (
 )
 from moto.dynamodb.models import DynamoDBBackend
 from moto.dynamodb.models.dynamo_type import DynamoType
-from moto.dynamodb.models.table import Table
+from moto.dynamodb.models.table import StreamShard, Table
+from moto.dynamodbstreams.models import DynamoDBStreamsBackend
 
 _OPERATIONS = {"ConditionCheck", "Put", "Delete", "Update"}
 
@@ -91,6 +99,11 @@ def transact_write_items(self: DynamoDBBackend, transact_items: list[dict[str, A
 
     # Phase 2: apply, keeping copies of only the touched items to undo a failure half-way.
     snapshots: list[tuple[Any, Any, Any, Any]] = []
+    streamed = [
+        (table.stream_shard, len(table.stream_shard.items))
+        for table in {id(t): t for t in (self.get_table(op["TableName"]) for _t, op, _k in parsed)}.values()
+        if table.stream_shard is not None
+    ]
     try:
         for op_type, op, key in parsed:
             table = self.get_table(op["TableName"])
@@ -122,6 +135,8 @@ def transact_write_items(self: DynamoDBBackend, transact_items: list[dict[str, A
             else:
                 table.items[hash_value] = previous
             _touched(table, hash_value, range_value)
+        for shard, length in streamed:
+            del shard.items[length:]
         raise
 
 
@@ -331,6 +346,30 @@ def update_item(self: DynamoDBBackend, table_name: str, key: dict[str, Any], *ar
         _touched(self.get_table(table_name), *_key_values(self, table_name, key))
 
 
+# ---- streams (module doc, 3) -----------------------------------------------------------------------
+
+STREAM_RETENTION = 20_000
+_original_stream_add = StreamShard.add
+
+
+def stream_add(self: StreamShard, old: Any, new: Any) -> None:
+    _original_stream_add(self, old, new)
+    excess = len(self.items) - STREAM_RETENTION
+    if excess > 0:
+        # Sequence numbers stay those already issued: the first kept record is the new start.
+        del self.items[:excess]
+        self.starting_sequence_number += excess
+
+
+def stream_get(self: StreamShard, start: int, quantity: int) -> list[dict[str, Any]]:
+    begin = max(0, start - self.starting_sequence_number)
+    return [i.to_json() for i in self.items[begin : begin + quantity]]
+
+
+def get_records(self: DynamoDBStreamsBackend, iterator_arn: str, limit: int) -> dict[str, Any]:
+    return self.shard_iterators.pop(iterator_arn).get(limit)  # type: ignore[no-any-return]
+
+
 _installed = False
 
 
@@ -343,4 +382,7 @@ def install() -> None:
         DynamoDBBackend.update_item = update_item  # type: ignore[method-assign]
         Table.query = query  # type: ignore[method-assign]
         Table.all_items = all_items  # type: ignore[method-assign]
+        StreamShard.add = stream_add  # type: ignore[method-assign]
+        StreamShard.get = stream_get  # type: ignore[method-assign]
+        DynamoDBStreamsBackend.get_records = get_records  # type: ignore[method-assign]
         _installed = True

@@ -163,6 +163,17 @@ def seed_demo(port: int) -> dict[str, Any]:
     return {"paywall_id": demo.id, "api_key": live_key, "test_api_key": test_key}
 
 
+def start_event_sources(endpoint: str) -> Any:
+    """The template's stream and queue consumers over the engine (devserver/event_sources.py); POST
+    /_dev/events/drain runs them until nothing is pending."""
+    from devserver import event_sources
+
+    sources = event_sources.EventSources(TEMPLATE, endpoint)
+    sources.provision()
+    event_sources.current = sources
+    return sources
+
+
 def build_app() -> Any:
     from devserver import dev_routes, router
     from devserver.demo_provider import app as demo_app
@@ -201,6 +212,7 @@ def main(argv: list[str] | None = None) -> None:
     with contextlib.closing(listener), engine_process() as endpoint:
         configure_environment(endpoint, args.port, admin_token)
         create_tables()
+        sources = start_event_sources(endpoint)
         create_app_secret()
         seeded = seed_demo(args.port)
         base = f"http://127.0.0.1:{args.port}"
@@ -233,10 +245,12 @@ def main(argv: list[str] | None = None) -> None:
 
         async def serve() -> None:
             sweeper = asyncio.create_task(sweep_forever())
+            events = asyncio.create_task(sources.run_forever())
             try:
                 await server.serve(sockets=[listener])
             finally:
                 sweeper.cancel()
+                events.cancel()
 
         _print_banner(local, state_dir / "local.json")
         # uvicorn shuts down gracefully on SIGINT/SIGTERM, then re-raises the signal; these turn

@@ -120,6 +120,9 @@ def table_definitions(template: dict[str, Any]) -> list[dict[str, Any]]:
         }
         if billing_mode == "PROVISIONED" and "ProvisionedThroughput" in props:
             definition["ProvisionedThroughput"] = _int_values(props["ProvisionedThroughput"])
+        stream = props.get("StreamSpecification")
+        if stream:  # the table's stream (devserver/event_sources.py feeds it to the functions)
+            definition["StreamSpecification"] = {"StreamEnabled": True, "StreamViewType": stream["StreamViewType"]}
         for kind in ("GlobalSecondaryIndexes", "LocalSecondaryIndexes"):
             indexes = [_index_definition(ix, billing_mode) for ix in props.get(kind) or []]
             if indexes:
