@@ -53,7 +53,11 @@ def _parse(name: str, path: Path) -> _Module:
         elif isinstance(statement, ast.ImportFrom) and (statement.module or "").startswith("paywalls."):
             target = (statement.module or "").split(".", 1)[1]
             for alias in statement.names:
-                module.names[alias.asname or alias.name] = (target, alias.name)
+                # `from paywalls.sub import module` (a subpackage's module) or `from paywalls.m import name`
+                if (PACKAGE / target.replace(".", "/") / f"{alias.name}.py").exists():
+                    module.modules[alias.asname or alias.name] = f"{target}.{alias.name}"
+                else:
+                    module.names[alias.asname or alias.name] = (target, alias.name)
         elif isinstance(statement, ast.Import):
             for alias in statement.names:
                 if alias.name.startswith("paywalls.") and alias.asname:
@@ -77,7 +81,9 @@ def _is_route(decorator: ast.expr) -> bool:
 
 class CodeGraph:
     def __init__(self) -> None:
-        self.modules = {path.stem: _parse(path.stem, path) for path in sorted(PACKAGE.glob("*.py"))}
+        # Subpackages' modules by dotted name relative to the package (`analytics.rollups`).
+        names = {path: ".".join(path.relative_to(PACKAGE).with_suffix("").parts) for path in PACKAGE.rglob("*.py")}
+        self.modules = {name: _parse(name, path) for path, name in sorted(names.items()) if "__" not in name}
 
     def _resolve(self, module: str, name: str, seen: frozenset[Node] = frozenset()) -> Node | None:
         """(module, name) as a node: a def, a re-export followed to its def, else the module's top level."""

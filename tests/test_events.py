@@ -22,6 +22,7 @@ from devserver.router import load_function_module
 from devserver.stack import create_app_secret
 from devserver.template import functions, load_template
 from paywalls import ledger, links, secrets_store, stripe_config
+from paywalls.analytics import reports as analytics_reports
 from paywalls import paywall as paywalls
 from paywalls.config import settings
 
@@ -112,6 +113,12 @@ def test_event_runs_through_its_handler(event_file: Path, seeded: dict[str, Any]
         ledger.hold("pw_x:test:u", 60, hold_id="stale", ttl_s=-1)
         assert invoke(logical_id, event) == {"released": 1}
         assert ledger.get_wallet("pw_x:test:u").available == 100
+        return
+    if logical_id == "AnalyticsFunction":
+        # The same charge delivered twice (a retried batch): counted once, nothing reported failed.
+        assert invoke(logical_id, event) == {"batchItemFailures": []}
+        report = analytics_reports.usage(paywall.id, "test", "2026-11-20", "2026-11-21", compare=False)
+        assert (report["revenue"], report["provider_cost"], report["requests"]) == ("0.001500", "0.000900", 1)
         return
     if logical_id == "StripeWebhookFunction":
         sign_stripe(event)

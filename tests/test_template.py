@@ -57,7 +57,11 @@ EXPECTED_FUNCTIONS: dict[str, tuple[str, str, set[tuple[str, str]]]] = {
     ),
     "AdminFunction": ("functions/admin/", "app.handler", {("ANY", "/admin/{proxy+}")}),
     "SweeperFunction": ("functions/sweeper/", "app.handler", set()),
+    "AnalyticsFunction": ("functions/analytics/", "app.handler", set()),
 }
+# Table-stream consumers: SAM adds the managed stream-reading policy to their roles (the event source
+# mapping reads the stream with the function's role), and each may send to its own OnFailure queue.
+STREAM_CONSUMERS = {"AnalyticsFunction": "AnalyticsFailureQueue"}
 STREAMING_FUNCTIONS = {"ChatFunction"}
 # Every secret grant is inside this stack's prefix, and none is the whole prefix.
 SECRET_PREFIX_ARN = (
@@ -197,7 +201,7 @@ def test_every_api_event_uses_the_regional_rest_api(template):
     assert api["EndpointConfiguration"] == {"Type": "REGIONAL"}
     for logical_id, resource in functions(template).items():
         for name, event in (resource["Properties"].get("Events") or {}).items():
-            assert event["Type"] in ("Api", "Schedule"), f"{logical_id}.{name}"
+            assert event["Type"] in ("Api", "Schedule", "DynamoDB"), f"{logical_id}.{name}"
             if event["Type"] == "Api":
                 assert event["Properties"]["RestApiId"] == {"Ref": "PaywallsApi"}, f"{logical_id}.{name}"
 
@@ -354,6 +358,9 @@ def test_policies_reference_only_the_table_and_the_secret_prefix(template):
                     assert pattern != SECRET_PREFIX_ARN + "*", f"{logical_id}: every secret of the stack"
             elif service == "ses":
                 assert logical_id == "WalletFunction" and actions == ["ses:SendEmail"], logical_id
+            elif service == "sqs":
+                assert actions == ["sqs:SendMessage"], (logical_id, actions)
+                assert resources == [{"Fn::GetAtt": [STREAM_CONSUMERS[logical_id], "Arn"]}], logical_id
             else:
                 pytest.fail(f"{logical_id}: unexpected service {service}")
             assert "*" not in resources, (logical_id, resources)
@@ -391,6 +398,7 @@ def test_transformed_roles_add_only_basic_logging_and_xray(translated):
     the only other role is API Gateway's account-level CloudWatch role (access logs)."""
     basic = "arn:aws:iam::aws:policy/service-role/AWSLambdaBasicExecutionRole"
     xray = "arn:aws:iam::aws:policy/AWSXrayWriteOnlyAccess"
+    streams = "arn:aws:iam::aws:policy/service-role/AWSLambdaDynamoDBExecutionRole"
     roles = {k: v for k, v in translated["Resources"].items() if v["Type"] == "AWS::IAM::Role"}
     assert set(roles) == {f"{name}Role" for name in EXPECTED_FUNCTIONS} | {"ApiGatewayCloudWatchRole"}
     for name, role in roles.items():
@@ -401,7 +409,8 @@ def test_transformed_roles_add_only_basic_logging_and_xray(translated):
             [statement] = role["Properties"]["AssumeRolePolicyDocument"]["Statement"]
             assert statement["Principal"] == {"Service": "apigateway.amazonaws.com"}
             continue
-        assert sorted(role["Properties"]["ManagedPolicyArns"]) == sorted([basic, xray]), name
+        stream = [streams] if name.removesuffix("Role") in STREAM_CONSUMERS else []
+        assert sorted(role["Properties"]["ManagedPolicyArns"]) == sorted([basic, xray, *stream]), name
 
 
 # ---- table, secret, outputs -----------------------------------------------------------------------
@@ -490,7 +499,8 @@ def test_api_events_match_the_routes_they_claim(template):
         event = json.loads(path.read_text())
         folder = path.name.split("-", 1)[0]
         if "httpMethod" not in event:
-            assert event.get("detail-type") == "Scheduled Event", path.name
+            records = event.get("Records") or [{}]
+            assert event.get("detail-type") == "Scheduled Event" or records[0].get("eventSource") == "aws:dynamodb"
             continue
         context = event["requestContext"]
         for key in ("resourcePath", "path", "httpMethod", "stage", "requestId", "identity", "apiId"):
