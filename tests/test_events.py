@@ -22,8 +22,8 @@ from devserver.router import load_function_module
 from devserver.stack import create_app_secret
 from devserver.template import functions, load_template
 from paywalls import ledger, links, secrets_store, stripe_config
-from paywalls.analytics import reports as analytics_reports
 from paywalls import paywall as paywalls
+from paywalls.analytics import reports as analytics_reports
 from paywalls.config import settings
 
 ROOT = Path(__file__).resolve().parent.parent
