@@ -698,6 +698,8 @@ SECRET_FAMILIES: dict[str, tuple[str, list[str], bool]] = {
         True,
     ),
 }
+READ_ONLY_FAMILIES = {"app"}
+READ_ONLY = {"secretsmanager:GetSecretValue"}
 _ARN_VALUES = {"AWS::Partition": "aws", "AWS::Region": "us-east-1", "AWS::AccountId": "123456789012"}
 _STACK = "paywalls"
 _SUFFIX = "-AbC123"  # what Secrets Manager appends to a secret's name in its ARN
@@ -757,7 +759,8 @@ def policy_problems(template: dict[str, Any]) -> list[str]:
             where = _matching(code, pattern)
             for name in names:
                 arn = _secret_arn(name)
-                for action in sorted(secret_actions):
+                # The app secret is created by the template and only ever read by the functions.
+                for action in sorted(secret_actions & READ_ONLY if family in READ_ONLY_FAMILIES else secret_actions):
                     allowed = _allows(template, logical_id, action, arn)
                     if where and not allowed:
                         problems.append(f"{logical_id} may not {action} {name} ({family}: {where})")

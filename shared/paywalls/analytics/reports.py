@@ -8,11 +8,12 @@ from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
-from paywalls import store
+from paywalls import connections, ledger, store
 from paywalls.analytics import rollups
 from paywalls.analytics.rollups import MEASURES
+from paywalls.identity import app_wallet_id
 from paywalls.money import format_micros
-from paywalls.paywall import InvalidRequest
+from paywalls.paywall import InvalidRequest, Paywall
 
 MAX_DAYS = 366  # one report spans at most this (and its previous period as much again)
 HOURLY_UP_TO_DAYS = 2  # periods this short also answer by hour
@@ -26,7 +27,7 @@ def _empty() -> Totals:
     return dict.fromkeys(MEASURES, 0)
 
 
-def _parse_instant(value: str, name: str) -> datetime:
+def parse_instant(value: str, name: str) -> datetime:
     try:
         parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
     except ValueError:
@@ -41,11 +42,11 @@ def period(
     (roll-ups are per day). No `to`: through today; no `from`: `default_days` back from the end."""
     today = today or datetime.now(UTC).date()
     if end:
-        instant = _parse_instant(end, "to")
+        instant = parse_instant(end, "to")
         last = (instant - timedelta(microseconds=1)).date()
     else:
         last = today
-    first = _parse_instant(start, "from").date() if start else last - timedelta(days=default_days - 1)
+    first = parse_instant(start, "from").date() if start else last - timedelta(days=default_days - 1)
     if first > last:
         raise InvalidRequest("from must be before to", "from")
     if (last - first).days + 1 > MAX_DAYS:
@@ -145,13 +146,17 @@ def usage(
     return answer
 
 
-def user_totals(paywall_id: str, environment: str, users: list[str]) -> dict[str, Totals]:
-    """Each user's all-time spend and requests (one BatchGetItem per 100 users)."""
+def user_totals(paywall_id: str, environment: str, users: list[str]) -> dict[str, dict[str, Any]]:
+    """Each user's all-time spend, requests and last activity (one BatchGetItem per 100 users)."""
     keys = [(rollups.user_pk(paywall_id, environment, u), "TOTAL") for u in users]
     prefix = rollups.user_pk(paywall_id, environment, "")
     found = {i["pk"].removeprefix(prefix): i for i in store.batch_get(keys)}
     return {
-        u: {"spend": int(found.get(u, {}).get("spend", 0)), "requests": int(found.get(u, {}).get("requests", 0))}
+        u: {
+            "spend": int(found.get(u, {}).get("spend", 0)),
+            "requests": int(found.get(u, {}).get("requests", 0)),
+            "last_at": found.get(u, {}).get("last_at"),
+        }
         for u in users
     }
 
@@ -170,3 +175,41 @@ def user_days(paywall_id: str, environment: str, user: str, first: date, last: d
         }
         for d in _days(first, last)
     ]
+
+
+def user_view(
+    paywall: Paywall, environment: str, user: str, *, days: int = 30, today: date | None = None
+) -> dict[str, Any]:
+    """One app user for the operator: balance (default mode) or authorization (shared mode), total
+    spend, requests, last activity, spend per day over the last `days` days."""
+    totals = store.get(rollups.user_pk(paywall.id, environment, user), "TOTAL") or {}
+    last = today or datetime.now(UTC).date()
+    view: dict[str, Any] = {
+        "object": "app_user",
+        "user": user,
+        "environment": environment,
+        "mode": paywall.mode,
+        "total_spend": format_micros(int(totals.get("spend", 0))),
+        "requests": int(totals.get("requests", 0)),
+        "last_activity": totals.get("last_at"),
+        "spend_by_day": user_days(paywall.id, environment, user, last - timedelta(days=days - 1), last),
+        "balance": None,
+        "available": None,
+        "connected": None,
+        "spending_cap": None,
+        "cap_spent": None,
+    }
+    if paywall.mode == "shared":
+        # What the app may see of a person (shared_mode): authorization and its cap, never the wallet.
+        connection = connections.active(paywall.id, environment, user)
+        view["status"] = "connected" if connection else "not_connected"
+        view["connected"] = connection is not None
+        if connection:
+            view["spending_cap"] = None if connection.cap is None else format_micros(connection.cap)
+            view["cap_spent"] = format_micros(connection.spent)
+    else:
+        wallet = ledger.get_wallet(app_wallet_id(paywall.id, environment, user))
+        view["status"] = "active" if wallet.exists else "unknown"
+        view["balance"] = format_micros(wallet.balance)
+        view["available"] = format_micros(wallet.available)
+    return view

@@ -277,13 +277,33 @@ def fold(fact: Fact) -> bool:
         store.transact(items, token_seed=f"rollup|{fact.source}|{fact.entry_id}")
     except TransactionCancelled as cancelled:
         if cancelled.codes and cancelled.codes[0] == "ConditionalCheckFailed":
-            # Counted before; its board update may not have happened (a crash in between): the
-            # board's update is idempotent, so doing it again is harmless.
-            _raise_board(fact)
+            # Counted before; what follows the transaction may not have happened (a crash in
+            # between): both steps are monotonic, so doing them again is harmless.
+            _after(fact)
             return False
         raise
-    _raise_board(fact)
+    _after(fact)
     return True
+
+
+def _after(fact: Fact) -> None:
+    """The monotonic updates outside the transaction: the user's last activity and the top board."""
+    if not fact.user:
+        return
+    try:
+        store.with_retries(
+            lambda: store.ddb().update_item(
+                TableName=store.table_name(),
+                Key=store.key(user_pk(fact.paywall_id, fact.environment, fact.user or ""), "TOTAL"),
+                UpdateExpression="SET last_at = :at",
+                ConditionExpression="attribute_not_exists(last_at) OR last_at < :at",
+                ExpressionAttributeValues={":at": {"S": fact.created_at}},
+            )
+        )
+    except ClientError as exc:
+        if exc.response.get("Error", {}).get("Code") != "ConditionalCheckFailedException":
+            raise
+    _raise_board(fact)
 
 
 def fold_items(items: Iterable[Mapping[str, Any]]) -> int:
