@@ -43,6 +43,7 @@ from starlette.staticfiles import StaticFiles
 
 from paywalls.cli import AdminClient, CliError
 from paywalls.money import MICROS_PER_UNIT, format_for_people
+from paywalls.page_http import form_fields
 from paywalls.pages import when_for_people
 from paywalls.paywall import ModelPrice, render_template
 
@@ -57,7 +58,8 @@ SECURITY_HEADERS = {
     ),
     "X-Frame-Options": "DENY",
     "X-Content-Type-Options": "nosniff",
-    "Referrer-Policy": "no-referrer",
+    # same-origin (not no-referrer): the browser then sends a real Origin on our own forms, checked on POST.
+    "Referrer-Policy": "same-origin",
     "Cache-Control": "no-store",
 }
 
@@ -139,7 +141,8 @@ def build_app(client: AdminClient, *, token: str | None = None) -> tuple[Starlet
             if csrf is None:
                 return _message(request, 401, "Open the console with the link `paywalls console` printed.")
             if request.method == "POST":
-                form = await request.form()
+                # Read once, here (the size-capped reader of the hosted pages); handlers use request.state.form.
+                request.state.form = form = await form_fields(request)
                 origin = request.headers.get("origin")
                 fresh = hmac.compare_digest(str(form.get("csrf", "")), csrf)
                 if not fresh or (origin and origin != f"{request.url.scheme}://{request.url.netloc}"):
@@ -333,7 +336,7 @@ async def user_page(request: Request, console: Console, csrf: str) -> Response:
 
 async def adjust(request: Request, console: Console, csrf: str) -> Response:
     pid, user = request.path_params["pid"], request.path_params["user"]
-    form = await request.form()
+    form = request.state.form
     env = str(form.get("environment", "live"))
     amount = str(form.get("amount", "")).strip()
     body: dict[str, Any] = {"amount": amount, "environment": env}
@@ -436,7 +439,7 @@ async def settings_page(request: Request, console: Console, csrf: str, *, create
 
 async def set_price(request: Request, console: Console, csrf: str) -> Response:
     pid = request.path_params["pid"]
-    form = await request.form()
+    form = request.state.form
     paywall = await _paywall(console, pid)
     model = str(form.get("model", "")).strip()
     price = {name: str(form.get(name, "")).strip() for name in ("prompt", "completion", "request")}
@@ -456,7 +459,7 @@ async def set_price(request: Request, console: Console, csrf: str) -> Response:
 
 async def create_key(request: Request, console: Console, csrf: str) -> Response:
     pid = request.path_params["pid"]
-    form = await request.form()
+    form = request.state.form
     env = str(form.get("environment", "test"))
     created = await console.api("POST", f"/paywalls/{quote(pid, safe='')}/keys", {"environment": env})
     # Shown once, on this answer only (no-store; never in a URL or a redirect).
