@@ -148,3 +148,23 @@ def test_replayed_reordered_stream_equals_direct_sum(
         }
         totals = reports.user_totals(paywall_id, env, USERS)
         assert {u: t["spend"] for u, t in totals.items()} == {u: want["spend"].get(u, 0) for u in USERS}
+
+
+@pytest.mark.usefixtures("aws_mock")
+def test_short_periods_answer_by_hour_and_compare() -> None:
+    paywall_id = f"pw_{uuid.uuid4().hex[:12]}"
+    raw = [
+        {"type": "charge", "amount": 1000, "user": "alice", "env": "live", "day": day, "hour": hour, "model": "m/a"}
+        | {"prompt": 1, "completion": 2, "cost": 10, "shared": False}
+        for day, hour in (("2026-11-21", 3), ("2026-11-22", 5), ("2026-11-22", 5), ("2026-11-22", 23))
+    ]
+    rollups.fold_items(ledger_items(paywall_id, raw))
+    got = reports.usage(paywall_id, "live", "2026-11-22", "2026-11-23", today=date(2026, 11, 29))
+    assert got["requests"] == 3 and got["previous"]["requests"] == 1
+    assert [(h["hour"], h["requests"]) for h in got["by_hour"]] == [
+        ("2026-11-22T05:00:00Z", 2),
+        ("2026-11-22T23:00:00Z", 1),
+    ]
+    assert list(got["by_user"]) == ["alice"] and got["by_user"]["alice"]["spend"] == format_micros(3000)
+    week = reports.usage(paywall_id, "live", "2026-11-16", "2026-11-23", today=date(2026, 11, 29))
+    assert week["by_hour"] is None and week["requests"] == 4 and len(week["by_day"]) == 7

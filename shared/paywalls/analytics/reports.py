@@ -58,8 +58,8 @@ def _days(first: date, last: date) -> list[str]:
     return [(first + timedelta(days=i)).isoformat() for i in range((last - first).days + 1)]
 
 
-def _read_shards(paywall_id: str, environment: str, first: date, last: date) -> list[dict[str, Any]]:
-    low, high = rollups.day_sk(first.isoformat()), rollups.day_sk(last.isoformat()) + "~"
+def _read_shards(paywall_id: str, environment: str, low: str, high: str) -> list[dict[str, Any]]:
+    """The roll-up items with low <= sk <= high of every shard: SHARDS range queries, in parallel."""
 
     def one(shard: int) -> list[dict[str, Any]]:
         pk = rollups.shard_pk(paywall_id, environment, shard)
@@ -104,13 +104,20 @@ def usage(
     first, last = period(start, end, today=today)
     length = (last - first).days + 1
     previous_first = first - timedelta(days=length)
-    items = _read_shards(paywall_id, environment, previous_first if compare else first, last)
+    low = rollups.day_sk((previous_first if compare else first).isoformat())
+    items = _read_shards(paywall_id, environment, low, rollups.day_sk(last.isoformat()) + "~")
+    hourly = length <= HOURLY_UP_TO_DAYS
+    if hourly:
+        high = rollups.hour_sk(last.isoformat(), "~")
+        items += _read_shards(paywall_id, environment, rollups.hour_sk(first.isoformat(), ""), high)
     totals, previous = _empty(), _empty()
     by_day: dict[str, Totals] = {d: _empty() for d in _days(first, last)}
     by_model: dict[str, Totals] = defaultdict(_empty)
     by_hour: dict[str, Totals] = defaultdict(_empty)
-    hourly = length <= HOURLY_UP_TO_DAYS
     for item in items:
+        if item["sk"].startswith("H#"):
+            _accumulate(by_hour[item["sk"][2:] + ":00:00Z"], item)
+            continue
         day, _, rest = item["sk"].removeprefix("D#").partition("#")
         current = day >= first.isoformat()
         if rest == "":
@@ -119,8 +126,6 @@ def usage(
                 _accumulate(by_day[day], item)
         elif rest.startswith("M#") and current:
             _accumulate(by_model[rest[2:]], item)
-        elif rest.startswith("H#") and current and hourly:
-            _accumulate(by_hour[f"{day}T{rest[2:]}:00:00Z"], item)
     users = rollups.top_users(paywall_id, environment, list(by_day), limit=top)
     answer: dict[str, Any] = {
         "object": "usage",

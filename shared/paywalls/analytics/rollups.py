@@ -15,7 +15,7 @@ Two kinds of entries are folded:
   and the app user's spend (a person's wallet entry does not name the app user).
 
 Items (all in the one table):
-- `RU#{paywall}#{env}#{shard:02d}` / `D#{day}#` (day), `D#{day}#H#{hh}` (hour, expires after
+- `RU#{paywall}#{env}#{shard:02d}` / `D#{day}#` (day), `H#{day}T{hh}` (hour, expires after
   HOUR_RETENTION_DAYS), `D#{day}#M#{model}` (day x model): the measures below. shard = crc32(entry id)
   mod SHARDS, so a paywall's entries spread evenly (see DESIGN.md "Hot keys" for the arithmetic).
 - `RUUSER#{paywall}#{env}#{user}` / `TOTAL` and `D#{day}`: the user's spend and requests.
@@ -198,7 +198,8 @@ def day_sk(day: str) -> str:
 
 
 def hour_sk(day: str, hour: str) -> str:
-    return f"D#{day}#H#{hour}"
+    # Apart from the `D#` items: a report of many days never reads 24 hour items per day.
+    return f"H#{day}T{hour}"
 
 
 def model_sk(day: str, model: str) -> str:

@@ -3,9 +3,12 @@
 (function () {
   "use strict";
   function micros(text) { return Number(text); }  // "1.234500" -> 1.2345 (display only)
+  // As the pages format money for people: two decimals, more (up to six) only below a cent.
   function money(currency) {
-    var f = new Intl.NumberFormat(undefined, { style: "currency", currency: currency.toUpperCase() });
-    return function (v) { return f.format(v); };
+    var c = currency.toUpperCase();
+    var cents = new Intl.NumberFormat(undefined, { style: "currency", currency: c });
+    var fine = new Intl.NumberFormat(undefined, { style: "currency", currency: c, maximumFractionDigits: 6 });
+    return function (v) { return (v !== 0 && Math.abs(v) < 0.01 ? fine : cents).format(v); };
   }
   var data = document.getElementById("chart-data");
   if (data && window.Chart) {
