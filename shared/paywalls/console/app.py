@@ -16,7 +16,7 @@ Pages: overview (KPIs, charts, period selector, compare to the previous period, 
 (search, balance, spend, last seen), one user (spend by day, ledger with filters, top-up / authorize
 link to copy, credit / adjust with a reason), ledger (filters, CSV export of every page), settings
 (pricing with the marked-up price, provider, Stripe status, templates with preview, keys create /
-revoke shown once), earnings and withdrawals (shared mode)."""
+revoke shown once), earnings and withdrawals (shared mode), webhook subscriptions and deliveries."""
 
 from __future__ import annotations
 
@@ -169,6 +169,7 @@ def build_app(client: AdminClient, *, token: str | None = None) -> tuple[Starlet
         Route("/p/{pid}/keys", guarded(create_key), methods=["POST"]),
         Route("/p/{pid}/keys/{kid}/revoke", guarded(revoke_key), methods=["POST"]),
         Route("/p/{pid}/earnings", guarded(earnings_page)),
+        Route("/p/{pid}/webhooks", guarded(webhooks_page)),
         Mount("/static", StaticFiles(directory=HERE / "static"), name="static"),
     ]
     return Starlette(routes=routes), console
@@ -488,4 +489,37 @@ async def earnings_page(request: Request, console: Console, csrf: str) -> Respon
         summary=summary,
         withdrawals=withdrawals,
         section="earnings",
+    )
+
+
+async def webhooks_page(request: Request, console: Console, csrf: str) -> Response:
+    """Webhook subscriptions and their delivery log (the admin API's `/webhooks/subscriptions` and
+    `/webhooks/logs`). A deployment without outbound webhooks answers 404 there: the page says so."""
+    pid = request.path_params["pid"]
+    env = _environment(request)
+    paywall = await _paywall(console, pid)
+    base = f"/paywalls/{quote(pid, safe='')}/webhooks"
+    try:
+        subscriptions = await console.api("GET", f"{base}/subscriptions")
+    except CliError as exc:
+        if exc.status != 404:
+            raise
+        subscriptions = None
+    logs = None
+    if subscriptions is not None:
+        status = request.query_params.get("status", "")
+        query = {"limit": "50", **({"status": status} if status in ("pending", "success", "error") else {})}
+        if cursor := request.query_params.get("cursor"):
+            query["cursor"] = cursor
+        logs = await console.api("GET", f"{base}/logs?{urlencode(query)}")
+    return render(
+        request,
+        "webhooks.html",
+        paywall=paywall,
+        env=env,
+        csrf=csrf,
+        subscriptions=subscriptions,
+        logs=logs,
+        status=request.query_params.get("status", ""),
+        section="webhooks",
     )
