@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from paywalls import ledger, store
+from paywalls.analytics.reports import parse_instant
 from paywalls.identity import USER_ID_RE, app_wallet_id
 from paywalls.money import format_micros
 from paywalls.paywall import InvalidRequest, Paywall
@@ -64,8 +65,6 @@ def _instant(value: str | None, name: str) -> str | None:
     """The ledger's own timestamp form (`2026-11-20T10:15:00.000Z`), so string order is time order."""
     if value is None:
         return None
-    from paywalls.analytics.reports import parse_instant
-
     return parse_instant(value, name).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
