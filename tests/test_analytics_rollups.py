@@ -12,6 +12,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from paywalls import store
 from paywalls.analytics import reports, rollups
 from paywalls.money import format_micros
 
@@ -168,3 +169,38 @@ def test_short_periods_answer_by_hour_and_compare() -> None:
     assert list(got["by_user"]) == ["alice"] and got["by_user"]["alice"]["spend"] == format_micros(3000)
     week = reports.usage(paywall_id, "live", "2026-11-16", "2026-11-23", today=date(2026, 11, 29))
     assert week["by_hour"] is None and week["requests"] == 4 and len(week["by_day"]) == 7
+
+
+@pytest.mark.usefixtures("aws_mock")
+def test_consumer_reports_the_record_that_failed(monkeypatch: pytest.MonkeyPatch) -> None:
+    """ReportBatchItemFailures: a record the store refused is named (Lambda retries from it); the
+    others are counted once, and counting them again on the retry changes nothing."""
+    import json
+    from pathlib import Path
+
+    from devserver.router import load_function_module
+
+    module = load_function_module("functions/analytics", "AnalyticsFunction")
+    event = json.loads((Path(__file__).parent.parent / "events" / "analytics-ledger-entry-replayed.json").read_text())
+    second = json.loads(json.dumps(event["Records"][0]))
+    second["dynamodb"]["NewImage"]["entry_id"] = {"S": "le_second"}
+    second["dynamodb"]["SequenceNumber"] = "000000000000000000200"
+    event["Records"].append(second)
+    real_fold = rollups.fold
+
+    def failing(fact: rollups.Fact) -> bool:
+        if fact.entry_id == "le_second":
+            raise store.StoreUnavailable("the database is busy, please retry")
+        return real_fold(fact)
+
+    class Context:
+        function_name, memory_limit_in_mb, aws_request_id = "analytics", 512, "req"
+        invoked_function_arn = "arn:aws:lambda:us-east-1:123456789012:function:analytics"
+
+    monkeypatch.setattr(rollups, "fold", failing)
+    answer = module.handler(event, Context())
+    assert answer == {"batchItemFailures": [{"itemIdentifier": "000000000000000000200"}]}
+    monkeypatch.setattr(rollups, "fold", real_fold)
+    assert module.handler(event, Context()) == {"batchItemFailures": []}
+    report = reports.usage("pw_demo", "test", "2026-11-20", "2026-11-21", compare=False, today=date(2026, 11, 29))
+    assert report["requests"] == 2, "each entry once, the replayed and the retried ones included"

@@ -203,6 +203,9 @@ def test_operator_console_end_to_end(stack: LocalStack, shop: dict[str, Any], br
     browser.open(f"{base}/p/{pid}/earnings?env=live")
     assert "Earnings are for shared-mode paywalls" in browser.text
     browser.shoot("console-earnings")
+    browser.open(f"{base}/p/{pid}/webhooks?env=live")  # this stack has no outbound webhooks (yet)
+    assert "does not send webhooks yet" in browser.text
+    browser.shoot("console-webhooks")
 
 
 def test_shared_mode_earnings_page(stack: LocalStack, browser: Browser) -> None:  # noqa: F811
