@@ -119,6 +119,13 @@ def test_operator_console_end_to_end(stack: LocalStack, shop: dict[str, Any], br
     assert browser.driver.execute_script("return Chart.instances && Object.keys(Chart.instances).length") == 3
     assert ann in browser.text and "demo/echo" in browser.text
     browser.shoot("console-overview")
+    browser.driver.find_element(By.ID, "period").send_keys("Today")
+    browser.click("Show")
+    assert (
+        "Requests by hour" in browser.text
+        and kpi["Requests"] == browser.driver.find_element(By.CSS_SELECTOR, '[data-kpi="Requests"] .value').text
+    )
+    browser.shoot("console-overview-today")
 
     # Users: the list, then one user found by id.
     browser.open(f"{base}/p/{pid}/users?env=live")

@@ -251,12 +251,14 @@ async def overview(request: Request, console: Console, csrf: str) -> Response:
     }
     if previous:
         changes["Requests"] = _change(f"{usage['requests']}", f"{previous['requests']}")
+    # A short period (today) is charted by hour, a longer one by day.
+    points, label = (usage["by_hour"], "hour") if usage["by_hour"] is not None else (usage["by_day"], "date")
     chart = {
-        "days": [d["date"] for d in usage["by_day"]],
-        "revenue": [d["revenue"] for d in usage["by_day"]],
-        "provider_cost": [d["provider_cost"] for d in usage["by_day"]],
-        "profit": [d["profit"] for d in usage["by_day"]],
-        "requests": [d["requests"] for d in usage["by_day"]],
+        "days": [p[label][11:16] + " UTC" if label == "hour" else p[label] for p in points],
+        "revenue": [p["revenue"] for p in points],
+        "provider_cost": [p["provider_cost"] for p in points],
+        "profit": [p["profit"] for p in points],
+        "requests": [p["requests"] for p in points],
         "models": list(usage["by_model"]),
         "model_revenue": [b["revenue"] for b in usage["by_model"].values()],
         "currency": paywall["currency"],
@@ -274,6 +276,7 @@ async def overview(request: Request, console: Console, csrf: str) -> Response:
         periods=PERIODS,
         compare=compare,
         chart=json_for_page(chart),
+        by="hour" if usage["by_hour"] is not None else "day",
         section="overview",
     )
 
