@@ -58,6 +58,11 @@ def _days(first: date, last: date) -> list[str]:
     return [(first + timedelta(days=i)).isoformat() for i in range((last - first).days + 1)]
 
 
+def _hours(first: date, last: date) -> list[str]:
+    """Every hour of [first, last] as the report names it (zeros included, like the days)."""
+    return [f"{d}T{h:02d}:00:00Z" for d in _days(first, last) for h in range(24)]
+
+
 def _read_shards(paywall_id: str, environment: str, low: str, high: str) -> list[dict[str, Any]]:
     """The roll-up items with low <= sk <= high of every shard: SHARDS range queries, in parallel."""
 
@@ -137,7 +142,7 @@ def usage(
         # The biggest spenders first (top users, not every user: that would be O(users)).
         "by_user": {u: {"spend": format_micros(v)} for u, v in users},
         "by_day": [{"date": d, **_money(v)} for d, v in by_day.items()],
-        "by_hour": [{"hour": h, **_money(v)} for h, v in sorted(by_hour.items())] if hourly else None,
+        "by_hour": [{"hour": h, **_money(by_hour[h])} for h in _hours(first, last)] if hourly else None,
         "previous": (
             {
                 "from": f"{previous_first.isoformat()}T00:00:00Z",
