@@ -16,11 +16,13 @@ from urllib.parse import urlsplit
 import httpx
 import pytest
 from selenium.webdriver.common.by import By
+from selenium.webdriver.support import expected_conditions
+from selenium.webdriver.support.ui import WebDriverWait
 
 from paywalls.money import format_for_people
 from tests.chat_support import fund, make_paywall, new_user
 from tests.conftest import LocalStack
-from tests.test_pages_browser import Browser, browser  # noqa: F401  (the fixture)
+from tests.test_pages_browser import WAIT_S, Browser, browser  # noqa: F401  (the fixture)
 
 CHAT = {"model": "demo/echo", "messages": [{"role": "user", "content": "hello there, console"}]}
 
@@ -78,8 +80,11 @@ def login(browser: Browser) -> str:  # noqa: F811
     return base
 
 
-def people(formatted: str) -> str:
-    return format_for_people(int(Decimal(formatted) * 1_000_000), "usd")
+def press(browser: Browser, text: str) -> None:  # noqa: F811
+    """Click a button or link and wait for the page it leads to to finish loading (its scripts too:
+    a click while the next page still loads Chart.js may land on a node being replaced)."""
+    browser.click(text)
+    WebDriverWait(browser.driver, WAIT_S).until(lambda d: d.execute_script("return document.readyState") == "complete")
 
 
 def test_console_needs_the_start_token(stack: LocalStack) -> None:
@@ -120,7 +125,7 @@ def test_operator_console_end_to_end(stack: LocalStack, shop: dict[str, Any], br
     assert ann in browser.text and "demo/echo" in browser.text
     browser.shoot("console-overview")
     browser.driver.find_element(By.ID, "period").send_keys("Today")
-    browser.click("Show")
+    press(browser, "Show")
     assert (
         "Requests by hour" in browser.text
         and kpi["Requests"] == browser.driver.find_element(By.CSS_SELECTOR, '[data-kpi="Requests"] .value').text
@@ -132,7 +137,7 @@ def test_operator_console_end_to_end(stack: LocalStack, shop: dict[str, Any], br
     assert ann in browser.text and bob in browser.text
     browser.shoot("console-users")
     browser.type("Find a user by id", ann)
-    browser.click("Find")
+    press(browser, "Find")
     assert f"User {ann}" in browser.text
     ann_spend = sum(-int(c["amount"]) for c in charges if c["user"] == ann)
     assert browser.driver.find_element(By.CSS_SELECTOR, '[data-field="total_spend"]').text == format_for_people(
@@ -151,7 +156,7 @@ def test_operator_console_end_to_end(stack: LocalStack, shop: dict[str, Any], br
     )
     browser.type("Amount (negative to debit)", "1.25")
     browser.type("Reason", "goodwill credit")
-    browser.click("Adjust balance")
+    press(browser, "Adjust balance")
     assert "Adjusted by 1.25" in browser.text
     after = browser.driver.find_element(By.CSS_SELECTOR, '[data-field="balance"]').text
     assert after == f"${before + Decimal('1.25'):.2f}"
@@ -162,7 +167,7 @@ def test_operator_console_end_to_end(stack: LocalStack, shop: dict[str, Any], br
     browser.open(f"{base}/p/{pid}/ledger?env=live")
     browser.type("User", bob)
     browser.driver.find_element(By.ID, "f-type").send_keys("charge")
-    browser.click("Filter")
+    press(browser, "Filter")
     rows = browser.driver.find_elements(By.CSS_SELECTOR, "table.ledger tbody tr")
     assert len(rows) == len(api_ledger(stack, pid, user=bob, type="charge")) == 1
     browser.shoot("console-ledger")
@@ -185,12 +190,12 @@ def test_operator_console_end_to_end(stack: LocalStack, shop: dict[str, Any], br
     browser.type("Prompt price", "3")
     browser.type("Completion price", "4")
     browser.type("Request price", "0.0002")
-    browser.click("Save price")
+    press(browser, "Save price")
     assert "Price of demo/echo saved" in browser.text
     with stack.admin() as admin:
         priced = admin.get(f"/admin/paywalls/{pid}").json()["pricing"]["demo/echo"]
     assert priced == {"prompt": "3", "completion": "4", "request": "0.0002"}
-    browser.click("Create key")
+    press(browser, "Create key")
     key = browser.driver.find_element(By.ID, "new-key").get_attribute("value") or ""
     assert key.startswith("sk-paywalls-") and "shown only once" in browser.text
     browser.shoot("console-settings-new-key")
@@ -201,8 +206,10 @@ def test_operator_console_end_to_end(stack: LocalStack, shop: dict[str, Any], br
     with stack.admin() as admin:
         keys = admin.get(f"/admin/paywalls/{pid}/keys").json()["data"]
     newest = max((k for k in keys if k["environment"] == "test"), key=lambda k: k["created_at"])
+    page = browser.driver.find_element(By.TAG_NAME, "html")
     browser.driver.find_element(By.CSS_SELECTOR, f'button[aria-label="Revoke key {newest["id"]}"]').click()
-    browser.driver.find_element(By.TAG_NAME, "main")
+    WebDriverWait(browser.driver, WAIT_S).until(expected_conditions.staleness_of(page))
+    WebDriverWait(browser.driver, WAIT_S).until(lambda d: d.execute_script("return document.readyState") == "complete")
     assert f"Key {newest['id']} revoked" in browser.text
     assert httpx.get(f"{stack.url}/v1/user/balance", params={"user": ann}, headers=check).status_code == 401
     browser.shoot("console-settings")
