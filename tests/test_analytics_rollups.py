@@ -204,3 +204,27 @@ def test_consumer_reports_the_record_that_failed(monkeypatch: pytest.MonkeyPatch
     assert module.handler(event, Context()) == {"batchItemFailures": []}
     report = reports.usage("pw_demo", "test", "2026-11-20", "2026-11-21", compare=False, today=date(2026, 11, 29))
     assert report["requests"] == 2, "each entry once, the replayed and the retried ones included"
+
+
+@pytest.mark.usefixtures("aws_mock")
+def test_backfill_folds_what_the_stream_never_carried() -> None:
+    """ops/backfill_rollups.py: entries written before the stream existed are counted once; those the
+    consumer already folded (markers) and a second run count nothing."""
+    from ops import backfill_rollups
+
+    paywall_id = f"pw_{uuid.uuid4().hex[:12]}"
+    raw = [
+        {"type": "charge", "amount": 500 * (n + 1), "user": USERS[n % 3], "env": "live", "day": DAYS[n % 3]}
+        | {"hour": n, "model": "m/a", "prompt": 1, "completion": 1, "cost": 0, "shared": n % 2 == 1}
+        for n in range(6)
+    ]
+    items = ledger_items(paywall_id, raw)
+    batch = store.ddb()
+    for item in items:
+        batch.put_item(TableName=store.table_name(), Item=store.encode(item))
+    rollups.fold_items(items[:2])  # the live consumer got to these already
+    seen, counted = backfill_rollups.backfill(segments=2)
+    assert seen >= len(items) and counted == len(items) - 2
+    assert backfill_rollups.backfill(segments=2)[1] == 0
+    got = reports.usage(paywall_id, "live", DAYS[0], "2026-11-23", compare=False, today=date(2026, 11, 29))
+    assert got["requests"] == 6 and got["revenue"] == format_micros(sum(e["amount"] for e in raw))
