@@ -112,6 +112,7 @@ bench: deps
 	$(PY) benchmarks/proxy_overhead.py
 	$(PY) benchmarks/cold_start.py
 	$(PY) benchmarks/local_engine.py
+	$(PY) benchmarks/analytics.py --quick
 
 clean:
 	rm -rf .aws-sam .paywalls .pytest_cache site .artifacts

@@ -186,6 +186,15 @@ def start_event_sources(endpoint: str) -> Any:
     return sources
 
 
+def start_console(local: dict[str, Any]) -> Any:
+    """The operator console (paywalls.console) on a free loopback port, over this stack's admin API
+    with the local admin token, as `paywalls console` runs it against a deployed stack."""
+    from paywalls.cli import AdminClient
+    from paywalls.console.serve import server
+
+    return server(AdminClient(local["admin_url"], local["admin_token"]))
+
+
 def build_app() -> Any:
     from devserver import dev_routes, router
     from devserver.demo_provider import app as demo_app
@@ -237,6 +246,8 @@ def main(argv: list[str] | None = None) -> None:
             "admin_token": admin_token,
             "engine_url": endpoint,
         }
+        console = start_console(local)
+        local["console_url"] = console.url
         state_dir = Path(args.state_dir)
         state_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
         write_private(state_dir / "local.json", json.dumps(local, indent=2) + "\n")
@@ -258,11 +269,14 @@ def main(argv: list[str] | None = None) -> None:
         async def serve() -> None:
             sweeper = asyncio.create_task(sweep_forever())
             events = asyncio.create_task(sources.run_forever())
+            operator_console = asyncio.create_task(console.server.serve(sockets=[console.listener]))
             try:
                 await server.serve(sockets=[listener])
             finally:
                 sweeper.cancel()
                 events.cancel()
+                console.server.should_exit = True
+                await operator_console
 
         _print_banner(local, state_dir / "local.json")
         # uvicorn shuts down gracefully on SIGINT/SIGTERM, then re-raises the signal; these turn
@@ -287,6 +301,7 @@ Paywalls is running at {local["base_url"].removesuffix("/v1")}  (Ctrl-C to stop)
   OpenAI base_url : {local["base_url"]}
   API key         : {local["api_key"]}
   admin           : {local["admin_url"]}  (Bearer {local["admin_token"]})
+  console         : {local["console_url"]}
   settings        : {path}  (readable by you only: it holds the admin token)
   models          : demo/echo and {len(DEMO_MODELS) - 1} more demo/* models, all priced on this paywall
   your paywalls   : .venv/bin/paywalls provider <paywall id> --demo  uses this demo provider

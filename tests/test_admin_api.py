@@ -228,9 +228,22 @@ def test_adjustments_users_and_usage(admin: TestClient) -> None:
     assert too_much.status_code == 402
     assert admin.post(url, json={"amount": "1"}).status_code == 400  # Idempotency-Key required
     users = admin.get(f"/admin/paywalls/{pid}/users").json()["data"]
-    assert users == [{"user": "alice", "balance": "2000000", "balanceFormatted": "2.000000", "available": "2000000"}]
-    usage = admin.get(f"/admin/paywalls/{pid}/usage", params={"from": "2000-01-01"}).json()
-    assert usage["requests"] == 0 and usage["revenue"] == "0.000000"
+    # Spend comes from the roll-ups, which the table stream feeds (none in-process: nothing yet).
+    assert users == [
+        {
+            "user": "alice",
+            "balance": "2000000",
+            "balanceFormatted": "2.000000",
+            "available": "2000000",
+            "total_spend": "0.000000",
+            "last_activity": None,
+        }
+    ]
+    usage = admin.get(f"/admin/paywalls/{pid}/usage", params={"from": "2026-01-01", "to": "2026-02-01"}).json()
+    assert usage["requests"] == 0 and usage["revenue"] == "0.000000" and len(usage["by_day"]) == 31
+    assert usage["previous"]["from"] == "2025-12-01T00:00:00Z"
+    too_long = admin.get(f"/admin/paywalls/{pid}/usage", params={"from": "2000-01-01"})
+    assert too_long.status_code == 400 and too_long.json()["error"]["param"] == "from"
 
 
 def test_admin_auth_token_mode(admin: TestClient) -> None:

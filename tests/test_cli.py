@@ -286,7 +286,8 @@ def test_amounts_are_shown_in_currency(stack: LocalStack) -> None:
     pid = json.loads(paywalls(stack, "--json", "create", "--name", "Money").stdout)["id"]
     human = paywalls(stack, "adjust", pid, "carol", "1.25").stdout
     assert "amount: 1.250000" in human and "balance_after: 1.250000" in human and "1250000" not in human
-    assert paywalls(stack, "users", pid).stdout.strip() == "user=carol  balance=1.250000  available=1.250000"
+    listed = paywalls(stack, "users", pid).stdout.strip()
+    assert listed == "user=carol  balance=1.250000  available=1.250000  total_spend=0.000000"
     assert json.loads(paywalls(stack, "--json", "users", pid).stdout)["data"][0]["balance"] == "1250000"
 
 

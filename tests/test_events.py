@@ -21,6 +21,7 @@ from mangum import Mangum
 from devserver.router import load_function_module
 from devserver.stack import create_app_secret
 from devserver.template import functions, load_template
+from paywalls.analytics import reports as analytics_reports
 from paywalls.billing import ledger, stripe_config
 from paywalls.billing import paywall as paywalls
 from paywalls.infra import links
@@ -114,6 +115,17 @@ def test_event_runs_through_its_handler(event_file: Path, seeded: dict[str, Any]
         ledger.hold("pw_x:test:u", 60, hold_id="stale", ttl_s=-1)
         assert invoke(logical_id, event) == {"released": 1}
         assert ledger.get_wallet("pw_x:test:u").available == 100
+        return
+    if logical_id == "AnalyticsFunction":
+        # The same charge delivered twice (a retried batch): counted once, nothing reported failed.
+        assert invoke(logical_id, event) == {"batchItemFailures": []}
+        report = analytics_reports.usage(paywall.id, "test", "2026-11-20", "2026-11-21", compare=False)
+        assert (report["revenue"], report["provider_cost"], report["requests"]) == ("0.001500", "0.000900", 1)
+        return
+    if logical_id in ("EventDispatcherFunction", "EventDeliveryFunction"):
+        # An outbox event of a paywall without subscriptions fans out to nothing; a delivery message
+        # for an event that is gone (expired) is done: neither is a failure to retry.
+        assert invoke(logical_id, event) == {"batchItemFailures": []}
         return
     if logical_id == "StripeWebhookFunction":
         sign_stripe(event)

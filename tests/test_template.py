@@ -59,7 +59,11 @@ EXPECTED_FUNCTIONS: dict[str, tuple[str, str, set[tuple[str, str]]]] = {
     "SweeperFunction": ("functions/sweeper/", "app.handler", set()),
     "EventDispatcherFunction": ("functions/event_dispatcher/", "app.handler", set()),
     "EventDeliveryFunction": ("functions/event_delivery/", "app.handler", set()),
+    "AnalyticsFunction": ("functions/analytics/", "app.handler", set()),
 }
+# Table-stream consumers: SAM adds the managed stream-reading policy to their roles (the event source
+# mapping reads the stream with the function's role), and each may send to its own OnFailure queue.
+STREAM_CONSUMERS = {"AnalyticsFunction": "AnalyticsFailureQueue"}
 STREAMING_FUNCTIONS = {"ChatFunction"}
 # Every secret grant is inside this stack's prefix, and none is the whole prefix.
 SECRET_PREFIX_ARN = (
@@ -362,13 +366,14 @@ def test_policies_reference_only_the_table_and_the_secret_prefix(template):
                     assert pattern != SECRET_PREFIX_ARN + "*", f"{logical_id}: every secret of the stack"
             elif service == "ses":
                 assert logical_id == "WalletFunction" and actions == ["ses:SendEmail"], logical_id
-            elif service == "sqs":  # the webhook pipeline's own queues, by exact ARN
+            elif service == "sqs":  # the pipelines' own queues, by exact ARN
                 allowed = {
                     "EventDispatcherFunction": (
                         ["sqs:SendMessage"],
                         ["EventDeliveryQueue", "EventDispatchDeadLetterQueue"],
                     ),
                     "EventDeliveryFunction": (["sqs:ChangeMessageVisibility"], ["EventDeliveryQueue"]),
+                    **{name: (["sqs:SendMessage"], [queue]) for name, queue in STREAM_CONSUMERS.items()},
                 }[logical_id]
                 assert actions == allowed[0], logical_id
                 assert resources == [{"Fn::GetAtt": [q, "Arn"]} for q in allowed[1]], logical_id
@@ -421,6 +426,7 @@ def test_transformed_roles_add_only_basic_logging_and_xray(translated):
     the only other role is API Gateway's account-level CloudWatch role (access logs)."""
     basic = "arn:aws:iam::aws:policy/service-role/AWSLambdaBasicExecutionRole"
     xray = "arn:aws:iam::aws:policy/AWSXrayWriteOnlyAccess"
+    streams = "arn:aws:iam::aws:policy/service-role/AWSLambdaDynamoDBExecutionRole"
     roles = {k: v for k, v in translated["Resources"].items() if v["Type"] == "AWS::IAM::Role"}
     assert set(roles) == {f"{name}Role" for name in EXPECTED_FUNCTIONS} | {"ApiGatewayCloudWatchRole"}
     for name, role in roles.items():
@@ -433,8 +439,9 @@ def test_transformed_roles_add_only_basic_logging_and_xray(translated):
             continue
         # SAM adds its execution policy for an event source mapping (the stream's or the queue's reads).
         mapping = {
-            "EventDispatcherFunctionRole": ["arn:aws:iam::aws:policy/service-role/AWSLambdaDynamoDBExecutionRole"],
+            "EventDispatcherFunctionRole": [streams],
             "EventDeliveryFunctionRole": ["arn:aws:iam::aws:policy/service-role/AWSLambdaSQSQueueExecutionRole"],
+            **{f"{consumer}Role": [streams] for consumer in STREAM_CONSUMERS},
         }.get(name, [])
         assert sorted(role["Properties"]["ManagedPolicyArns"]) == sorted([basic, xray, *mapping]), name
 
@@ -729,6 +736,8 @@ SECRET_FAMILIES: dict[str, tuple[str, list[str], bool]] = {
         True,
     ),
 }
+READ_ONLY_FAMILIES = {"app"}
+READ_ONLY = {"secretsmanager:GetSecretValue"}
 _ARN_VALUES = {"AWS::Partition": "aws", "AWS::Region": "us-east-1", "AWS::AccountId": "123456789012"}
 _STACK = "paywalls"
 _SUFFIX = "-AbC123"  # what Secrets Manager appends to a secret's name in its ARN
@@ -788,8 +797,8 @@ def policy_problems(template: dict[str, Any]) -> list[str]:
             where = _matching(code, pattern)
             for name in names:
                 arn = _secret_arn(name)
-                # The functions only ever read the app secret (the stack creates it).
-                actions = ["secretsmanager:GetSecretValue"] if family == "app" else sorted(secret_actions)
+                # The app secret is created by the template and only ever read by the functions.
+                actions = sorted(secret_actions & READ_ONLY if family in READ_ONLY_FAMILIES else secret_actions)
                 if family == "webhook" and not _matching(code, r"\bsigning_secret\("):
                     # Subscriptions' secrets are read only to sign a delivery: writing them is not reading.
                     actions = [a for a in actions if a != "secretsmanager:GetSecretValue"]

@@ -55,7 +55,7 @@ MOVES: dict[str, str] = {
     "withdrawals": "billing.withdrawals",
     "payouts": "infra.payouts",
     "losses": "billing.losses",
-    "admin_reports": "billing.reports",
+    "admin_reports": "analytics.listings",
     # chat: the proxy's request, pricing, hold-then-settle, stream, providers
     "chat_request": "chat.request",
     "chat_pricing": "chat.pricing",
@@ -123,6 +123,11 @@ def _split_names(names: str) -> list[tuple[str, str | None]]:
 
 def _regroup(match: re.Match[str]) -> str:
     indent = match.group("indent")
+    # A trailing comment (`# noqa: E402`) is kept on every line the import becomes.
+    names_text = match.group("names")
+    comment = ""
+    if not names_text.startswith("(") and "#" in names_text:
+        comment = "  " + names_text[names_text.index("#") :].strip()
     groups: dict[str, list[str]] = {}
     for name, alias in _split_names(match.group("names")):
         target = MOVES.get(name)
@@ -132,7 +137,7 @@ def _regroup(match: re.Match[str]) -> str:
     lines = []
     for package in sorted(groups):
         source = f"paywalls.{package}" if package else "paywalls"
-        lines.append(f"{indent}from {source} import {', '.join(groups[package])}")
+        lines.append(f"{indent}from {source} import {', '.join(groups[package])}{comment}")
     return "\n".join(lines)
 
 

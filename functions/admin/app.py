@@ -13,17 +13,19 @@ import hmac
 from typing import Annotated, Any
 
 from fastapi import Depends, FastAPI, Query, Request
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 from mangum import Mangum
 
+from paywalls.analytics import ledger_pages
+from paywalls.analytics import listings as admin_reports
+from paywalls.analytics import reports as analytics_reports
 from paywalls.billing import adjustments, earnings, limits, losses, operator_stripe, stripe_config, withdrawals
 from paywalls.billing import paywall as paywalls
-from paywalls.billing import reports as admin_reports
 from paywalls.billing.identity import resolve_user
 from paywalls.http import api_models as m
 from paywalls.http import openapi_doc, web, webhook_routes
+from paywalls.infra import links, stripe_gateway, telemetry
 from paywalls.infra import secrets as secrets_store
-from paywalls.infra import stripe_gateway, telemetry
 from paywalls.infra.config import settings
 from paywalls.wallets import persons, shared_mode
 
@@ -264,11 +266,136 @@ _PERIOD = [
 @app.get(
     "/admin/paywalls/{paywall_id}/usage", dependencies=admin, **m.answers(m.Usage, *AUTH, 400, 404, parameters=_PERIOD)
 )
-def usage(paywall_id: str, request: Request, environment: Environment = "live") -> dict[str, Any]:
+def usage(paywall_id: str, request: Request, environment: Environment = "live", compare: bool = True) -> dict[str, Any]:
+    """Revenue, provider cost, profit, requests, tokens, fees, deposits, refunds for the whole UTC days
+    of [from, to) (default: the last 30 days), by model, by day, top users, and the previous period of
+    the same length (`compare`). Read from the roll-ups: O(days x models), whatever the traffic."""
     paywalls.get(paywall_id)
     # `from`/`to` are Python keywords, hence read from the query string directly.
     params = request.query_params
-    return admin_reports.usage(paywall_id, environment, params.get("from"), params.get("to"))
+    return analytics_reports.usage(paywall_id, environment, params.get("from"), params.get("to"), compare=compare)
+
+
+@app.get("/admin/paywalls/{paywall_id}/users/{user}", dependencies=admin, **m.answers(m.AppUser, *AUTH, 400, 404))
+def get_user(paywall_id: str, user: str, environment: Environment = "live") -> dict[str, Any]:
+    """One app user: balance (default mode) or authorization (shared mode), total spend, requests,
+    last activity and spend per day over the last 30 days."""
+    return analytics_reports.user_view(paywalls.get(paywall_id), _environment(environment), resolve_user(user))
+
+
+@app.get("/admin/paywalls/{paywall_id}/users/{user}/link", dependencies=admin, **m.answers(m.UserLink, *AUTH, 400, 404))
+def user_link(paywall_id: str, user: str, request: Request, environment: Environment = "live") -> dict[str, Any]:
+    """The link to hand this user: the top-up page (default mode) or the authorization page (shared
+    mode, valid for a limited time), as the user API gives it to the app."""
+    paywall = paywalls.get(paywall_id)
+    environment, user = _environment(environment), resolve_user(user)
+    base = web.public_base_url(request)
+    if paywall.mode == "shared":
+        return {
+            "object": "link",
+            "kind": "authorize",
+            "url": shared_mode.authorize_url(base, paywall.id, environment, user),
+        }
+    return {"object": "link", "kind": "topup", "url": links.topup_url(base, paywall.id, environment, user)}
+
+
+_LEDGER_QUERY = [
+    {"name": name, "in": "query", "required": False, "description": text, "schema": {"type": "string"}}
+    for name, text in (
+        ("from", "ISO date or timestamp (inclusive)."),
+        ("to", "ISO date or timestamp (exclusive)."),
+    )
+]
+
+
+def _ledger_rows(
+    paywall_id: str,
+    request: Request,
+    environment: str,
+    user: str | None,
+    type: str | None,
+    model: str | None,
+    limit: str | None,
+    cursor: str | None,
+) -> tuple[list[tuple[str, Any]], str | None]:
+    paywall = paywalls.get(paywall_id)
+    size = web.count_param(limit, "limit", default=100, minimum=1, maximum=1000)
+    params = request.query_params
+    filters = ledger_pages.Filters(user, type, model, params.get("from"), params.get("to"))
+    try:
+        return ledger_pages.page(paywall, _environment(environment), filters, limit=size, cursor=cursor)
+    except ledger_pages.SharedMode:
+        raise web.ApiError(
+            409, "a shared-mode app user has no ledger of their own (see the user's view)", code="shared_mode"
+        ) from None
+
+
+LedgerUser = Annotated[str | None, Query(description="Only this user's entries.")]
+LedgerType = Annotated[
+    str | None, Query(description="Entry type.", json_schema_extra={"enum": list(ledger_pages.ENTRY_TYPES)})
+]
+LedgerModel = Annotated[str | None, Query(description="Only entries of this model.")]
+PageSize = Annotated[
+    str | None, Query(description="Page size, 1-1000 (default 100).", json_schema_extra={"pattern": "^[0-9]{1,9}$"})
+]
+Cursor = Annotated[str | None, Query(description="`next_cursor` of the previous page.")]
+
+
+@app.get(
+    "/admin/paywalls/{paywall_id}/ledger",
+    dependencies=admin,
+    **m.answers(m.AdminLedgerPage, *AUTH, 400, 404, 409, parameters=_LEDGER_QUERY),
+)
+def paywall_ledger(
+    paywall_id: str,
+    request: Request,
+    environment: Environment = "live",
+    user: LedgerUser = None,
+    type: LedgerType = None,
+    model: LedgerModel = None,
+    limit: PageSize = None,
+    cursor: Cursor = None,
+) -> dict[str, Any]:
+    """The paywall's ledger (default mode), user by user, newest first, filtered; a page may be
+    shorter than `limit` (each reads a bounded number of entries): follow `next_cursor` to the end."""
+    rows, following = _ledger_rows(paywall_id, request, environment, user, type, model, limit, cursor)
+    return {
+        "object": "list",
+        "data": [ledger_pages.row_api(u, e) for u, e in rows],
+        "has_more": following is not None,
+        "next_cursor": following,
+    }
+
+
+@app.get(
+    "/admin/paywalls/{paywall_id}/ledger.csv",
+    dependencies=admin,
+    **m.answers(
+        None,
+        *AUTH,
+        400,
+        404,
+        409,
+        parameters=_LEDGER_QUERY,
+        media="text/csv",
+        description="A CSV page (with a header row on the first page); `X-Next-Cursor` names the next one.",
+    ),
+)
+def paywall_ledger_csv(
+    paywall_id: str,
+    request: Request,
+    environment: Environment = "live",
+    user: LedgerUser = None,
+    type: LedgerType = None,
+    model: LedgerModel = None,
+    limit: PageSize = None,
+    cursor: Cursor = None,
+) -> Response:
+    """The same pages as CSV, for export: fetch pages until no `X-Next-Cursor` comes back."""
+    rows, following = _ledger_rows(paywall_id, request, environment, user, type, model, limit, cursor)
+    headers = {"X-Next-Cursor": following} if following else {}
+    text = ledger_pages.csv_text(rows, header=cursor is None)
+    return Response(text, media_type="text/csv; charset=utf-8", headers=headers)
 
 
 @app.post(

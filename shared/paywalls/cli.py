@@ -9,6 +9,7 @@ they stay out of shell history and process lists."""
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import re
 import sys
@@ -29,6 +30,10 @@ _REGION_IN_HOST = re.compile(r"\.execute-api\.([a-z0-9-]+)\.amazonaws\.com")
 class CliError(PaywallsError):
     """What the CLI prints instead of a traceback (bad arguments, the admin API's refusal)."""
 
+    def __init__(self, message: str, status: int | None = None):
+        super().__init__(message)
+        self.status = status  # the admin API's HTTP status, when it answered
+
 
 class AdminClient:
     def __init__(self, url: str, token: str | None, region: str | None = None, timeout: float = 30.0):
@@ -37,7 +42,8 @@ class AdminClient:
         self.region = region
         self.http = httpx.Client(timeout=timeout)
 
-    def request(self, method: str, path: str, body: Any = None, headers: dict[str, str] | None = None) -> Any:
+    def send(self, method: str, path: str, body: Any = None, headers: dict[str, str] | None = None) -> httpx.Response:
+        """One admin API call, authenticated (bearer token locally, else SigV4), its answer as it came."""
         url = f"{self.url}{path}"
         data = json.dumps(body).encode() if body is not None else b""
         all_headers = {"Content-Type": "application/json", "Accept": "application/json", **(headers or {})}
@@ -45,14 +51,17 @@ class AdminClient:
             all_headers["Authorization"] = f"Bearer {self.token}"
         else:
             all_headers = sign_sigv4(method, url, data, all_headers, self.region)
-        response = self.http.request(method, url, content=data or None, headers=all_headers)
+        return self.http.request(method, url, content=data or None, headers=all_headers)
+
+    def request(self, method: str, path: str, body: Any = None, headers: dict[str, str] | None = None) -> Any:
+        response = self.send(method, path, body, headers)
         try:
             payload = response.json()
         except ValueError:
             payload = {"error": {"message": response.text[:500] or response.reason_phrase}}
         if response.status_code >= 400:
             message = (payload.get("error") or {}).get("message") if isinstance(payload, dict) else None
-            raise CliError(f"HTTP {response.status_code}: {message or payload}")
+            raise CliError(f"HTTP {response.status_code}: {message or payload}", response.status_code)
         return payload
 
 
@@ -450,6 +459,10 @@ def build_parser() -> argparse.ArgumentParser:
         default="default",
         help="default: a wallet per app user; shared: one wallet per person across apps. Fixed at creation",
     )
+    console = command(
+        "console", "open the operator console: a web UI on 127.0.0.1 that calls the admin API as this CLI does"
+    )
+    console.add_argument("--port", type=int, default=8765, help="local port (0: any free port)")
     listing_all = command("list", "list the paywalls, oldest first")
     listing_all.add_argument("--limit", type=int, default=100, help="at most this many (1-100)")
     listing_all.add_argument("--cursor", help="the next_cursor of the page before")
@@ -686,10 +699,28 @@ def render(result: Any, command: str | None = None) -> str:
     return str(result)
 
 
+def _console(client: AdminClient, port: int) -> int:
+    """Serve the console until Ctrl-C. Its link carries a random token of this start (like Jupyter)."""
+    import asyncio
+
+    from paywalls.console.serve import server
+
+    try:
+        running = server(client, port)
+    except OSError as exc:
+        raise CliError(f"cannot serve the console on 127.0.0.1:{port}: {exc.strerror or exc} (try --port 0)") from None
+    print(f"Paywalls console: {running.url}\n(open it in your browser; Ctrl-C to stop)", flush=True)
+    with contextlib.suppress(KeyboardInterrupt):  # Ctrl-C is how it stops
+        asyncio.run(running.server.serve(sockets=[running.listener]))
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         url, token = resolve_target(args)
+        if args.command == "console":
+            return _console(AdminClient(url, token, args.region), args.port)
         result = run(args, AdminClient(url, token, args.region))
     except CliError as exc:
         print(f"paywalls: {exc}", file=sys.stderr)

@@ -135,7 +135,7 @@ class Paywall:
         return self.templates.get(name) or DEFAULT_TEMPLATES[name]
 
     def render(self, name: str, url: str = "") -> str:
-        return self.template(name).replace("{{url}}", url).replace("{{name}}", self.name)
+        return render_template(self.template(name), self.name, url)
 
     def price_of(self, model: str) -> ModelPrice | None:
         return self.pricing.get(model)
@@ -171,6 +171,11 @@ class Paywall:
             "created_at": self.created_at,
             "updated_at": self.updated_at,
         }
+
+
+def render_template(text: str, name: str, url: str) -> str:
+    """A reply template as the user reads it (also the operator console's preview)."""
+    return text.replace("{{url}}", url).replace("{{name}}", name)
 
 
 # Per-user limits (limits.py): money ones in micro-units, shown as decimal strings.

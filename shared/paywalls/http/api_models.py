@@ -738,6 +738,8 @@ class UserBalance(ResponseBody):
     balance: Micros
     balanceFormatted: Formatted
     available: Micros
+    total_spend: Formatted
+    last_activity: str | None
 
 
 class UsersPage(ResponseBody):
@@ -752,15 +754,88 @@ class UsageBucket(ResponseBody):
     provider_cost: Formatted
     profit: Formatted
     requests: int
+    tokens_in: int
+    tokens_out: int
+    fees: Formatted
+    deposits: Formatted
+    trials: Formatted
+    refunds: Formatted
+    adjustments: Formatted
+
+
+class UsageDay(UsageBucket):
+    date: str
+
+
+class UsageHour(UsageBucket):
+    hour: str
+
+
+class UsagePrevious(UsageBucket):
+    from_: str = Field(alias="from")
+    to: str
+
+
+class UserSpend(ResponseBody):
+    spend: Formatted
 
 
 class Usage(UsageBucket):
+    """Read from the roll-ups (whole UTC days): totals, by model, by day, by hour (periods of two days
+    or less), the top spenders (by_user, biggest first) and the previous period of the same length."""
+
     object: Literal["usage"]
-    from_: str | None = Field(alias="from")
-    to: str | None
+    from_: str = Field(alias="from")
+    to: str
     currency_unit: Literal["micro"]
     by_model: dict[str, UsageBucket]
-    by_user: dict[str, UsageBucket]
+    by_user: dict[str, UserSpend]
+    by_day: list[UsageDay]
+    by_hour: list[UsageHour] | None
+    previous: UsagePrevious | None
+
+
+class UserDay(ResponseBody):
+    date: str
+    spend: Formatted
+    requests: int
+
+
+class AppUser(ResponseBody):
+    """One app user: balance (default mode) or authorization (shared mode), spend, last activity."""
+
+    object: Literal["app_user"]
+    user: str
+    environment: Literal["live", "test"]
+    mode: Literal["default", "shared"]
+    status: Literal["active", "unknown", "connected", "not_connected"]
+    balance: Formatted | None
+    available: Formatted | None
+    connected: bool | None
+    spending_cap: Formatted | None
+    cap_spent: Formatted | None
+    total_spend: Formatted
+    requests: int
+    last_activity: str | None
+    spend_by_day: list[UserDay]
+
+
+class LedgerRow(LedgerEntry):
+    user: str
+    amountFormatted: Formatted
+
+
+class AdminLedgerPage(ResponseBody):
+    object: Literal["list"]
+    data: list[LedgerRow]
+    has_more: bool
+    next_cursor: str | None
+
+
+class UserLink(ResponseBody):
+    object: Literal["link"]
+    kind: Literal["topup", "authorize"]
+    url: str
 
 
 class Adjusted(ResponseBody):
@@ -1069,6 +1144,7 @@ def answers(
     also: dict[int, Any] | None = None,
     parameters: list[dict[str, Any]] | None = None,
     description: str = "Success.",
+    media: str | None = None,
 ) -> dict[str, Any]:
     """A route decorator's keyword arguments: the success status and its model (`A | B`: either), the
     OpenAI-style errors the operation answers, extra parameters read from the request itself.
@@ -1076,7 +1152,11 @@ def answers(
     `response_model=None`: the handler's dict is sent as it is (module doc). The models are named for
     openapi_doc only, not handed to FastAPI, which would build a validator for each when the app is
     imported (a Lambda cold start) for answers it never validates."""
-    named: dict[str, dict[str, Any]] = {str(status): {"description": description, "models": _names(ok)}}
+    # `media`: a success that is not JSON (e.g. text/csv); `ok` is then None.
+    success = (
+        {"description": description, "media": media} if media else {"description": description, "models": _names(ok)}
+    )
+    named: dict[str, dict[str, Any]] = {str(status): success}
     for code, model in (also or {}).items():
         named[str(code)] = {"description": "Success.", "models": _names(model)}
     for code in sorted(errors):

@@ -111,6 +111,10 @@ def _ref(name: str) -> dict[str, str]:
 def _responses(answers: dict[str, Any], models: dict[type[BaseModel], JsonSchemaMode]) -> dict[str, Any]:
     responses = {}
     for status, answer in answers.items():
+        if answer.get("media"):  # text, e.g. a CSV page
+            content_type = {answer["media"]: {"schema": {"type": "string"}}}
+            responses[status] = {"description": answer["description"], "content": content_type}
+            continue
         named = [getattr(api_models, name) for name in answer["models"]]
         models.update((model, "serialization") for model in named)
         content = _ref(named[0].__name__) if len(named) == 1 else {"anyOf": [_ref(m.__name__) for m in named]}

@@ -221,6 +221,7 @@ def query(
     start_key: dict[str, str] | None = None,
     index: str | None = None,
     sk_below: str | None = None,
+    sk_between: tuple[str, str] | None = None,
 ) -> tuple[list[dict[str, Any]], dict[str, str] | None]:
     """One page of a partition (or of a gsi1 partition). Returns (items, key to continue after)."""
     pk_name, sk_name = ("gsi1pk", "gsi1sk") if index else ("pk", "sk")
@@ -232,6 +233,9 @@ def query(
     elif sk_below is not None:
         expr += f" AND {sk_name} < :below"
         values[":below"] = S(sk_below)
+    elif sk_between is not None:
+        expr += f" AND {sk_name} BETWEEN :low AND :high"
+        values[":low"], values[":high"] = S(sk_between[0]), S(sk_between[1])
     kwargs: dict[str, Any] = {
         "TableName": table_name(),
         "KeyConditionExpression": expr,

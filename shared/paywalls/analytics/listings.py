@@ -1,5 +1,5 @@
-"""Operator reports: the paywalls of the deployment, a paywall's users with balances, and usage
-(revenue, provider cost, profit)."""
+"""Operator reports: the paywalls of the deployment and a paywall's users with balances and spend.
+Usage (revenue, provider cost, profit) is read from the roll-ups: paywalls.analytics.reports."""
 
 from __future__ import annotations
 
@@ -7,10 +7,10 @@ import base64
 import binascii
 import json
 import re
-from collections import defaultdict
 from collections.abc import Callable
 from typing import Any
 
+from paywalls.analytics import reports as analytics_reports
 from paywalls.billing import ledger
 from paywalls.billing import paywall as paywalls
 from paywalls.billing.identity import USER_ID_RE, app_wallet_id
@@ -36,6 +36,7 @@ def users_page(paywall_id: str, environment: str, *, limit: int = 100, cursor: s
     items, last = store.query(_users_index_pk(paywall_id, environment), index="gsi1", limit=limit, start_key=start)
     users = [i["gsi1sk"] for i in items]
     wallets = ledger.get_wallets([app_wallet_id(paywall_id, environment, u) for u in users])
+    spent = analytics_reports.user_totals(paywall_id, environment, users)
     data = []
     for user in users:
         wallet = wallets[app_wallet_id(paywall_id, environment, user)]
@@ -45,6 +46,8 @@ def users_page(paywall_id: str, environment: str, *, limit: int = 100, cursor: s
                 "balance": str(wallet.balance),
                 "balanceFormatted": format_micros(wallet.balance),
                 "available": str(wallet.available),
+                "total_spend": format_micros(spent[user]["spend"]),
+                "last_activity": spent[user]["last_at"],
             }
         )
     return {
@@ -111,40 +114,3 @@ def _valid_key_value(value: object) -> bool:
         return len(value.encode("utf-8")) <= 1024
     except UnicodeEncodeError:  # a lone surrogate from a "\ud800" escape
         return False
-
-
-def usage(paywall_id: str, environment: str, start: str | None, end: str | None) -> dict[str, Any]:
-    """Aggregates charge entries of every user of the paywall between ISO timestamps [start, end).
-    Reads the ledger directly: fine for an operator report, not meant for a hot path."""
-    _check_environment(environment)
-    totals = {"revenue": 0, "provider_cost": 0, "requests": 0}
-    by_model: dict[str, dict[str, int]] = defaultdict(lambda: {"revenue": 0, "provider_cost": 0, "requests": 0})
-    by_user: dict[str, dict[str, int]] = defaultdict(lambda: {"revenue": 0, "provider_cost": 0, "requests": 0})
-    for item in store.query_all(_users_index_pk(paywall_id, environment), index="gsi1"):
-        user = item["gsi1sk"]
-        for entry in ledger.all_entries(app_wallet_id(paywall_id, environment, user)):
-            if entry.type != "charge" or (start and entry.created_at < start) or (end and entry.created_at >= end):
-                continue
-            for bucket in (totals, by_model[entry.model or "(manual)"], by_user[user]):
-                bucket["revenue"] += -entry.amount
-                bucket["provider_cost"] += entry.provider_cost or 0
-                bucket["requests"] += 1
-    return {
-        "object": "usage",
-        "from": start,
-        "to": end,
-        "currency_unit": "micro",
-        **_render(totals),
-        "by_model": {m: _render(v) for m, v in sorted(by_model.items())},
-        "by_user": {u: _render(v) for u, v in sorted(by_user.items())},
-    }
-
-
-def _render(bucket: dict[str, int]) -> dict[str, Any]:
-    profit = bucket["revenue"] - bucket["provider_cost"]
-    return {
-        "revenue": format_micros(bucket["revenue"]),
-        "provider_cost": format_micros(bucket["provider_cost"]),
-        "profit": format_micros(profit),
-        "requests": bucket["requests"],
-    }
