@@ -119,12 +119,20 @@ def usage(paywall_id: str, environment: str, start: str | None, end: str | None)
     totals = {"revenue": 0, "provider_cost": 0, "requests": 0}
     by_model: dict[str, dict[str, int]] = defaultdict(lambda: {"revenue": 0, "provider_cost": 0, "requests": 0})
     by_user: dict[str, dict[str, int]] = defaultdict(lambda: {"revenue": 0, "provider_cost": 0, "requests": 0})
+    # Profit per provider (chat/routing.py): a charge not served by a provider is `(none)`.
+    by_provider: dict[str, dict[str, int]] = defaultdict(lambda: {"revenue": 0, "provider_cost": 0, "requests": 0})
     for item in store.query_all(_users_index_pk(paywall_id, environment), index="gsi1"):
         user = item["gsi1sk"]
         for entry in ledger.all_entries(app_wallet_id(paywall_id, environment, user)):
             if entry.type != "charge" or (start and entry.created_at < start) or (end and entry.created_at >= end):
                 continue
-            for bucket in (totals, by_model[entry.model or "(manual)"], by_user[user]):
+            buckets = (
+                totals,
+                by_model[entry.model or "(manual)"],
+                by_user[user],
+                by_provider[entry.provider or "(none)"],
+            )
+            for bucket in buckets:
                 bucket["revenue"] += -entry.amount
                 bucket["provider_cost"] += entry.provider_cost or 0
                 bucket["requests"] += 1
@@ -135,6 +143,7 @@ def usage(paywall_id: str, environment: str, start: str | None, end: str | None)
         "currency_unit": "micro",
         **_render(totals),
         "by_model": {m: _render(v) for m, v in sorted(by_model.items())},
+        "by_provider": {p: _render(v) for p, v in sorted(by_provider.items())},
         "by_user": {u: _render(v) for u, v in sorted(by_user.items())},
     }
 

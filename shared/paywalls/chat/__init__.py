@@ -1,0 +1,1 @@
+"""The proxy endpoints beyond chat (Responses, embeddings) and several providers per paywall."""
