@@ -281,7 +281,8 @@ def set_named_provider(
     valid_name(name)
     current = paywalls.get(paywall_id)
     existing = current.named_providers().get(name)
-    kind, base_url, api_key = paywalls.validated_provider(data, key_required=existing is None)
+    fields = {k: v for k, v in data.items() if k != "prices"}
+    kind, base_url, api_key = paywalls.validated_provider(fields, key_required=existing is None)
     prices = validated_prices(data["prices"]) if "prices" in data else (existing.prices if existing else None)
     if name == DEFAULT_PROVIDER:
         secret_name = paywalls.provider_secret_name(secret_prefix, paywall_id)
