@@ -23,6 +23,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
+from decimal import Decimal
 from typing import Any, Literal
 
 from paywalls import chat_pricing, metering
@@ -92,7 +93,7 @@ class Candidate:
             prompt_price=self.cost_price.prompt,
             completion_price=self.cost_price.completion,
             request_price=self.cost_price.request,
-            markup_percent=0,
+            markup_percent=Decimal(0),
         )
 
 
@@ -276,12 +277,15 @@ def set_named_provider(
     secret_prefix: str,
     store_key: Callable[[str, str], None],
 ) -> Paywall:
-    """Add or replace the provider `name` (`default`: the one PUT .../provider sets). `store_key`
+    """Add or replace the provider `name` (`default`: the one PUT .../provider sets); an update of the
+    same kind keeps the key and base URL not sent. `store_key`
     (secret name, key) writes a sent key to Secrets Manager before the paywall names it."""
     valid_name(name)
     current = paywalls.get(paywall_id)
     existing = current.named_providers().get(name)
     fields = {k: v for k, v in data.items() if k != "prices"}
+    if existing is not None and existing.kind == fields.get("kind"):
+        fields.setdefault("base_url", existing.base_url)  # an update of prices or key keeps the URL
     kind, base_url, api_key = paywalls.validated_provider(fields, key_required=existing is None)
     prices = validated_prices(data["prices"]) if "prices" in data else (existing.prices if existing else None)
     if name == DEFAULT_PROVIDER:
