@@ -444,6 +444,8 @@ async def _embeddings(request: Request, instance: str) -> Any:
         return read
     body = read
     cut = bool(body.pop("_cut", False))
+    if body.get("model") == "demo/slow":  # a model that takes a while, as demo/slow does for chat
+        await asyncio.sleep(float(os.environ.get("DEMO_CHUNK_DELAY_S", "0.5")) * len(_embedding_inputs(body)))
     dimensions = body.get("dimensions") or 8
     data = []
     for index, item in enumerate(_embedding_inputs(body)):
