@@ -474,7 +474,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     provider_add.add_argument("name", help="the provider's name in routes, e.g. claude (a-z, 0-9, -, _)")
     provider_add.add_argument(
-        "--kind", required=True, choices=["openai", "openrouter", "together", "anthropic", "openai-compatible"]
+        "--kind",
+        required=True,
+        choices=["openai", "openrouter", "together", "anthropic", "openai-compatible"],
+        help="the provider's API (anthropic: chat only; together: no Responses API); openai-compatible needs --base-url",
     )
     provider_add.add_argument("--base-url", dest="base_url", help="as the OpenAI SDK takes it")
     provider_add.add_argument("--stdin", action="store_true", help="read the API key from stdin")
