@@ -115,6 +115,9 @@ def test_a_responses_bound_counts_images_and_the_stored_context() -> None:
         }
     )
     assert IMAGE_TOKENS <= responses.prompt_bound(image) < IMAGE_TOKENS + 1000, "the image's bytes are not counted"
+    referenced = responses.parse({"model": "m", "input": [{"type": "item_reference", "id": "msg_1"}]})
+    assert referenced.stored_context and responses.prompt_bound(referenced) > responses.CONTEXT_TOKENS
+    assert not responses.parse({"model": "m", "input": [{"role": "user", "content": "hi"}]}).stored_context
     chained = responses.parse({"model": "m", "input": "hello", "previous_response_id": "resp_1"})
     assert responses.prompt_bound(chained) == responses.prompt_bound(text) + responses.CONTEXT_TOKENS + len(
         ',"previous_response_id":"resp_1"'

@@ -477,7 +477,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--kind",
         required=True,
         choices=["openai", "openrouter", "together", "anthropic", "openai-compatible"],
-        help="the provider's API (anthropic: chat only; together: no Responses API); openai-compatible needs --base-url",
+        help="the provider's API (anthropic: chat only; together: no Responses API); openai-compatible: --base-url",
     )
     provider_add.add_argument("--base-url", dest="base_url", help="as the OpenAI SDK takes it")
     provider_add.add_argument("--stdin", action="store_true", help="read the API key from stdin")

@@ -2,8 +2,8 @@
 
 - Input bound: metering.prompt_token_bound over the whole body with `input` as its items (a string
   counts as one item; `input_image` parts get the image allowance, `input_file` parts are refused as
-  chat's `file` parts are). With `previous_response_id` or `conversation` the provider prepends a
-  stored conversation we cannot see: CONTEXT_TOKENS (env PAYWALLS_RESPONSES_CONTEXT_TOKENS, default
+  chat's `file` parts are). With `previous_response_id`, `conversation` or an `item_reference` input
+  item the provider adds stored items we cannot see: CONTEXT_TOKENS (env PAYWALLS_RESPONSES_CONTEXT_TOKENS, default
   128000) are added to the bound, and the charge settles to the reported usage, never above the hold.
 - Output bound: `max_output_tokens` (reasoning tokens included), or metering.NO_LIMIT_TOKENS; the held
   limit is always sent upstream as `max_output_tokens`.
@@ -98,7 +98,12 @@ class ResponsesRequest:
 
     @property
     def stored_context(self) -> bool:
-        return bool(self.body.get("previous_response_id") or self.body.get("conversation"))
+        """The provider adds stored items we cannot see: a previous response, a conversation, or an
+        input item that references a stored one by id."""
+        if self.body.get("previous_response_id") or self.body.get("conversation"):
+            return True
+        items = self.body.get("input")
+        return isinstance(items, list) and any(i.get("type") == "item_reference" for i in items)
 
 
 def parse(body: dict[str, Any]) -> ResponsesRequest:
