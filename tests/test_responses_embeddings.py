@@ -317,3 +317,29 @@ def test_base64_from_the_demo_decodes_to_its_vector() -> None:
     vector = embedding_of("abc", 3)
     packed = base64.b64encode(struct.pack("<3f", *vector)).decode()
     assert struct.unpack("<3f", base64.b64decode(packed)) == pytest.approx(vector)
+
+
+def test_malformed_bodies_are_a_4xx_never_a_5xx(stack: LocalStack) -> None:
+    paywall = make_paywall(stack, models={"demo/echo": ECHO_PRICE, "demo/embed": EMBED_PRICE})
+    user = new_user("fuzz")
+    fund(stack, paywall["id"], user, "1")
+    headers = {"Authorization": f"Bearer {paywall['key']}", "X-Paywall-User": user}
+    odd: list[object] = [5, -1, True, "", [], [1], [{}], {"a": [1, {"b": None}]}]
+    cases: list[tuple[str, object]] = [("/v1/responses", b) for b in ([], "text", 5)]
+    for field in ("model", "input", "instructions", "max_output_tokens", "stream", "tools", "service_tier"):
+        cases += [("/v1/responses", {"model": "demo/echo", "input": "hi", field: value}) for value in odd]
+    for field in ("model", "input", "dimensions", "encoding_format", "user"):
+        cases += [("/v1/embeddings", {"model": "demo/embed", "input": ["hi"], field: value}) for value in odd]
+    cases += [
+        ("/v1/responses", {"model": "demo/echo", "input": [{"role": "user", "content": [{"type": "input_image"}, 5]}]}),
+        ("/v1/responses", {"model": "demo/echo", "input": [{"type": "item_reference"}], "tools": [{"type": None}]}),
+    ]
+    statuses = set()
+    for path, body in cases:
+        reply = httpx.post(f"{stack.url}{path}", json=body, headers=headers, timeout=30)
+        assert reply.status_code < 500, (path, body, reply.text)
+        if reply.status_code >= 400:
+            assert set(reply.json()["error"]) == {"message", "type", "param", "code"}
+        statuses.add(reply.status_code)
+    assert {200, 400} <= statuses
+    assert_ledger_consistent(stack, paywall["key"], user)
