@@ -22,6 +22,7 @@ Models (any other id behaves like demo/echo):
 - demo/max-tokens-only             like demo/echo but honours only `max_tokens` (ignores the other)
 - demo/max-completion-tokens-only  like demo/echo but honours only `max_completion_tokens`
 
+- demo/embed      like demo/echo (a name for the embedding examples and tests)
 - demo/cut        streams its first word (Responses: up to the first delta), then drops the connection;
                   a non-streamed answer is cut in the middle of its body
 

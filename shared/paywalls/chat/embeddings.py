@@ -16,7 +16,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from paywalls.chat_request import unsupported
+from paywalls import metering
+from paywalls.chat_request import model_of, refuse_unknown_fields
 from paywalls.metering import Usage
 from paywalls.paywall import InvalidRequest
 
@@ -68,12 +69,8 @@ def input_bound(items: Any) -> int:
 
 
 def parse(body: dict[str, Any]) -> EmbeddingsRequest:
-    model = body.get("model")
-    if not isinstance(model, str) or not model.strip() or len(model) > 256:
-        raise InvalidRequest("model is required: a model id such as the ones GET /v1/models lists", "model")
-    for name, value in body.items():
-        if value is not None and name not in PASS_THROUGH_FIELDS:
-            raise unsupported(name[:64], f"{name[:64]} is not supported on /v1/embeddings")
+    model = model_of(body)
+    refuse_unknown_fields(body, PASS_THROUGH_FIELDS, {"stream": "embeddings are one JSON answer"})
     dimensions = body.get("dimensions")
     if dimensions is not None and (
         not isinstance(dimensions, int) or isinstance(dimensions, bool) or not 1 <= dimensions <= 65536
@@ -97,7 +94,5 @@ def is_embedding_list(payload: Any) -> bool:
 
 def reported_usage(payload: Any) -> Usage | None:
     usage = payload.get("usage") if isinstance(payload, dict) else None
-    tokens = usage.get("prompt_tokens") if isinstance(usage, dict) else None
-    if not isinstance(tokens, int) or isinstance(tokens, bool) or tokens < 0:
-        return None
-    return Usage(tokens, 0)
+    tokens = metering._count(usage.get("prompt_tokens")) if isinstance(usage, dict) else None
+    return None if tokens is None else Usage(tokens, 0)

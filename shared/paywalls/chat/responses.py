@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from paywalls import chat_request, metering
-from paywalls.chat_request import FREE_SERVICE_TIERS, REFUSED_FIELDS, unsupported
+from paywalls.chat_request import REFUSED_FIELDS, unsupported
 from paywalls.metering import Usage
 from paywalls.paywall import InvalidRequest
 
@@ -107,25 +107,13 @@ class ResponsesRequest:
 
 
 def parse(body: dict[str, Any]) -> ResponsesRequest:
-    model = body.get("model")
-    if not isinstance(model, str) or not model.strip() or len(model) > 256:
-        raise InvalidRequest("model is required: a model id such as the ones GET /v1/models lists", "model")
+    model = chat_request.model_of(body)
     items = body.get("input")
     if not (isinstance(items, str) and items) and not (
         isinstance(items, list) and items and all(isinstance(i, dict) for i in items)
     ):
         raise InvalidRequest("input must be a non-empty string or a non-empty array of input items", "input")
-    for name, value in body.items():
-        if value is None or name in PASS_THROUGH_FIELDS:
-            continue
-        if name in RESPONSES_REFUSED:
-            raise unsupported(name, f"{name} is not supported: {RESPONSES_REFUSED[name]}.")
-        shown = name[:64]
-        raise unsupported(
-            shown,
-            f"{shown} is not supported here: only fields known to cost nothing beyond the metered tokens "
-            "are passed to the provider, so that no request can cost more than it was charged.",
-        )
+    chat_request.refuse_unknown_fields(body, PASS_THROUGH_FIELDS, RESPONSES_REFUSED)
     stream = body.get("stream")
     if stream is not None and not isinstance(stream, bool):
         raise InvalidRequest("stream must be a boolean", "stream")
@@ -177,13 +165,7 @@ def _features(body: dict[str, Any]) -> dict[str, str]:
                 "provider beyond the tokens. Declare function tools, or a priced web_search / file_search / "
                 "code_interpreter tool.",
             )
-    tier = body.get("service_tier")
-    if tier == "priority":
-        used.setdefault("priority_tier", "service_tier")
-    elif tier not in FREE_SERVICE_TIERS:
-        raise unsupported(
-            "service_tier", "service_tier must be auto, default, flex or priority (priority only where priced)"
-        )
+    chat_request.service_tier_feature(body, used)
     return used
 
 
@@ -206,8 +188,8 @@ def reported_usage(response: Any) -> Usage | None:
     usage = response.get("usage") if isinstance(response, dict) else None
     if not isinstance(usage, dict):
         return None
-    prompt, completion = usage.get("input_tokens"), usage.get("output_tokens")
-    if not all(isinstance(v, int) and not isinstance(v, bool) and v >= 0 for v in (prompt, completion)):
+    prompt, completion = metering._count(usage.get("input_tokens")), metering._count(usage.get("output_tokens"))
+    if prompt is None or completion is None:
         return None
     return Usage(prompt, completion, provider_cost=metering._provider_cost(usage.get("cost")))
 
