@@ -343,3 +343,19 @@ def test_malformed_bodies_are_a_4xx_never_a_5xx(stack: LocalStack) -> None:
         statuses.add(reply.status_code)
     assert {200, 400} <= statuses
     assert_ledger_consistent(stack, paywall["key"], user)
+
+
+def test_a_spend_limit_answers_in_each_endpoints_shape(stack: LocalStack) -> None:
+    paywall = make_paywall(stack, models={"demo/echo": ECHO_PRICE, "demo/embed": EMBED_PRICE})
+    user = new_user("rlimit")
+    fund(stack, paywall["id"], user, "1")
+    with stack.admin() as admin:
+        admin.put(f"/admin/paywalls/{paywall['id']}/limits", json={"spend_per_month": "0.00001"}).raise_for_status()
+    client = sdk(stack, paywall["key"])
+    raw = client.responses.with_raw_response.create(model="demo/echo", input="hi", extra_headers=_user_header(user))
+    assert raw.headers["x-paywall-action"] == "limit"
+    assert "monthly spending limit" in raw.parse().output_text
+    with pytest.raises(openai.APIStatusError) as refused:
+        client.embeddings.create(model="demo/embed", input="x" * 100, extra_headers=_user_header(user))
+    assert refused.value.status_code == 402 and refused.value.code == "paywall_limit"
+    assert charges(stack, paywall["key"], user) == []
