@@ -359,3 +359,16 @@ def test_a_spend_limit_answers_in_each_endpoints_shape(stack: LocalStack) -> Non
         client.embeddings.create(model="demo/embed", input="x" * 100, extra_headers=_user_header(user))
     assert refused.value.status_code == 402 and refused.value.code == "paywall_limit"
     assert charges(stack, paywall["key"], user) == []
+
+
+def test_shared_mode_asks_an_unconnected_user_to_authorize_in_each_endpoints_shape(stack: LocalStack) -> None:
+    paywall = make_paywall(stack, models={"demo/echo": ECHO_PRICE, "demo/embed": EMBED_PRICE}, mode="shared")
+    user = new_user("rshared")
+    client = sdk(stack, paywall["key"])
+    with client.responses.stream(model="demo/echo", input="hi", extra_headers=_user_header(user)) as stream:
+        text = "".join(e.delta for e in stream if e.type == "response.output_text.delta")
+    assert "authorize it here: http://127.0.0.1:" in text
+    with pytest.raises(openai.APIStatusError) as refused:
+        client.embeddings.create(model="demo/embed", input="hi", extra_headers=_user_header(user))
+    assert refused.value.status_code == 402 and refused.value.code == "paywall_authorize"
+    assert refused.value.response.headers["x-paywall-action"] == "authorize"
