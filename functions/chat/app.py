@@ -218,7 +218,16 @@ async def _proxy(request: Request, *, path_user: str | None, endpoint: Spec = en
             except providers.ProviderFailure as failed:
                 # Nothing reached the client yet: the next provider may serve (fallback).
                 failure = failed
-                log.warning("provider %s failed: %s", candidate.name, failed.reason, extra={"request_id": request_id})
+                # A refused key is the operator's to fix even when another provider serves: error level.
+                level = logging.ERROR if failed.code == providers.AUTH_FAILED else logging.WARNING
+                log.log(
+                    level,
+                    "provider %s of paywall %s failed: %s",
+                    candidate.name,
+                    paywall.id,
+                    failed.reason,
+                    extra={"request_id": request_id},
+                )
                 telemetry.emit({"ProviderFallbacks": 1}, by={"provider": upstream.kind})
     except providers.ProviderRejected as rejected:
         await reservation.release()
