@@ -1,6 +1,7 @@
-"""What the proxy adds to a chat completion: the same requests straight to the demo provider
-(/_demo/v1/chat/completions) and through the proxy (/v1/chat/completions: key lookup, hold,
-provider call, settlement), non-streaming and streaming, direct and proxied samples interleaved.
+"""What the proxy adds to a chat completion, a Responses-API call and an embedding: the same requests
+straight to the demo provider (/_demo/v1/...) and through the proxy (/v1/...: key lookup, hold,
+provider call, settlement), non-streaming and streaming (embeddings: JSON only), direct and proxied
+samples interleaved, every endpoint in the same run.
 
 Two stacks, measured in the same run:
 - "in-process": DynamoDB answered inside the server process (devserver.inprocess): the added
@@ -35,7 +36,13 @@ import httpx
 
 ROOT = Path(__file__).resolve().parent.parent
 DEMO_KEY = "demo-provider-key"  # devserver.demo_provider.DEMO_KEY, without importing the app
-BODY = {"model": "demo/echo", "messages": [{"role": "user", "content": "measure the overhead of a proxy hop"}]}
+TEXT = "measure the overhead of a proxy hop"
+# endpoint -> (path under /v1, body, streamed too)
+ENDPOINTS: dict[str, tuple[str, dict, bool]] = {
+    "chat": ("/chat/completions", {"model": "demo/echo", "messages": [{"role": "user", "content": TEXT}]}, True),
+    "responses": ("/responses", {"model": "demo/echo", "input": TEXT}, True),
+    "embeddings": ("/embeddings", {"model": "demo/echo", "input": [TEXT, TEXT]}, False),
+}
 
 
 def free_port() -> int:
@@ -118,40 +125,45 @@ def engine_server() -> Iterator[tuple[str, dict[str, str]]]:
         yield base, {"Authorization": f"Bearer {local['api_key']}", "X-Paywall-User": user}
 
 
-def measure_stack(base: str, proxy_headers: dict[str, str], count: int) -> dict[tuple[str, bool], list]:
+Case = tuple[str, str, bool]  # (endpoint, "direct" or "proxy", streamed)
+
+
+def measure_stack(base: str, proxy_headers: dict[str, str], count: int) -> dict[Case, list]:
     targets = {
-        "direct": (f"{base}/_demo/v1/chat/completions", {"Authorization": f"Bearer {DEMO_KEY}"}),
-        "proxy": (f"{base}/v1/chat/completions", proxy_headers),
+        "direct": (f"{base}/_demo/v1", {"Authorization": f"Bearer {DEMO_KEY}"}),
+        "proxy": (f"{base}/v1", proxy_headers),
     }
-    results: dict[tuple[str, bool], list[tuple[float, float]]] = {
-        key: [] for key in ((n, s) for n in targets for s in (False, True))
-    }
+    cases = [(e, s) for e, (_, _, streams) in ENDPOINTS.items() for s in ((False, True) if streams else (False,))]
+    results: dict[Case, list[tuple[float, float]]] = {(e, n, s): [] for e, s in cases for n in targets}
     with httpx.Client(timeout=60) as client:
-        for stream in (False, True):
-            for url, headers in targets.values():
+        for endpoint, stream in cases:
+            path, body = ENDPOINTS[endpoint][:2]
+            for root, headers in targets.values():
                 for _ in range(5):  # warm-up: connections, caches, first imports
-                    timed(client, url, headers, stream)
+                    timed(client, root + path, headers, body, stream)
             for _ in range(count):  # interleaved, so both see the same machine
-                for name, (url, headers) in targets.items():
-                    results[(name, stream)].append(timed(client, url, headers, stream))
+                for name, (root, headers) in targets.items():
+                    results[(endpoint, name, stream)].append(timed(client, root + path, headers, body, stream))
     return results
 
 
-def report(title: str, results: dict[tuple[str, bool], list]) -> dict[str, float]:
+def report(title: str, results: dict[Case, list]) -> dict[str, float]:
     print(f"\n{title} (ms)")
-    print(f"{'case':<20}{'p50 total':>11}{'p99 total':>11}{'p50 TTFC':>11}{'p99 TTFC':>11}")
-    for (name, stream), samples in results.items():
+    print(f"{'case':<28}{'p50 total':>11}{'p99 total':>11}{'p50 TTFC':>11}{'p99 TTFC':>11}")
+    for (endpoint, name, stream), samples in results.items():
         totals = [t * 1000 for _, t in samples]
         firsts = [f * 1000 for f, _ in samples]
-        label = f"{name} {'stream' if stream else 'json'}"
+        label = f"{endpoint} {name} {'stream' if stream else 'json'}"
         print(
-            f"{label:<20}{percentile(totals, 50):>11.2f}{percentile(totals, 99):>11.2f}"
+            f"{label:<28}{percentile(totals, 50):>11.2f}{percentile(totals, 99):>11.2f}"
             f"{percentile(firsts, 50):>11.2f}{percentile(firsts, 99):>11.2f}"
         )
     added = {}
-    for stream in (False, True):
-        direct, proxy = results[("direct", stream)], results[("proxy", stream)]
-        kind = "stream" if stream else "json"
+    for endpoint, name, stream in results:
+        if name != "proxy":
+            continue
+        direct, proxy = results[(endpoint, "direct", stream)], results[(endpoint, "proxy", stream)]
+        kind = f"{endpoint} {'stream' if stream else 'json'}"
         metric = 0 if stream else 1  # streams: time to first chunk; json: whole response
         d50 = statistics.median(x[metric] for x in direct) * 1000
         p50 = statistics.median(x[metric] for x in proxy) * 1000
@@ -163,11 +175,11 @@ def report(title: str, results: dict[tuple[str, bool], list]) -> dict[str, float
     return added
 
 
-def timed(client: httpx.Client, url: str, headers: dict[str, str], stream: bool) -> tuple[float, float]:
+def timed(client: httpx.Client, url: str, headers: dict[str, str], body: dict, stream: bool) -> tuple[float, float]:
     """(seconds to the first body bytes, seconds to the end) of one request."""
     started = time.perf_counter()
     first = None
-    with client.stream("POST", url, json={**BODY, "stream": stream}, headers=headers) as response:
+    with client.stream("POST", url, json={**body, "stream": True} if stream else body, headers=headers) as response:
         response.raise_for_status()
         for _ in response.iter_raw():
             first = first or time.perf_counter()
@@ -197,7 +209,7 @@ def main() -> None:
     own = report(f"DynamoDB replayed, no database (our own cost), {count} requests per case", replayed)
     moto = report(f"in-process DynamoDB (ours + moto's work), {count} requests per case", inprocess)
     local = report(f"local engine (make run), {count} requests per case", engine)
-    for kind in ("json", "stream"):
+    for kind in own:
         print(
             f"added p50, {kind}: own cost {own[kind]:.2f} ms, with in-process moto {moto[kind]:.2f} ms,"
             f" with the local engine {local[kind]:.2f} ms"
@@ -209,10 +221,10 @@ def main() -> None:
     with inprocess_stack() as stack:
         placed = measure_kinds(stack)
     print("\nDynamoDB calls per request (warm instance)")
-    print(f"{'kind':<28}{'waited for before 1st byte':>27}{'last chunk..[DONE]':>20}{'total':>7}  overlapped")
+    print(f"{'kind':<32}{'waited for before 1st byte':>27}{'last chunk..[DONE]':>20}{'total':>7}  overlapped")
     for kind, p in placed.items():
         print(
-            f"{kind:<28}{len(p.critical_before_first_byte):>27}{len(p.before_done):>20}{p.total:>7}"
+            f"{kind:<32}{len(p.critical_before_first_byte):>27}{len(p.before_done):>20}{p.total:>7}"
             f"  {', '.join(p.while_provider) or '-'}"
         )
 

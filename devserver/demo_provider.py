@@ -22,14 +22,32 @@ Models (any other id behaves like demo/echo):
 - demo/max-tokens-only             like demo/echo but honours only `max_tokens` (ignores the other)
 - demo/max-completion-tokens-only  like demo/echo but honours only `max_completion_tokens`
 
+- demo/embed      like demo/echo (a name for the embedding examples and tests)
+- demo/cut        streams its first word (Responses: up to the first delta), then drops the connection;
+                  a non-streamed answer is cut in the middle of its body
+
+The same models are served by the Responses API (/_demo/v1/responses: JSON, or the Responses event
+stream when `stream` is true) and embeddings (/_demo/v1/embeddings: a deterministic vector per input,
+`dimensions` long, default 8; `encoding_format` float or base64; a string's tokens are its words, a
+token array's its length).
+
+Provider instances: /_demo/x/{instance}/v1/... serves the same endpoints with a fault chosen by the
+instance name, `{mode}` or `{mode}.{label}` (the label tells instances apart): mode `ok` (no fault),
+`fail-500`, `hang`, `cut` (as the models above), so fallback tests can point several providers of
+one paywall at the demo. A provider that is down is a base URL on a closed port.
+
 Debug: GET /_demo/requests?contains=TEXT lists the bodies received (newest first, last 500) whose
-JSON contains TEXT, so tests can prove what reached the provider."""
+JSON contains TEXT, so tests can prove what reached the provider; `instance=` and `endpoint=` keep
+those an instance (`default` for /_demo/v1) or an endpoint (chat, responses, embeddings) received."""
 
 from __future__ import annotations
 
 import asyncio
+import base64
+import hashlib
 import json
 import os
+import struct
 import time
 import uuid
 from collections import deque
@@ -38,6 +56,8 @@ from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response, StreamingResponse
+
+from paywalls.chat import responses as responses_api
 
 app = FastAPI(docs_url=None, redoc_url=None, openapi_url=None)
 
@@ -57,8 +77,12 @@ MODELS = (
     "demo/swap",
     "demo/max-tokens-only",
     "demo/max-completion-tokens-only",
+    "demo/cut",
+    "demo/embed",
 )
-_received: deque[dict[str, Any]] = deque(maxlen=500)
+INSTANCE_MODES = ("ok", "fail-500", "hang", "cut")
+# (instance, endpoint, body) of each request received, newest last
+_received: deque[tuple[str, str, dict[str, Any]]] = deque(maxlen=500)
 
 
 def count_tokens(text: str) -> int:
@@ -138,13 +162,21 @@ def _hang_s() -> float:
 
 
 @app.get("/_demo/requests")
-def received(contains: str = "") -> dict[str, Any]:
-    data = [b for b in reversed(_received) if contains in json.dumps(b)]
+def received(contains: str = "", instance: str = "", endpoint: str = "") -> dict[str, Any]:
+    data = [
+        b
+        for i, e, b in reversed(_received)
+        if contains in json.dumps(b) and instance in ("", i) and endpoint in ("", e)
+    ]
     return {"object": "list", "data": data}
 
 
-@app.post("/_demo/v1/chat/completions")
-async def chat(request: Request) -> Any:
+class _Fault(Exception):
+    """Raised inside a streamed body: uvicorn drops the connection mid-answer (mode/model `cut`)."""
+
+
+async def _read(request: Request, instance: str, endpoint: str) -> dict[str, Any] | Response:
+    """The body of a call (recorded), or the error/fault answer that replaces the endpoint's own."""
     if request.headers.get("authorization") != f"Bearer {DEMO_KEY}":
         return _error(401, "invalid demo provider key", kind="authentication_error")
     try:
@@ -153,9 +185,10 @@ async def chat(request: Request) -> Any:
         return _error(400, "the body is not JSON")
     if not isinstance(body, dict):
         return _error(400, "the body must be a JSON object")
-    _received.append(body)
+    _received.append((instance, endpoint, body))
+    mode = instance.split(".", 1)[0]
     model = body.get("model", "demo/echo")
-    if model == "demo/fail-500":
+    if mode == "fail-500" or model == "demo/fail-500":
         return _error(500, "the demo provider failed on purpose", kind="server_error")
     if model == "demo/reject":
         return _error(400, "demo/reject refuses every request", param="messages")
@@ -163,14 +196,48 @@ async def chat(request: Request) -> Any:
         response = _error(429, "slow down", kind="rate_limit_error")
         response.headers["Retry-After"] = "7"
         return response
-    if model == "demo/hang":
+    if mode == "hang" or model == "demo/hang":
         await asyncio.sleep(_hang_s())
+    if mode == "cut" or model == "demo/cut":
+        body["_cut"] = True  # read by the endpoint: cut the answer after its first part
+    return body
+
+
+def _instance(instance: str) -> str | Response:
+    if instance.split(".", 1)[0] not in INSTANCE_MODES:
+        return _error(404, f"unknown demo provider instance {instance[:40]!r}: modes {', '.join(INSTANCE_MODES)}")
+    return instance
+
+
+async def _cut_body(data: bytes) -> AsyncIterator[bytes]:
+    yield data[: len(data) // 2]
+    raise _Fault("the demo provider drops the connection (cut)")
+
+
+@app.post("/_demo/v1/chat/completions")
+async def chat(request: Request) -> Any:
+    return await _chat(request, "default")
+
+
+@app.post("/_demo/x/{instance}/v1/chat/completions")
+async def instance_chat(request: Request, instance: str) -> Any:
+    checked = _instance(instance)
+    return checked if isinstance(checked, Response) else await _chat(request, checked)
+
+
+async def _chat(request: Request, instance: str) -> Any:
+    read = await _read(request, instance, "chat")
+    if isinstance(read, Response):
+        return read
+    body = read
+    cut = bool(body.pop("_cut", False))
+    model = body.get("model", "demo/echo")
     if model == "demo/garbage" and not body.get("stream"):
         return Response(b'{"id": "chatcmpl-garbage", "choices": [', media_type="application/json")
     usage = None if model == "demo/no-usage" else usage_of(body)
     model = "demo/tools" if model == "demo/swap" else model  # the model reported as the one that served
     if body.get("stream"):
-        return StreamingResponse(_events(body, model, usage), media_type="text/event-stream")
+        return StreamingResponse(_events(body, model, usage, cut), media_type="text/event-stream")
     if model == "demo/slow":
         await asyncio.sleep(float(os.environ.get("DEMO_CHUNK_DELAY_S", "0.5")) * len(_answer(body)[0]))
     n = body.get("n") or 1
@@ -190,10 +257,14 @@ async def chat(request: Request) -> Any:
     }
     if usage is not None:
         completion["usage"] = usage
+    if cut:
+        return StreamingResponse(_cut_body(json.dumps(completion).encode()), media_type="application/json")
     return completion
 
 
-async def _events(body: dict[str, Any], model: str, usage: dict[str, int] | None) -> AsyncIterator[bytes]:
+async def _events(
+    body: dict[str, Any], model: str, usage: dict[str, int] | None, cut: bool = False
+) -> AsyncIterator[bytes]:
     completion_id = "chatcmpl-demo" + uuid.uuid4().hex[:16]
     created = int(time.time())
     n = body.get("n") or 1
@@ -230,6 +301,8 @@ async def _events(body: dict[str, Any], model: str, usage: dict[str, int] | None
             yield chunk(i, {"content": word if w == 0 else " " + word})
             if model == "demo/stall":
                 await asyncio.sleep(_hang_s())
+            if cut:
+                raise _Fault("the demo provider drops the connection (cut)")
         yield chunk(i, {}, finish)
     if usage is not None and (body.get("stream_options") or {}).get("include_usage"):
         data = {
@@ -242,3 +315,149 @@ async def _events(body: dict[str, Any], model: str, usage: dict[str, int] | None
         }
         yield f"data: {json.dumps(data)}\n\n".encode()
     yield b"data: [DONE]\n\n"
+
+
+# ---- Responses API --------------------------------------------------------------------------------
+
+
+def _input_texts(body: dict[str, Any]) -> list[str]:
+    """The text of each input item (a string input is one user item)."""
+    items = body.get("input")
+    if isinstance(items, str):
+        return [items]
+    texts = []
+    for item in items if isinstance(items, list) else []:
+        content = item.get("content") if isinstance(item, dict) else None
+        if isinstance(content, list):
+            content = " ".join(p.get("text", "") for p in content if isinstance(p, dict))
+        texts.append(content if isinstance(content, str) else "")
+    return texts
+
+
+def responses_usage_of(body: dict[str, Any]) -> dict[str, Any]:
+    """The usage the demo provider reports for a Responses body: input tokens = words of the
+    instructions + words of each input item + 1 per item; output = words answered (cut at
+    max_output_tokens)."""
+    texts = _input_texts(body)
+    prompt = count_tokens(body.get("instructions") or "") + sum(count_tokens(t) + 1 for t in texts)
+    return responses_api.usage_object(prompt, len(_responses_answer(body)[0]))
+
+
+def _responses_answer(body: dict[str, Any]) -> tuple[list[str], str]:
+    texts = _input_texts(body)
+    words = (texts[-1] if texts else "").split() or ["(empty)"]
+    limit = body.get("max_output_tokens")
+    if isinstance(limit, int) and limit < len(words):
+        return words[:limit], "incomplete"
+    return words, "completed"
+
+
+@app.post("/_demo/v1/responses")
+async def responses(request: Request) -> Any:
+    return await _responses(request, "default")
+
+
+@app.post("/_demo/x/{instance}/v1/responses")
+async def instance_responses(request: Request, instance: str) -> Any:
+    checked = _instance(instance)
+    return checked if isinstance(checked, Response) else await _responses(request, checked)
+
+
+async def _responses(request: Request, instance: str) -> Any:
+    read = await _read(request, instance, "responses")
+    if isinstance(read, Response):
+        return read
+    body = read
+    cut = bool(body.pop("_cut", False))
+    model = body.get("model", "demo/echo")
+    if model == "demo/garbage" and not body.get("stream"):
+        return Response(b'{"id": "resp_garbage", "output": [', media_type="application/json")
+    usage = None if model == "demo/no-usage" else responses_usage_of(body)
+    words, status = _responses_answer(body)
+    response_id = "resp_demo" + uuid.uuid4().hex[:16]
+    limit = body.get("max_output_tokens")
+    if body.get("stream"):
+        deltas = [word if w == 0 else " " + word for w, word in enumerate(words)]
+        events = responses_api.text_events(
+            response_id=response_id, model=model, deltas=deltas, usage=usage, status=status, max_output_tokens=limit
+        )
+        return StreamingResponse(_response_events(model, events, cut), media_type="text/event-stream")
+    answer = responses_api.response_object(
+        response_id=response_id, model=model, text=" ".join(words), usage=usage, status=status, max_output_tokens=limit
+    )
+    if cut:
+        return StreamingResponse(_cut_body(json.dumps(answer).encode()), media_type="application/json")
+    return answer
+
+
+async def _response_events(model: str, events: list[dict[str, Any]], cut: bool) -> AsyncIterator[bytes]:
+    delay = float(os.environ.get("DEMO_CHUNK_DELAY_S", "0.5")) if model == "demo/slow" else 0.0
+    if model == "demo/garbage":
+        yield b"event: response.created\ndata: {this is not json\n\n"
+        return
+    for event in events:
+        if event["type"] == "response.output_text.delta":
+            if delay:
+                await asyncio.sleep(delay)
+            if model == "demo/stall" and event["sequence_number"] > 4:
+                await asyncio.sleep(_hang_s())
+        yield f"event: {event['type']}\ndata: {json.dumps(event)}\n\n".encode()
+        if cut and event["type"] == "response.output_text.delta":
+            raise _Fault("the demo provider drops the connection (cut)")
+
+
+# ---- embeddings -----------------------------------------------------------------------------------
+
+
+def _embedding_inputs(body: dict[str, Any]) -> list[Any]:
+    items = body.get("input")
+    if isinstance(items, str) or (isinstance(items, list) and items and all(isinstance(t, int) for t in items)):
+        return [items]
+    return items if isinstance(items, list) else []
+
+
+def embeddings_usage_of(body: dict[str, Any]) -> dict[str, int]:
+    """prompt tokens = words of each string input + the length of each token array."""
+    tokens = sum(count_tokens(i) if isinstance(i, str) else len(i) for i in _embedding_inputs(body))
+    return {"prompt_tokens": tokens, "total_tokens": tokens}
+
+
+def embedding_of(item: Any, dimensions: int) -> list[float]:
+    """A deterministic unit-range vector for one input."""
+    seed = hashlib.sha256(json.dumps(item).encode()).digest()
+    return [round(seed[i % 32] / 127.5 - 1, 6) for i in range(dimensions)]
+
+
+@app.post("/_demo/v1/embeddings")
+async def embeddings(request: Request) -> Any:
+    return await _embeddings(request, "default")
+
+
+@app.post("/_demo/x/{instance}/v1/embeddings")
+async def instance_embeddings(request: Request, instance: str) -> Any:
+    checked = _instance(instance)
+    return checked if isinstance(checked, Response) else await _embeddings(request, checked)
+
+
+async def _embeddings(request: Request, instance: str) -> Any:
+    read = await _read(request, instance, "embeddings")
+    if isinstance(read, Response):
+        return read
+    body = read
+    cut = bool(body.pop("_cut", False))
+    if body.get("model") == "demo/slow":  # a model that takes a while, as demo/slow does for chat
+        await asyncio.sleep(float(os.environ.get("DEMO_CHUNK_DELAY_S", "0.5")) * len(_embedding_inputs(body)))
+    dimensions = body.get("dimensions") or 8
+    data = []
+    for index, item in enumerate(_embedding_inputs(body)):
+        vector = embedding_of(item, dimensions)
+        value: Any = vector
+        if body.get("encoding_format") == "base64":
+            value = base64.b64encode(struct.pack(f"<{len(vector)}f", *vector)).decode()
+        data.append({"object": "embedding", "index": index, "embedding": value})
+    answer: dict[str, Any] = {"object": "list", "data": data, "model": body.get("model", "demo/embed")}
+    if body.get("model") != "demo/no-usage":
+        answer["usage"] = embeddings_usage_of(body)
+    if cut:
+        return StreamingResponse(_cut_body(json.dumps(answer).encode()), media_type="application/json")
+    return answer

@@ -89,6 +89,10 @@ class Recorder:
         return timed
 
 
+def _is_done(body: bytes) -> bool:
+    return b"[DONE]" in body or b"event: response.completed" in body
+
+
 @dataclass(frozen=True)
 class Placement:
     """Where one request's DynamoDB calls fell relative to what the client received."""
@@ -131,8 +135,9 @@ class InProcessStack:
         if not sends:
             raise RuntimeError("the request sent no body")
         first = sends[0][0]
-        done = next((t for t, body in sends if b"[DONE]" in body), None)
-        last_chunk = max((t for t, body in sends if b"[DONE]" not in body), default=first)
+        # The event that tells the client the answer is complete: chat's [DONE], Responses' terminal event.
+        done = next((t for t, body in sends if _is_done(body)), None)
+        last_chunk = max((t for t, body in sends if not _is_done(body)), default=first)
         last_byte = sends[-1][0]
         return Placement(
             before_first_byte=[op for t, op in calls if t < first],
@@ -307,6 +312,25 @@ def measure_kinds(stack: InProcessStack) -> dict[str, Placement]:
 
         return run
 
+    def call(path: str, key: str, user: str, body: dict[str, Any]) -> Callable[[], None]:
+        def run() -> None:
+            headers = {"Authorization": f"Bearer {key}", "X-Paywall-User": user}
+            with httpx.stream("POST", f"{stack.url}{path}", json=body, headers=headers, timeout=30) as r:
+                r.raise_for_status()
+                for _ in r.iter_bytes():
+                    pass
+            if r.headers.get("x-paywall-action"):
+                raise RuntimeError(f"paywall reply instead of an answer: {r.headers['x-paywall-action']}")
+
+        return run
+
+    def responses(key: str, user: str, stream: bool) -> Callable[[], None]:
+        body = {"model": "demo/slow", "input": MESSAGES[0]["content"], "stream": stream}
+        return call("/v1/responses", key, user, body)
+
+    def embeddings(key: str, user: str) -> Callable[[], None]:
+        return call("/v1/embeddings", key, user, {"model": "demo/slow", "input": [MESSAGES[0]["content"]] * 3})
+
     def money(path: str, key: str, user: str) -> Callable[[], None]:
         def run() -> None:
             httpx.post(
@@ -327,6 +351,11 @@ def measure_kinds(stack: InProcessStack) -> dict[str, Placement]:
         "chat stream, shared mode": chat(shared["key"], "member", True),
         "chat json, 3 webhook subscriptions": chat(hooked["key"], "funded", False),
         "chat stream, 3 webhook subscriptions": chat(hooked["key"], "funded", True),
+        "responses json": responses(default["key"], "funded", False),
+        "responses stream": responses(default["key"], "funded", True),
+        "embeddings": embeddings(default["key"], "funded"),
+        "responses stream, shared mode": responses(shared["key"], "member", True),
+        "embeddings, shared mode": embeddings(shared["key"], "member"),
         "user charge": money("charge", default["key"], "funded"),
         "deposit": money("balance/deposit", default["key"], "funded"),
     }

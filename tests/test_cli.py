@@ -397,3 +397,63 @@ def test_webhooks_over_the_local_stack(stack: LocalStack) -> None:
     assert "(none)" in paywalls(stack, "webhooks", "logs", pid).stdout
     refused = paywalls(stack, "webhooks", "create", pid, "--url", "http://h.example.com", "--events", "*", check=False)
     assert refused.returncode == 1 and "https" in refused.stderr
+
+
+def test_cli_sets_named_providers_routes_and_fallbacks(stack: LocalStack) -> None:
+    pid = json.loads(paywalls(stack, "--json", "create", "--name", "Routed app").stdout)["id"]
+    paywalls(stack, "provider", pid, "--demo")  # the default provider, as before
+    paywalls(stack, "pricing", pid, "--model", "demo/echo=1,2")
+    down = paywalls(
+        stack,
+        "--json",
+        "provider-add",
+        pid,
+        "first",
+        "--kind",
+        "openai-compatible",
+        "--base-url",
+        f"{stack.url}/_demo/x/fail-500.cli/v1",
+        "--price",
+        "acme/echo=1,2",
+        "--stdin",
+        stdin="demo-provider-key\n",
+    )
+    assert "demo-provider-key" not in down.stdout and json.loads(down.stdout)["prices"]["acme/echo"]["prompt"] == "1"
+    paywalls(
+        stack,
+        "provider-add",
+        pid,
+        "second",
+        "--kind",
+        "openai-compatible",
+        "--base-url",
+        f"{stack.url}/_demo/x/ok.cli/v1",
+        "--price",
+        "acme/echo=3,4",
+        env={"PAYWALLS_PROVIDER_API_KEY": "demo-provider-key"},
+    )
+    routes = json.loads(paywalls(stack, "--json", "routes", pid, "--route", "acme/*=first:strip,second:strip").stdout)
+    assert routes["routes"] == [
+        {
+            "match": "acme/*",
+            "providers": [{"name": "first", "strip_prefix": True}, {"name": "second", "strip_prefix": True}],
+        }
+    ]
+    listed = json.loads(paywalls(stack, "--json", "providers", pid).stdout)["data"]
+    assert [p["name"] for p in listed] == ["default", "first", "second"]
+    key = json.loads(paywalls(stack, "--json", "keys", "create", pid).stdout)["key"]
+    paywalls(stack, "adjust", pid, "erin", "1")
+    reply = httpx.post(
+        f"{stack.url}/v1/chat/completions",
+        headers={"Authorization": f"Bearer {key}"},
+        json={"model": "acme/echo", "user": "erin", "messages": [{"role": "user", "content": "routed by the cli"}]},
+        timeout=30,
+    )
+    assert reply.status_code == 200 and reply.headers["x-paywall-provider"] == "second"
+    in_use = paywalls(stack, "provider-remove", pid, "first", check=False)
+    assert in_use.returncode == 1
+    paywalls(stack, "routes", pid)  # no --route: no routes
+    removed = json.loads(paywalls(stack, "--json", "provider-remove", pid, "first").stdout)["data"]
+    assert [p["name"] for p in removed] == ["default", "second"]
+    bad = paywalls(stack, "routes", pid, "--route", "acme/*", check=False)
+    assert bad.returncode == 1 and "MATCH=PROVIDER" in bad.stderr

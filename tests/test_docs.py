@@ -34,6 +34,10 @@ RUNS: list[tuple[str, list[str]]] = [
     ("quickstart.sh", ['"content":"Hello, paywall!"']),
     ("balance.sh", ['"balanceFormatted"', '"url":"http://127.0.0.1:', '"type":"charge"']),
     ("stream.py", ["one word at a time"]),
+    (
+        "responses.py",
+        ["hello from the Responses API 6 5", "streamed as events", "2 embeddings of 4 dimensions; 3 tokens"],
+    ),
     ("user_id.sh", ['"content":"who pays?"', '"balance":']),
     ("deposit.py", ["5.000000 5.000000"]),
     ("charge_tool.py", ["run the tool: charged 0.020000 USD"]),

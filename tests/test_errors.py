@@ -36,6 +36,7 @@ INTERNAL = {
     "paywalls.billing.ledger.LedgerError",
     "paywalls.billing.ledger.HoldNotActive",
     "paywalls.events.delivery.Refused",  # a receiver URL refused at delivery time: a failed attempt, never sent
+    "paywalls.chat.routing.NotRoutable",  # the chat app answers it with its own status (404/400/503)
     "paywalls.console.app.Problem",  # the console's own page for an admin API refusal (its status kept)
     "paywalls.billing.ledger.QuotaExceeded",  # chat_billing turns it into limits.LimitReached (a paywall reply)
     "paywalls.infra.store.TransactionCancelled",

@@ -23,6 +23,12 @@ BUDGET = {
     "chat stream, shared mode": (1, 1, 3),
     "chat json, 3 webhook subscriptions": (2, 0, 3),
     "chat stream, 3 webhook subscriptions": (1, 1, 3),
+    # The Responses API and embeddings go through the same pipeline: the same budget as chat.
+    "responses json": (2, 0, 3),
+    "responses stream": (1, 1, 3),
+    "responses stream, shared mode": (1, 1, 3),
+    "embeddings": (2, 0, 3),
+    "embeddings, shared mode": (2, 0, 3),
     "user charge": (2, 0, 2),
     "deposit": (2, 0, 2),
 }
@@ -47,10 +53,10 @@ def test_round_trips_stay_within_budget(placements, kind: str) -> None:
 def test_a_stream_waits_for_the_hold_only_and_a_json_answer_reads_the_wallet_while_the_provider_answers(
     placements,
 ) -> None:
-    for kind in ("chat stream", "chat stream, shared mode"):
+    for kind in ("chat stream", "chat stream, shared mode", "responses stream", "responses stream, shared mode"):
         assert placements[kind].before_first_byte == ["TransactWriteItems"], kind
         assert placements[kind].before_done == ["TransactWriteItems"], kind
-    for kind in ("chat json", "chat json, shared mode"):
+    for kind in ("chat json", "chat json, shared mode", "responses json", "embeddings", "embeddings, shared mode"):
         assert placements[kind].while_provider == ["GetItem"], kind
         assert placements[kind].critical_before_first_byte == ["TransactWriteItems", "TransactWriteItems"], kind
 

@@ -38,7 +38,14 @@ EXPECTED_FUNCTIONS: dict[str, tuple[str, str, set[tuple[str, str]]]] = {
     "ChatFunction": (
         "functions/chat/",
         "run.sh",
-        {("POST", "/v1/chat/completions"), ("POST", "/v1/{user}/chat/completions")},
+        {
+            ("POST", "/v1/chat/completions"),
+            ("POST", "/v1/{user}/chat/completions"),
+            ("POST", "/v1/responses"),
+            ("POST", "/v1/{user}/responses"),
+            ("POST", "/v1/embeddings"),
+            ("POST", "/v1/{user}/embeddings"),
+        },
     ),
     "UserApiFunction": (
         "functions/user_api/",
@@ -298,7 +305,17 @@ def test_chat_routes_stream_and_only_they_do(template, translated):
             else:
                 assert "responseTransferMode" not in integration, path
                 assert "/2015-03-31/functions/" in uri and "response-streaming" not in uri, uri
-    assert streamed == {("post", "/v1/chat/completions"), ("post", "/v1/{user}/chat/completions")}
+    assert streamed == {
+        ("post", path)
+        for path in (
+            "/v1/chat/completions",
+            "/v1/{user}/chat/completions",
+            "/v1/responses",
+            "/v1/{user}/responses",
+            "/v1/embeddings",
+            "/v1/{user}/embeddings",
+        )
+    }
 
 
 # ---- routes and auth ------------------------------------------------------------------------------
@@ -726,8 +743,8 @@ SECRET_FAMILIES: dict[str, tuple[str, list[str], bool]] = {
         False,
     ),
     "provider": (
-        r"/provider[\"']|get_secret\b[^\n]*\bsecret_name\b",
-        ["paywall/pw_0123456789abcdef/provider"],
+        r"/provider[\"']|/providers/\{name\}|get_secret\b[^\n]*\bsecret_name\b",
+        ["paywall/pw_0123456789abcdef/provider", "paywall/pw_0123456789abcdef/providers/backup"],
         False,
     ),
     "stripe": (

@@ -22,6 +22,7 @@ from paywalls.analytics import reports as analytics_reports
 from paywalls.billing import adjustments, earnings, limits, losses, operator_stripe, stripe_config, withdrawals
 from paywalls.billing import paywall as paywalls
 from paywalls.billing.identity import resolve_user
+from paywalls.chat import routing
 from paywalls.http import api_models as m
 from paywalls.http import openapi_doc, web, webhook_routes
 from paywalls.infra import links, stripe_gateway, telemetry
@@ -61,6 +62,8 @@ IssueKeyBody = Annotated[m.IssueKey, m.from_json(m.IssueKey)]
 SetLimitsBody = Annotated[m.SetLimits, m.from_json(m.SetLimits)]
 SetUserLimitsBody = Annotated[m.SetUserLimits, m.from_json(m.SetUserLimits)]
 ProviderBody = Annotated[m.SetProvider, m.from_json(m.SetProvider)]
+NamedProviderBody = Annotated[m.SetNamedProvider, m.from_json(m.SetNamedProvider)]
+RoutesBody = Annotated[m.SetRoutes, m.from_json(m.SetRoutes)]
 PricingBody = Annotated[m.SetPricing, m.from_json(m.SetPricing)]
 TemplatesBody = Annotated[m.SetTemplates, m.from_json(m.SetTemplates)]
 StripeBody = Annotated[m.SetStripe, m.from_json(m.SetStripe)]
@@ -148,6 +151,39 @@ def set_provider(paywall_id: str, body: ProviderBody) -> dict[str, Any]:
     secrets_store.put_secret(secret_name, api_key)
     updated = paywalls.set_provider(paywall_id, kind, base_url, secret_name)
     return updated.provider.as_api()  # type: ignore[union-attr]
+
+
+@app.get("/admin/paywalls/{paywall_id}/providers", dependencies=admin, **m.answers(m.NamedProviderList, *AUTH, 404))
+def list_providers(paywall_id: str) -> dict[str, Any]:
+    """Every provider of the paywall by name (`default`: the one PUT .../provider sets)."""
+    return routing.providers_as_api(paywalls.get(paywall_id))
+
+
+@app.put(
+    "/admin/paywalls/{paywall_id}/providers/{name}",
+    dependencies=admin,
+    **m.answers(m.NamedProviderOut, *AUTH, 400, 404, 413),
+)
+def set_named_provider(paywall_id: str, name: str, body: NamedProviderBody) -> dict[str, Any]:
+    updated = routing.set_named_provider(
+        paywall_id, name, body.sent(), secret_prefix=settings().secret_prefix, store_key=secrets_store.put_secret
+    )
+    return updated.named_providers()[name].as_named_api(name)
+
+
+@app.delete(
+    "/admin/paywalls/{paywall_id}/providers/{name}",
+    dependencies=admin,
+    **m.answers(m.NamedProviderList, *AUTH, 400, 404, 409),
+)
+def remove_named_provider(paywall_id: str, name: str) -> dict[str, Any]:
+    return routing.providers_as_api(routing.remove_named_provider(paywall_id, name))
+
+
+@app.put("/admin/paywalls/{paywall_id}/routes", dependencies=admin, **m.answers(m.RoutesOut, *AUTH, 400, 404, 413))
+def set_routes(paywall_id: str, body: RoutesBody) -> dict[str, Any]:
+    """Replaces the routing rules: model id or prefix -> providers in fallback order."""
+    return {"object": "routes", "routes": routing.set_routes(paywall_id, body.sent()).routes}
 
 
 @app.put("/admin/paywalls/{paywall_id}/pricing", dependencies=admin, **m.answers(m.PricingOut, *AUTH, 400, 404, 413))

@@ -1,5 +1,7 @@
-"""OpenAI-compatible chat completions proxy (SPEC §2): authenticate the paywall key, resolve the user,
-hold the worst case, call the paywall's provider, settle to the real usage. In shared mode (SPEC §6)
+"""OpenAI-compatible proxy (SPEC §2) for chat completions, the Responses API and embeddings
+(docs/endpoints.md): authenticate the paywall key, resolve the user, hold the worst case over the
+candidate providers (chat/routing.py), call them in fallback order, settle to the real usage of the
+one that served, at its price. In shared mode (SPEC §6)
 the hold is on the wallet of the person who authorized the app user, within their spending cap, and
 the settlement credits the paywall's earnings (shared_mode.funding).
 
@@ -31,17 +33,15 @@ from starlette.routing import Route
 
 from paywalls.billing import limits, metering
 from paywalls.billing.identity import resolve_user
-from paywalls.billing.metering import Pricing, StreamTally
+from paywalls.billing.metering import Pricing
 from paywalls.billing.paywall import Paywall
-from paywalls.chat import pricing as chat_pricing
-from paywalls.chat import providers, sse
-from paywalls.chat import replies as chat_replies
-from paywalls.chat import request as chat_request
+from paywalls.chat import providers, routing
 from paywalls.chat.billing import Refused, Reservation, blocking, reserve
-from paywalls.chat.request import ChatRequest
 from paywalls.events import outbox
+from paywalls.http import chat_endpoints as endpoints
 from paywalls.http import web
-from paywalls.http.chat_stream import STREAM_HEADERS, MeteredStream
+from paywalls.http.chat_endpoints import Spec
+from paywalls.http.chat_stream import MeteredStream
 from paywalls.infra import links, telemetry
 from paywalls.infra.config import settings
 from paywalls.wallets import shared_mode
@@ -72,6 +72,24 @@ async def chat_completions(request: Request) -> Response:
 
 async def user_chat_completions(request: Request) -> Response:
     return await _counted(request, _proxy(request, path_user=request.path_params["user"]))
+
+
+async def responses(request: Request) -> Response:
+    return await _counted(request, _proxy(request, path_user=None, endpoint=endpoints.RESPONSES))
+
+
+async def user_responses(request: Request) -> Response:
+    return await _counted(request, _proxy(request, path_user=request.path_params["user"], endpoint=endpoints.RESPONSES))
+
+
+async def embeddings(request: Request) -> Response:
+    return await _counted(request, _proxy(request, path_user=None, endpoint=endpoints.EMBEDDINGS))
+
+
+async def user_embeddings(request: Request) -> Response:
+    return await _counted(
+        request, _proxy(request, path_user=request.path_params["user"], endpoint=endpoints.EMBEDDINGS)
+    )
 
 
 _PROVIDER_CODES = ("provider_error", "provider_timeout")
@@ -112,44 +130,44 @@ app = web.install(
             Route("/health", health, methods=["GET"]),
             Route("/v1/chat/completions", chat_completions, methods=["POST"]),
             Route("/v1/{user}/chat/completions", user_chat_completions, methods=["POST"]),
+            Route("/v1/responses", responses, methods=["POST"]),
+            Route("/v1/{user}/responses", user_responses, methods=["POST"]),
+            Route("/v1/embeddings", embeddings, methods=["POST"]),
+            Route("/v1/{user}/embeddings", user_embeddings, methods=["POST"]),
         ],
         lifespan=_lifespan,
     )
 )
 
 
-async def _proxy(request: Request, *, path_user: str | None) -> Response:
+async def _proxy(request: Request, *, path_user: str | None, endpoint: Spec = endpoints.CHAT) -> Response:
+    """The one billing pipeline of every metered endpoint (chat, responses, embeddings): price the
+    request over its candidate providers, hold the dearest, call them in fallback order, settle to
+    the serving provider's usage at its price, or release."""
     request_id = web.request_id_of(request)
     deadline = anyio.current_time() + MAX_DURATION_S
     caller = await blocking(web.authenticate, request)
     body = await web.json_body(request, limit=MAX_BODY_BYTES)
     paywall = caller.paywall
-    chat = chat_request.parse(body)
-    user = resolve_user(chat.body_user, request.headers.get("x-paywall-user"), path_user)
-    kind = paywall.provider.kind if paywall.provider else None
-    price = chat_pricing.request_price(paywall, chat, kind)
-    if price is None:
+    metered = endpoint.parse(body)
+    user = resolve_user(metered.body_user, request.headers.get("x-paywall-user"), path_user)
+    try:
+        routed = routing.route(paywall, metered, endpoint.name)
+    except routing.NotRoutable as refused:
         # Never served unpriced: a model missing from the price table would otherwise be free.
+        headers = {"x-should-retry": "false"} if refused.status == 503 else None  # the SDKs would retry in vain
         raise web.ApiError(
-            404,
-            f"The model `{chat.model}` does not exist or is not priced on this paywall",
-            code="model_not_found",
-            param="model",
-        )
-    if paywall.provider is None:
-        raise web.ApiError(
-            503,
-            "this paywall has no AI provider configured",
-            code="provider_not_configured",
-            headers={"x-should-retry": "false"},  # the OpenAI SDKs would otherwise retry in vain
-        )
+            refused.status, refused.message, code=refused.code, param=refused.param, headers=headers
+        ) from None
     funding = None
     if paywall.mode == "shared":
         # Shared mode: the person who authorized this app user pays, within their cap (SPEC §6).
         funding = await blocking(shared_mode.funding, paywall, caller.environment, user)
         if funding is None:
-            return await _shared_reply(request, paywall, caller.environment, user, chat, request_id, "authorize")
-    prompt_bound = metering.prompt_token_bound(body)
+            return await _shared_reply(
+                request, paywall, caller.environment, user, endpoint, metered, request_id, "authorize"
+            )
+    prompt_bound = endpoint.prompt_bound(metered)
     # Per-user limits: nothing read, nothing reserved when the paywall has none.
     user_limits = None
     if paywall.limits or paywall.user_limits:
@@ -159,34 +177,55 @@ async def _proxy(request: Request, *, path_user: str | None) -> Response:
             paywall,
             caller.environment,
             user,
-            Pricing(price, paywall.markup_percent),
-            chat,
+            Pricing(routed.hold_price, paywall.markup_percent),  # covers every candidate (routing)
+            metered,
             prompt_bound=prompt_bound,
             request_id=request_id,
             funding=funding,
             limits=user_limits,
         )
     except limits.LimitReached as reached:
-        return _limit_reply(paywall, chat, request_id, reached)
+        return _limit_reply(paywall, endpoint, metered, request_id, reached)
     if isinstance(reservation, Refused):
         if paywall.mode == "shared":
-            return await _shared_reply(request, paywall, caller.environment, user, chat, request_id, reservation.action)
-        return await _paywall_reply(request, paywall, caller.environment, user, chat, request_id)
+            return await _shared_reply(
+                request, paywall, caller.environment, user, endpoint, metered, request_id, reservation.action
+            )
+        return await _paywall_reply(request, paywall, caller.environment, user, endpoint, metered, request_id)
 
-    upstream = providers.upstream_of(paywall.provider)
-    upstream_body = chat_request.upstream_body(
-        chat, limit=reservation.plan.tokens_per_choice, provider_kind=upstream.kind
-    )
+    failure: providers.ProviderFailure | None = None
     try:
-        if chat.stream:
-            return await _streamed(upstream, upstream_body, chat, reservation, paywall, deadline)
-        return await _buffered(upstream, upstream_body, chat, reservation, paywall, deadline)
-    except providers.ProviderFailure as failure:
-        await reservation.release()
-        if failure.code == providers.AUTH_FAILED:
-            raise _provider_auth_failed(paywall, request_id) from None
-        log.warning("provider failure: %s", failure.reason, extra={"request_id": request_id})
-        raise web.ApiError(failure.status, paywall.render("provider_error"), code=failure.code) from None
+        for candidate in routed.candidates:
+            # Within the same hold (it covers the dearest candidate); charged at this one's price.
+            reservation.pricing = Pricing(candidate.price, paywall.markup_percent)
+            reservation.served_by, reservation.cost_of = candidate.name, candidate.cost_of
+            upstream = providers.upstream_of(candidate.provider, endpoint.path, candidate.name)
+            upstream_body = endpoint.upstream_body(
+                metered, reservation.plan.tokens_per_choice, upstream.kind, candidate.upstream_model
+            )
+            served = {"X-Paywall-Provider": candidate.name, "X-Paywall-Model": candidate.upstream_model}
+            try:
+                if metered.stream:
+                    return await _streamed(
+                        upstream, upstream_body, endpoint, metered, reservation, paywall, deadline, served
+                    )
+                return await _buffered(
+                    upstream, upstream_body, endpoint, metered, reservation, paywall, deadline, served
+                )
+            except providers.ProviderFailure as failed:
+                # Nothing reached the client yet: the next provider may serve (fallback).
+                failure = failed
+                # A refused key is the operator's to fix even when another provider serves: error level.
+                level = logging.ERROR if failed.code == providers.AUTH_FAILED else logging.WARNING
+                log.log(
+                    level,
+                    "provider %s of paywall %s failed: %s",
+                    candidate.name,
+                    paywall.id,
+                    failed.reason,
+                    extra={"request_id": request_id},
+                )
+                telemetry.emit({"ProviderFallbacks": 1}, by={"provider": upstream.kind})
     except providers.ProviderRejected as rejected:
         await reservation.release()
         headers = {"Retry-After": rejected.retry_after} if rejected.retry_after else None
@@ -194,6 +233,11 @@ async def _proxy(request: Request, *, path_user: str | None) -> Response:
     except BaseException:
         await reservation.release()
         raise
+    await reservation.release()
+    assert failure is not None  # routing.route never answers without a candidate
+    if failure.code == providers.AUTH_FAILED:
+        raise _provider_auth_failed(paywall, request_id)
+    raise web.ApiError(failure.status, paywall.render("provider_error"), code=failure.code)
 
 
 PROVIDER_AUTH_FAILED_MESSAGE = (
@@ -219,7 +263,9 @@ def _provider_auth_failed(paywall: Paywall, request_id: str) -> web.ApiError:
     )
 
 
-def _limit_reply(paywall: Paywall, chat: ChatRequest, request_id: str, reached: limits.LimitReached) -> Response:
+def _limit_reply(
+    paywall: Paywall, endpoint: Spec, metered: Any, request_id: str, reached: limits.LimitReached
+) -> Response:
     """Rate limits (requests per minute, tokens per day): 429 in OpenAI's shape with Retry-After (the
     SDKs wait and retry by themselves, unless the wait is long). Spend limits: the paywall reply."""
     telemetry.emit({"LimitRefusals": 1}, by={"limit": reached.name})
@@ -228,14 +274,23 @@ def _limit_reply(paywall: Paywall, chat: ChatRequest, request_id: str, reached: 
         if reached.retry_after > 60:
             headers["x-should-retry"] = "false"  # hours away: an SDK retrying now would only fail again
         raise web.ApiError(429, limits.rate_limit_message(reached), code="rate_limit_exceeded", headers=headers)
-    return _assistant_reply(chat, request_id, limits.refusal_text(paywall, reached), "limit")
+    return _assistant_reply(endpoint, metered, request_id, limits.refusal_text(paywall, reached), "limit")
 
 
-def _check_served_model(paywall: Paywall, chat: ChatRequest, reservation: Reservation, payload: Any) -> None:
+def _check_served_model(
+    paywall: Paywall, chat: Any, reservation: Reservation, payload: Any, upstream_model: str
+) -> None:
     """The charge stays at the requested model's price; a costlier model served instead is logged so
     the operator can see (and price) the provider's substitutions."""
     served = payload.get("model") if isinstance(payload, dict) else None
-    if not isinstance(served, str) or served == chat.model or served in chat.fallback_models:
+    if isinstance(payload, dict) and isinstance(payload.get("response"), dict):  # a Responses event
+        served = payload["response"].get("model")
+    if (
+        not isinstance(served, str)
+        or served in (chat.model, upstream_model)
+        or served in chat.fallback_models
+        or served.startswith(upstream_model)  # providers name a dated snapshot of the model asked for
+    ):
         return
     served_price = paywall.price_of(served)
     if served_price is not None and metering.costlier(served_price, reservation.pricing.price):
@@ -260,10 +315,12 @@ def _answer_by(deadline: float) -> Iterator[None]:
 async def _buffered(
     upstream: providers.Upstream,
     body: dict[str, Any],
-    chat: ChatRequest,
+    endpoint: Spec,
+    chat: Any,
     reservation: Reservation,
     paywall: Paywall,
     deadline: float,
+    served: dict[str, str],
 ) -> Response:
     # The wallet read the settlement needs runs while the provider answers, so the charge below is a
     # single transaction (chat_billing module doc).
@@ -272,27 +329,29 @@ async def _buffered(
     prefetch.add_done_callback(_in_flight.discard)
     started = time.monotonic()
     with telemetry.subsegment("## provider"), _answer_by(deadline):
-        completion, raw = await providers.complete(upstream, body)
+        completion, raw = await providers.complete(upstream, body, valid=endpoint.valid)
     telemetry.emit({"ProviderLatency": telemetry.elapsed_ms(started, time.monotonic())}, by={"provider": upstream.kind})
-    _check_served_model(paywall, chat, reservation, completion)
-    usage = metering.reported_usage(completion)
+    _check_served_model(paywall, chat, reservation, completion, body["model"])
+    usage = endpoint.usage(completion)
     if usage is None:
         log.warning("completion without usage; charging the estimate", extra={"request_id": reservation.request_id})
-        usage = reservation.estimate(metering.completion_bytes(completion))
+        usage = reservation.estimate(endpoint.generated(completion))
     # Charged before the answer is sent: a client that reads its balance right after the answer
     # sees this request's charge (as after a stream's [DONE]).
     await reservation.settle(usage)
     # The provider's bytes as they came: nothing of the answer is re-encoded.
-    return Response(raw, media_type="application/json")
+    return Response(raw, media_type="application/json", headers=served)
 
 
 async def _streamed(
     upstream: providers.Upstream,
     body: dict[str, Any],
-    chat: ChatRequest,
+    endpoint: Spec,
+    chat: Any,
     reservation: Reservation,
     paywall: Paywall,
     deadline: float,
+    served: dict[str, str],
 ) -> Response:
     started = time.monotonic()
     with telemetry.subsegment("## provider"), _answer_by(deadline):
@@ -308,9 +367,9 @@ async def _streamed(
         )
         if first is None:
             raise providers.ProviderFailure(502, "provider stream ended before its first chunk")
-        if first.is_error:
+        if endpoint.stream_format.is_error(first):
             raise providers.ProviderFailure(502, "provider streamed an error event first")
-        _check_served_model(paywall, chat, reservation, first.payload)
+        _check_served_model(paywall, chat, reservation, first.payload, body["model"])
     except BaseException:
         await chunks.aclose()
         await stream.aclose()
@@ -320,13 +379,15 @@ async def _streamed(
         chunks=chunks,
         upstream=stream,
         reservation=reservation,
-        tally=StreamTally(client_wants_usage=chat.client_wants_usage),
+        tally=endpoint.tally(chat),
         failure_text=paywall.render("provider_error"),
         drain_timeout_s=DRAIN_TIMEOUT_S,
         deadline=deadline,
         time_limit_text=f"The answer was cut off: an answer may take at most {MAX_DURATION_S:.0f} seconds here.",
         started_at=started,
         provider_kind=upstream.kind,
+        headers=served,
+        stream_format=endpoint.stream_format,
     )
 
 
@@ -335,42 +396,33 @@ async def _shared_reply(
     paywall: Paywall,
     environment: str,
     user: str,
-    chat: ChatRequest,
+    endpoint: Spec,
+    metered: Any,
     request_id: str,
     refusal: shared_mode.Refusal,
 ) -> Response:
     """Shared mode: authorize (not connected), topup (wallet too low) or cap (spending limit reached)."""
     text = await blocking(shared_mode.refusal_text, paywall, refusal, web.public_base_url(request), environment, user)
-    await _blocked_event(paywall, environment, user, chat, refusal)
-    return _assistant_reply(chat, request_id, text, refusal)
+    await _blocked_event(paywall, environment, user, metered, refusal)
+    return _assistant_reply(endpoint, metered, request_id, text, refusal)
 
 
 async def _paywall_reply(
-    request: Request, paywall: Paywall, environment: str, user: str, chat: ChatRequest, request_id: str
+    request: Request, paywall: Paywall, environment: str, user: str, endpoint: Spec, metered: Any, request_id: str
 ) -> Response:
     """Balance too low: a normal assistant message with the top-up link (SPEC §2); nothing charged."""
     url = await blocking(links.topup_url, web.public_base_url(request), paywall.id, environment, user)
-    await _blocked_event(paywall, environment, user, chat, "topup")
-    return _assistant_reply(chat, request_id, paywall.render("topup", url), "topup")
+    await _blocked_event(paywall, environment, user, metered, "topup")
+    return _assistant_reply(endpoint, metered, request_id, paywall.render("topup", url), "topup")
 
 
-async def _blocked_event(paywall: Paywall, environment: str, user: str, chat: ChatRequest, reason: str) -> None:
+async def _blocked_event(paywall: Paywall, environment: str, user: str, metered: Any, reason: str) -> None:
     """paywall.request.blocked for the app's webhooks (a PutItem only when a subscription wants it)."""
     if outbox.wants(paywall, "paywall.request.blocked"):
-        data = {"externalUserId": user, "environment": environment, "reason": reason, "model": chat.model}
+        data = {"externalUserId": user, "environment": environment, "reason": reason, "model": metered.model}
         await blocking(outbox.emit, paywall, "paywall.request.blocked", data)
 
 
-def _assistant_reply(chat: ChatRequest, request_id: str, text: str, action: str) -> Response:
-    headers = {"X-Paywall-Action": action}
-    if not chat.stream:
-        return JSONResponse(
-            chat_replies.paywall_completion(model=chat.model, text=text, request_id=request_id, n=chat.n),
-            headers=headers,
-        )
-    chunks = chat_replies.paywall_chunks(
-        model=chat.model, text=text, request_id=request_id, n=chat.n, include_usage=chat.client_wants_usage
-    )
-    # Short and known in full: one body, still a valid event stream.
-    events = b"".join(sse.json_event(c) for c in chunks) + sse.DONE
-    return Response(events, media_type="text/event-stream", headers={**STREAM_HEADERS, **headers})
+def _assistant_reply(endpoint: Spec, metered: Any, request_id: str, text: str, action: str) -> Response:
+    """The paywall's message in the endpoint's own shape (chat_replies, http.chat_endpoints)."""
+    return endpoint.reply(metered, text, request_id, {"X-Paywall-Action": action})

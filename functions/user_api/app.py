@@ -11,6 +11,7 @@ from starlette.concurrency import run_in_threadpool
 
 from paywalls.billing import deposits, ledger, limits
 from paywalls.billing.identity import app_wallet_id, resolve_user
+from paywalls.chat import routing
 from paywalls.core.money import format_micros
 from paywalls.events import outbox
 from paywalls.http import api_models as m
@@ -30,7 +31,8 @@ def health() -> dict[str, str]:
 
 @app.get("/v1/models", **m.answers(m.ModelList, 401, 503))
 def models(request: Request) -> dict[str, Any]:
-    """The priced models at what the user pays: the price table with the paywall's markup, exact
+    """The priced models at what the user pays (explicit or a provider's price, chat/routing.py) with
+    the paywall's markup, exact, and the endpoints (chat, responses, embeddings) that serve each
     (the provider's base prices are for the operator: the admin API). `features`: the surcharges of
     the paid extras this paywall serves (web search...), also with markup."""
     caller = web.authenticate(request)
@@ -46,9 +48,11 @@ def models(request: Request) -> dict[str, Any]:
                 "name": model,
                 "display_name": model,
                 "description": f"{model} via {paywall.name}",
+                # The most a request may be charged per token (the dearest provider that may serve it).
                 "pricing": price.with_markup(paywall.markup_percent).as_api(),
+                "endpoints": list(endpoints),
             }
-            for model, price in sorted(paywall.pricing.items())
+            for model, (price, endpoints) in routing.listed_models(paywall).items()
         ],
     }
     if paywall.features:

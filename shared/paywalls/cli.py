@@ -149,6 +149,27 @@ def _parse_model(spec: str) -> tuple[str, dict[str, str]]:
     return model, price
 
 
+def _parse_route(spec: str) -> dict[str, Any]:
+    """ "anthropic/*=claude:strip,router" -> {match, providers: [{name, strip_prefix?, model?}]}:
+    providers in fallback order; `:strip` sends the id without the prefix, `:model=ID` names the
+    upstream model (exact routes)."""
+    match, sep, targets = spec.partition("=")
+    if not sep or not match or not targets:
+        raise CliError(f"--route {spec!r}: use MATCH=PROVIDER[:strip|:model=ID][,PROVIDER...]")
+    providers = []
+    for target in targets.split(","):
+        name, _, option = target.partition(":")
+        entry: dict[str, Any] = {"name": name}
+        if option == "strip":
+            entry["strip_prefix"] = True
+        elif option.startswith("model="):
+            entry["model"] = option.removeprefix("model=")
+        elif option:
+            raise CliError(f"--route {spec!r}: unknown option {option!r} (strip or model=ID)")
+        providers.append(entry)
+    return {"match": match, "providers": providers}
+
+
 def _parse_feature(spec: str) -> tuple[str, dict[str, str]]:
     """ "web_search=0.02[,PROMPT,COMPLETION]" -> ("web_search", {request, prompt?, completion?})."""
     name, sep, prices = spec.partition("=")
@@ -167,7 +188,17 @@ LOCAL_HOSTS = ("127.0.0.1", "localhost")
 
 # Commands whose change running instances see only once their cache expires: web.authenticate keeps
 # an API key's paywall (settings, prices, provider) for PAYWALLS_CACHE_TTL_S.
-CACHED_CHANGES = {"update", "provider", "pricing", "templates", "stripe", "keys revoke"}
+CACHED_CHANGES = {
+    "update",
+    "provider",
+    "provider-add",
+    "provider-remove",
+    "routes",
+    "pricing",
+    "templates",
+    "stripe",
+    "keys revoke",
+}
 CACHE_NOTE = (
     "note: instances cache API keys and paywall settings for PAYWALLS_CACHE_TTL_S (30 s by default, `make run` "
     "too): every request sees this change within that time"
@@ -341,6 +372,21 @@ def run(args: argparse.Namespace, client: AdminClient) -> Any:
             if args.base_url:
                 body["base_url"] = args.base_url
             return client.request("PUT", f"{p}/provider", body)
+        case "providers":
+            return client.request("GET", f"{p}/providers")
+        case "provider-add":
+            body: dict[str, Any] = {"kind": args.kind}
+            if args.base_url:
+                body["base_url"] = args.base_url
+            if args.stdin or cli_settings().provider_api_key:
+                body["api_key"] = _secret(args, "PAYWALLS_PROVIDER_API_KEY", "provider API key")
+            if args.price:
+                body["prices"] = dict(_parse_model(spec) for spec in args.price)
+            return client.request("PUT", f"{p}/providers/{args.name}", body)
+        case "provider-remove":
+            return client.request("DELETE", f"{p}/providers/{args.name}")
+        case "routes":
+            return client.request("PUT", f"{p}/routes", {"routes": [_parse_route(r) for r in args.route or []]})
         case "pricing":
             return client.request("PUT", f"{p}/pricing", _pricing_body(args, client, p))
         case "templates":
@@ -495,6 +541,33 @@ def build_parser() -> argparse.ArgumentParser:
         "--demo", action="store_true", help="the local stack's built-in demo provider (demo/* models; make run only)"
     )
 
+    paywall_cmd("providers", "list the paywall's providers (`default`: the one `provider` sets)")
+    provider_add = paywall_cmd(
+        "provider-add", "add or change a named provider (key from stdin or $PAYWALLS_PROVIDER_API_KEY; kept if neither)"
+    )
+    provider_add.add_argument("name", help="the provider's name in routes, e.g. claude (a-z, 0-9, -, _)")
+    provider_add.add_argument(
+        "--kind",
+        required=True,
+        choices=["openai", "openrouter", "together", "anthropic", "openai-compatible"],
+        help="the provider's API (anthropic: chat only; together: no Responses API); openai-compatible: --base-url",
+    )
+    provider_add.add_argument("--base-url", dest="base_url", help="as the OpenAI SDK takes it")
+    provider_add.add_argument("--stdin", action="store_true", help="read the API key from stdin")
+    provider_add.add_argument(
+        "--price",
+        action="append",
+        help="MODEL=PROMPT,COMPLETION[,REQUEST]: what this provider charges (the cost recorded per charge; repeatable)",
+    )
+    provider_remove = paywall_cmd("provider-remove", "remove a named provider no route uses")
+    provider_remove.add_argument("name", help="the provider's name")
+    routes = paywall_cmd("routes", "replace the routing rules (no --route: none, every model to the default)")
+    routes.add_argument(
+        "--route",
+        action="append",
+        help="MATCH=PROVIDER[:strip|:model=ID][,PROVIDER...]: a model id or prefix* to providers in fallback order",
+    )
+
     pricing = paywall_cmd("pricing", "set prices, merged into the current table (--replace to replace it)")
     pricing.add_argument(
         "--model", action="append", help="MODEL=PROMPT,COMPLETION[,REQUEST]: per 1M tokens and per request (repeatable)"
@@ -505,7 +578,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--feature",
         action="append",
         help="NAME=REQUEST[,PROMPT,COMPLETION]: price a paid extra (web_search, audio, priority_tier, "
-        "provider_routing) as a surcharge; unpriced ones are refused",
+        "provider_routing, file_search, code_interpreter) as a surcharge; unpriced ones are refused",
     )
     pricing.add_argument("--remove", action="append", metavar="MODEL", help="take a model off the table (repeatable)")
     pricing.add_argument("--replace", action="store_true", help="replace the whole model table instead of merging")

@@ -120,6 +120,7 @@ def usage(
     totals, previous = _empty(), _empty()
     by_day: dict[str, Totals] = {d: _empty() for d in _days(first, last)}
     by_model: dict[str, Totals] = defaultdict(_empty)
+    by_provider: dict[str, Totals] = defaultdict(_empty)
     by_hour: dict[str, Totals] = defaultdict(_empty)
     for item in items:
         if item["sk"].startswith("H#"):
@@ -131,6 +132,10 @@ def usage(
             _accumulate(totals if current else previous, item)
             if current:
                 _accumulate(by_day[day], item)
+                for name, value in item.items():  # rollups.provider_attribute: p#{provider}#{measure}
+                    if name.startswith("p#"):
+                        _, provider, measure = name.split("#", 2)
+                        by_provider[provider][measure] += int(value)
         elif rest.startswith("M#") and current:
             _accumulate(by_model[rest[2:]], item)
     users = rollups.top_users(paywall_id, environment, list(by_day), limit=top)
@@ -141,6 +146,8 @@ def usage(
         "currency_unit": "micro",
         **_money(totals),
         "by_model": {m: _money(v) for m, v in sorted(by_model.items())},
+        # Profit per provider (chat/routing.py): the serving provider's cost on each charge.
+        "by_provider": {p: _money(v) for p, v in sorted(by_provider.items())},
         # The biggest spenders first (top users, not every user: that would be O(users)).
         "by_user": {u: {"spend": format_micros(v)} for u, v in users},
         "by_day": [{"date": d, **_money(v)} for d, v in by_day.items()],

@@ -58,6 +58,7 @@ MEASURES = (
     "adjustments",
 )
 MANUAL_MODEL = "(manual)"  # a charge without a model: /v1/user/charge
+NO_PROVIDER = "(none)"  # a charge no provider served (a manual charge, a legacy entry)
 
 
 @dataclass(frozen=True)
@@ -71,6 +72,7 @@ class Fact:
     created_at: str  # ISO, UTC ("...Z")
     measures: Mapping[str, int]
     model: str | None = None  # charges only: the day x model item
+    provider: str | None = None  # charges only: the day x provider item (profit per provider)
     user: str | None = None  # whose spend this is (None: not attributable here)
     spend: int = 0
     user_requests: int = 0
@@ -119,7 +121,7 @@ def _wallet_fact(item: Mapping[str, Any]) -> Fact | None:
     amount = int(item["amount"])
     kind = item["type"]
     measures: dict[str, int] = {}
-    model = None
+    model = provider = None
     spend = 0
     if kind == "charge":
         measures = {
@@ -130,6 +132,7 @@ def _wallet_fact(item: Mapping[str, Any]) -> Fact | None:
             "tokens_out": int(item.get("completion_tokens") or 0),
         }
         model = item.get("model") or MANUAL_MODEL
+        provider = item.get("provider") or NO_PROVIDER
         spend = -amount
     elif kind == "deposit":
         measures = {"deposits": amount}
@@ -149,6 +152,7 @@ def _wallet_fact(item: Mapping[str, Any]) -> Fact | None:
         str(item["created_at"]),
         {k: v for k, v in measures.items() if v},
         model=model,
+        provider=provider,
         user=user if spend else None,
         spend=spend if user else 0,
         user_requests=1 if (user and kind == "charge") else 0,
@@ -205,6 +209,22 @@ def model_sk(day: str, model: str) -> str:
     return f"D#{day}#M#{model}"
 
 
+PROVIDER_MEASURES = ("requests", "revenue", "provider_cost")
+
+
+def provider_attribute(provider: str, measure: str) -> str:
+    """Per-provider measures ride on the day item as attributes (`p#{provider}#{measure}`), not as an
+    item of their own: a charge still writes 3 items of its shard (DESIGN "Hot keys"), and a day
+    item gains one attribute per provider and measure."""
+    return f"p#{provider}#{measure}"
+
+
+def provider_measures(fact: Fact) -> dict[str, int]:
+    if not fact.provider:
+        return {}
+    return {provider_attribute(fact.provider, m): fact.measures[m] for m in PROVIDER_MEASURES if fact.measures.get(m)}
+
+
 # ---- the fold -----------------------------------------------------------------------------------
 
 
@@ -256,7 +276,7 @@ def transaction_items(fact: Fact, *, now: int | None = None) -> list[dict[str, A
     ]
     pk = shard_pk(fact.paywall_id, fact.environment, fact.shard)
     if fact.measures:
-        items.append(_add(pk, day_sk(fact.day), fact.measures))
+        items.append(_add(pk, day_sk(fact.day), {**fact.measures, **provider_measures(fact)}))
         items.append(_add(pk, hour_sk(fact.day, fact.hour), fact.measures, ttl=_hour_expiry(fact)))
         if fact.model:
             items.append(_add(pk, model_sk(fact.day, fact.model), fact.measures))

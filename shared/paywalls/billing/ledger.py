@@ -126,6 +126,7 @@ class Entry:
     provider_cost: int | None = None
     idempotency_key: str | None = None
     metadata: dict[str, Any] = field(default_factory=dict)
+    provider: str | None = None  # the paywall's name of the provider that served (chat/routing.py)
 
     def as_api(self) -> dict[str, Any]:
         return {
@@ -138,6 +139,7 @@ class Entry:
             "prompt_tokens": self.prompt_tokens,
             "completion_tokens": self.completion_tokens,
             "provider_cost": None if self.provider_cost is None else str(self.provider_cost),
+            "provider": self.provider,
             "created_at": self.created_at,
             "metadata": self.metadata,
         }
@@ -263,6 +265,7 @@ def _entry_from_item(item: dict[str, Any]) -> Entry:
         provider_cost=item.get("provider_cost"),
         idempotency_key=item.get("idempotency_key"),
         metadata=item.get("metadata") or {},
+        provider=item.get("provider"),
     )
 
 
@@ -509,6 +512,7 @@ def _entry_put(entry: Entry) -> dict[str, Any]:
         "prompt_tokens": entry.prompt_tokens,
         "completion_tokens": entry.completion_tokens,
         "provider_cost": entry.provider_cost,
+        "provider": entry.provider,
         "idempotency_key": entry.idempotency_key,
         "metadata": entry.metadata or None,
     }
@@ -850,6 +854,7 @@ def settle(
     prompt_tokens: int | None = None,
     completion_tokens: int | None = None,
     provider_cost: int | None = None,
+    provider: str | None = None,
     metadata: dict[str, Any] | None = None,
     also: Also | None = None,
     placed: Hold | None = None,
@@ -870,6 +875,7 @@ def settle(
         "prompt_tokens": prompt_tokens,
         "completion_tokens": completion_tokens,
         "provider_cost": provider_cost,
+        "provider": provider,
         "metadata": metadata or {},
     }
     if placed is not None and placed.status == "active":

@@ -71,8 +71,9 @@ _GENERATED_TEXT_FIELDS = ("content", "refusal", "reasoning", "reasoning_content"
 # ---- prompt upper bound ---------------------------------------------------------------------------
 
 
-def prompt_token_bound(body: Mapping[str, Any]) -> int:
-    """A provable over-estimate of the prompt tokens of a chat completion request (module doc)."""
+def prompt_token_bound(body: Mapping[str, Any], items_key: str = "messages") -> int:
+    """A provable over-estimate of the prompt tokens of a chat completion request (module doc), or of
+    a Responses request (`items_key="input"`: a string, or input items with `input_image` parts)."""
     images = 0
     low_detail_images = 0
 
@@ -80,22 +81,23 @@ def prompt_token_bound(body: Mapping[str, Any]) -> int:
         nonlocal images, low_detail_images
         if isinstance(value, dict):
             kind = value.get("type")
-            if kind == "image_url":
+            if kind in ("image_url", "input_image"):
                 image = value.get("image_url")
-                if isinstance(image, dict) and image.get("detail") == "low":
+                detail = image.get("detail") if isinstance(image, dict) else value.get("detail")
+                if detail == "low":
                     low_detail_images += 1
                 else:
                     images += 1
-                return {"type": "image_url"}
+                return {"type": kind}
             return {k: strip_media(v) for k, v in value.items()}
         if isinstance(value, list):
             return [strip_media(v) for v in value]
         return value
 
-    messages = body.get("messages")
-    stripped = {**body, "messages": strip_media(messages)}
+    messages = body.get(items_key)
+    stripped = {**body, items_key: strip_media(messages)}
     text_bytes = len(json.dumps(stripped, ensure_ascii=False, separators=(",", ":")).encode("utf-8", "surrogatepass"))
-    message_count = len(messages) if isinstance(messages, list) else 0
+    message_count = len(messages) if isinstance(messages, list) else 1 if isinstance(messages, str) else 0
     tools = bool(body.get("tools") or body.get("functions"))
     return (
         text_bytes

@@ -27,6 +27,7 @@ from paywalls.infra import store
 from paywalls.infra.store import TransactionCancelled
 
 MODES = ("default", "shared")
+DEFAULT_PROVIDER = "default"  # the name of the provider PUT /admin/paywalls/{id}/provider sets
 PAYWALLS_INDEX_PK = "PAYWALLS"
 ENVIRONMENTS = ("live", "test")
 KEY_PREFIX = "sk-paywalls-"
@@ -43,7 +44,7 @@ PROVIDER_BASE_URLS = {
 # Paid extras a chat request can ask for beyond its tokens (chat_request, chat_pricing). A request
 # that uses one is served only when the paywall prices it: its surcharge is added to the model's
 # price, markup included (docs/DESIGN.md "Pass-through fields").
-FEATURES = ("web_search", "audio", "priority_tier", "provider_routing")
+FEATURES = ("web_search", "audio", "priority_tier", "provider_routing", "file_search", "code_interpreter")
 
 DEFAULT_TEMPLATES = {
     "topup": "Your balance is too low to continue. Please top up here: {{url}}",
@@ -95,6 +96,10 @@ class Provider:
     base_url: str
     secret_name: str
     updated_at: str
+    # What this provider charges us per model (client-facing model id -> price per 1M tokens / per
+    # request): the cost of goods recorded on each ledger entry. None: not tracked (a provider set
+    # before provider prices existed); a dict: every model it serves must be in it (chat/routing.py).
+    prices: dict[str, ModelPrice] | None = None
 
     def as_api(self) -> dict[str, Any]:
         return {
@@ -102,6 +107,13 @@ class Provider:
             "base_url": self.base_url,
             "api_key_set": True,
             "updated_at": self.updated_at,
+        }
+
+    def as_named_api(self, name: str) -> dict[str, Any]:
+        return {
+            "name": name,
+            **self.as_api(),
+            "prices": None if self.prices is None else {m: p.as_api() for m, p in self.prices.items()},
         }
 
 
@@ -130,6 +142,10 @@ class Paywall:
     # Outbound webhooks (events/subscriptions.py keeps it): the union of the active subscriptions'
     # event patterns, so a request knows from the cached paywall whether to write an event at all.
     webhook_events: list[str] = field(default_factory=list)
+    # Named providers beside the default one (`provider`), and the routing rules that send model ids
+    # to them with ordered fallbacks (validated and resolved by chat/routing.py).
+    providers: dict[str, Provider] = field(default_factory=dict)
+    routes: list[dict[str, Any]] = field(default_factory=list)
 
     def template(self, name: str) -> str:
         return self.templates.get(name) or DEFAULT_TEMPLATES[name]
@@ -139,6 +155,11 @@ class Paywall:
 
     def price_of(self, model: str) -> ModelPrice | None:
         return self.pricing.get(model)
+
+    def named_providers(self) -> dict[str, Provider]:
+        """Every provider by name; the default one (set by PUT .../provider) is `default`."""
+        named = {DEFAULT_PROVIDER: self.provider} if self.provider else {}
+        return {**named, **self.providers}
 
     def cost(self, model_price: ModelPrice, prompt_tokens: int, completion_tokens: int) -> int:
         return usage_cost_micros(
@@ -165,6 +186,8 @@ class Paywall:
             "pricing": {m: p.as_api() for m, p in self.pricing.items()},
             "features": {f: p.as_api() for f, p in self.features.items()},
             "provider": self.provider.as_api() if self.provider else None,
+            "providers": [p.as_named_api(n) for n, p in self.named_providers().items()],
+            "routes": self.routes,
             "templates": {k: self.template(k) for k in DEFAULT_TEMPLATES},
             "stripe": _public_stripe(self.stripe),
             "limits": limits_as_api(self.limits),
@@ -206,10 +229,35 @@ def _to_item(p: Paywall) -> dict[str, Any]:
     data["platform_fee_percent"] = str(p.platform_fee_percent)
     data["pricing"] = {m: {k: str(v) for k, v in asdict(mp).items()} for m, mp in p.pricing.items()}
     data["features"] = {f: {k: str(v) for k, v in asdict(fp).items()} for f, fp in p.features.items()}
+    data["provider"] = _provider_item(p.provider)
+    data["providers"] = {n: _provider_item(v) for n, v in p.providers.items()}
     # gsi1 `PAYWALLS` lists every paywall, oldest first (admin `GET /admin/paywalls`, `paywalls list`).
     # Written by every save (admin changes only, never on a request path), so it costs no hot partition.
     index = {"gsi1pk": PAYWALLS_INDEX_PK, "gsi1sk": f"{p.created_at}#{p.id}"}
     return {"pk": f"PAYWALL#{p.id}", "sk": "META", **data, **index}
+
+
+def _prices_item(prices: dict[str, ModelPrice]) -> dict[str, Any]:
+    return {m: {k: str(v) for k, v in asdict(mp).items()} for m, mp in prices.items()}
+
+
+def _provider_item(provider: Provider | None) -> dict[str, Any] | None:
+    if provider is None:
+        return None
+    data = asdict(provider)
+    data["prices"] = None if provider.prices is None else _prices_item(provider.prices)
+    return data
+
+
+def _stored_provider(item: dict[str, Any]) -> Provider:
+    prices = item.get("prices")
+    return Provider(
+        item["kind"],
+        item["base_url"],
+        item["secret_name"],
+        item["updated_at"],
+        None if prices is None else {m: _stored_price(p) for m, p in prices.items()},
+    )
 
 
 def _from_item(item: dict[str, Any]) -> Paywall:
@@ -227,7 +275,9 @@ def _from_item(item: dict[str, Any]) -> Paywall:
         currency=item.get("currency") or "usd",
         pricing={m: _stored_price(p) for m, p in (item.get("pricing") or {}).items()},
         features={f: _stored_price(p) for f, p in (item.get("features") or {}).items()},
-        provider=Provider(**provider) if provider else None,
+        provider=_stored_provider(provider) if provider else None,
+        providers={n: _stored_provider(v) for n, v in (item.get("providers") or {}).items()},
+        routes=item.get("routes") or [],
         templates=item.get("templates") or {},
         stripe=item.get("stripe"),
         updated_at=item.get("updated_at"),
@@ -470,9 +520,12 @@ def provider_secret_name(prefix: str, paywall_id: str) -> str:
     return f"{prefix}/paywall/{paywall_id}/provider"
 
 
-def validated_provider(data: dict[str, Any]) -> tuple[str, str, str]:
-    """(kind, base_url, api_key) from operator input."""
-    _reject_unknown(data, {"kind", "base_url", "api_key"})
+def validated_provider(data: dict[str, Any], *, key_required: bool = True) -> tuple[str, str, str]:
+    """(kind, base_url, api_key) from operator input; api_key "" when not required and not sent
+    (a named provider's update keeps its key; chat/routing.py also takes `prices`)."""
+    _reject_unknown(
+        data, {"kind", "base_url", "api_key"} if key_required else {"kind", "base_url", "api_key", "prices"}
+    )
     kind = data.get("kind")
     # A str first: a list or an object is unhashable and the dict lookup would raise TypeError (a 500).
     if not isinstance(kind, str) or kind not in PROVIDER_BASE_URLS:
@@ -481,14 +534,18 @@ def validated_provider(data: dict[str, Any]) -> tuple[str, str, str]:
     if not base_url:
         raise InvalidRequest("base_url is required for openai-compatible providers", "base_url")
     api_key = data.get("api_key")
+    if api_key is None and not key_required:
+        return kind, base_url.rstrip("/"), ""
     if not isinstance(api_key, str) or not api_key.strip() or len(api_key) > 4096:
         raise InvalidRequest("api_key is required", "api_key")
     return kind, base_url.rstrip("/"), api_key.strip()
 
 
 def set_provider(paywall_id: str, kind: str, base_url: str, secret_name: str) -> Paywall:
+    """The default provider; its provider prices (if any were set) are kept."""
     current = get(paywall_id)
-    return save(replace(current, provider=Provider(kind, base_url, secret_name, _now())), ["provider"])
+    prices = current.provider.prices if current.provider else None
+    return save(replace(current, provider=Provider(kind, base_url, secret_name, _now(), prices)), ["provider"])
 
 
 def set_stripe(paywall_id: str, stripe: dict[str, Any]) -> Paywall:

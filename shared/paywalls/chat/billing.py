@@ -21,7 +21,7 @@ import functools
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Literal, TypeVar
+from typing import Any, Literal, Protocol, TypeVar
 
 import anyio
 
@@ -29,7 +29,6 @@ from paywalls.billing import accounts, ledger
 from paywalls.billing.limits import UserLimits
 from paywalls.billing.metering import NO_LIMIT_TOKENS, HoldPlan, Pricing, StreamTally, Usage, estimated_usage, plan_hold
 from paywalls.billing.paywall import Paywall
-from paywalls.chat.request import ChatRequest
 from paywalls.events import outbox
 from paywalls.infra import telemetry
 
@@ -63,6 +62,19 @@ class Funding:
 RefusalAction = Literal["topup", "cap", "authorize"]
 
 
+class Metered(Protocol):
+    """What the hold is sized from, whichever endpoint asked: chat_request.ChatRequest,
+    chat.responses.ResponsesRequest, chat.embeddings.EmbeddingsRequest (`requested_limit` 0: no
+    output tokens)."""
+
+    @property
+    def model(self) -> str: ...
+    @property
+    def n(self) -> int: ...
+    @property
+    def requested_limit(self) -> int | None: ...
+
+
 @dataclass(frozen=True)
 class Refused:
     """No hold: the paywall reply to give (`topup`, or in shared mode `cap` / `authorize`)."""
@@ -86,6 +98,10 @@ class Reservation:
     events: ledger.Also | None = None  # the webhook outbox's usage events (events/outbox.py), if wanted
     placed: ledger.Hold | None = None  # the hold as placed: settled without reading it again
     snapshot: ledger.Wallet | None = None  # the wallet as read while streaming (prefetch)
+    # The provider serving the request (chat/routing.py): its name and its cost of a usage (COGS,
+    # None: not tracked). Set before each provider is tried; the last one tried is the one charged for.
+    served_by: str | None = None
+    cost_of: Callable[[Usage], int | None] | None = None
 
     prefetching: anyio.Event | None = None
 
@@ -129,7 +145,8 @@ class Reservation:
                     model=self.model,
                     prompt_tokens=usage.prompt_tokens,
                     completion_tokens=usage.completion_tokens,
-                    provider_cost=usage.provider_cost,
+                    provider_cost=self.cost_of(usage) if self.cost_of else usage.provider_cost,
+                    provider=self.served_by,
                     metadata=metadata,
                     also=outbox.combine(self.funding.also if self.funding else None, self.events),
                     placed=self.placed,
@@ -183,7 +200,7 @@ async def reserve(
     environment: str,
     user: str,
     pricing: Pricing,
-    chat: ChatRequest,
+    chat: Metered,
     *,
     prompt_bound: int,
     request_id: str,

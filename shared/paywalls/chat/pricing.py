@@ -36,6 +36,8 @@ FEATURE_NAMES = {
     "audio": "audio input or output",
     "priority_tier": "priority processing",
     "provider_routing": "provider routing that may pick a dearer provider",
+    "file_search": "file search (a hosted tool)",
+    "code_interpreter": "code interpreter (a hosted tool)",
 }
 
 
@@ -60,9 +62,13 @@ def resolve(paywall: Paywall, model: str, provider_kind: str | None) -> tuple[Mo
             return price, tuple(features)
 
 
-def request_price(paywall: Paywall, chat: ChatRequest, provider_kind: str | None) -> ModelPrice | None:
-    """The price of this request before markup; None when the requested model is not priced."""
-    resolved = resolve(paywall, chat.model, provider_kind)
+def request_price(
+    paywall: Paywall, chat: ChatRequest, provider_kind: str | None, *, base: ModelPrice | None = None
+) -> ModelPrice | None:
+    """The price of this request before markup; None when the requested model is not priced.
+    `base`: the requested model's price as the serving provider has it (chat/routing.py), instead of
+    the paywall's price table."""
+    resolved = resolve(paywall, chat.model, provider_kind) if base is None else (base, ())
     if resolved is None:
         return None
     price, model_features = resolved

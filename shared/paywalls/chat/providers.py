@@ -18,7 +18,7 @@ import asyncio
 import functools
 import json
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -66,12 +66,17 @@ class ProviderRejected(UpstreamFailed):
 @dataclass(frozen=True)
 class Upstream:
     kind: str
-    url: str  # {base_url}/chat/completions
+    url: str  # {base_url}/chat/completions (or /responses, /embeddings)
     secret_name: str
+    name: str = "default"  # the paywall's name for this provider (chat/routing.py)
 
 
-def upstream_of(provider: Provider) -> Upstream:
-    return Upstream(provider.kind, f"{provider.base_url.rstrip('/')}/chat/completions", provider.secret_name)
+def upstream_of(provider: Provider, path: str = "/chat/completions", name: str = "default") -> Upstream:
+    return Upstream(provider.kind, f"{provider.base_url.rstrip('/')}{path}", provider.secret_name, name)
+
+
+def is_chat_completion(payload: Any) -> bool:
+    return isinstance(payload, dict) and isinstance(payload.get("choices"), list)
 
 
 # ---- the shared client ----------------------------------------------------------------------------
@@ -202,8 +207,11 @@ def _openai_error(status: int, raw: bytes, key: str) -> dict[str, Any]:
     return error
 
 
-async def complete(upstream: Upstream, body: dict[str, Any]) -> tuple[dict[str, Any], bytes]:
-    """A non-streaming completion: (parsed, raw bytes as the provider sent them)."""
+async def complete(
+    upstream: Upstream, body: dict[str, Any], *, valid: Callable[[Any], bool] = is_chat_completion
+) -> tuple[dict[str, Any], bytes]:
+    """A non-streaming answer: (parsed, raw bytes as the provider sent them). `valid` tells an answer
+    of the endpoint called (a chat completion by default) from anything else."""
     response, key = await _send(upstream, body, stream=False)
     try:
         await _raise_for_status(response, key)
@@ -217,8 +225,8 @@ async def complete(upstream: Upstream, body: dict[str, Any]) -> tuple[dict[str, 
         payload = json.loads(raw)
     except ValueError:
         raise ProviderFailure(502, "provider answered invalid JSON") from None
-    if not isinstance(payload, dict) or not isinstance(payload.get("choices"), list):
-        raise ProviderFailure(502, "provider answer is not a chat completion")
+    if not isinstance(payload, dict) or not valid(payload):
+        raise ProviderFailure(502, "provider answer is not of the endpoint's shape")
     return payload, raw
 
 
@@ -226,6 +234,7 @@ async def complete(upstream: Upstream, body: dict[str, Any]) -> tuple[dict[str, 
 class Chunk:
     data: str  # the event's data exactly as the provider sent it (forwarded as is)
     payload: dict[str, Any]  # the same, parsed
+    event: str | None = None  # the event's name when the provider gave one (Responses streams do)
 
     @property
     def is_error(self) -> bool:
@@ -253,7 +262,7 @@ class ChunkStream:
                     raise ProviderFailure(502, "provider streamed invalid JSON") from None
                 if not isinstance(chunk, dict):
                     raise ProviderFailure(502, "provider streamed a non-object chunk")
-                yield Chunk(event.data, chunk)
+                yield Chunk(event.data, chunk, event.event if event.event != "message" else None)
         except SSEError:
             raise ProviderFailure(502, "provider answer is not an event stream") from None
         except httpx.TimeoutException:

@@ -163,14 +163,20 @@ def _positive_int(
     return value
 
 
-def parse(body: dict[str, Any]) -> ChatRequest:
+def model_of(body: dict[str, Any]) -> str:
+    """The requested model id (every metered endpoint's body has one)."""
     model = body.get("model")
     if not isinstance(model, str) or not model.strip() or len(model) > 256:
         raise InvalidRequest("model is required: a model id such as the ones GET /v1/models lists", "model")
+    return model
+
+
+def parse(body: dict[str, Any]) -> ChatRequest:
+    model = model_of(body)
     messages = body.get("messages")
     if not isinstance(messages, list) or not messages or not all(isinstance(m, dict) for m in messages):
         raise InvalidRequest("messages must be a non-empty array of message objects", "messages")
-    _refuse_unknown_fields(body)
+    refuse_unknown_fields(body, PASS_THROUGH_FIELDS | FEATURE_FIELDS)
     stream = body.get("stream")
     if stream is not None and not isinstance(stream, bool):
         raise InvalidRequest("stream must be a boolean", "stream")
@@ -201,13 +207,17 @@ def parse(body: dict[str, Any]) -> ChatRequest:
     )
 
 
-def _refuse_unknown_fields(body: dict[str, Any]) -> None:
+def refuse_unknown_fields(
+    body: dict[str, Any], allowed: frozenset[str], refused: Mapping[str, str] = REFUSED_FIELDS
+) -> None:
+    """Every field not `allowed` is refused (400 naming it); `refused` says why for known ones.
+    Shared by every metered endpoint (chat/responses.py, chat/embeddings.py)."""
     for name, value in body.items():
-        if value is None or name in PASS_THROUGH_FIELDS or name in FEATURE_FIELDS:
+        if value is None or name in allowed:
             continue
         shown = name[:64]
-        if name in REFUSED_FIELDS:
-            raise unsupported(name, f"{name} is not supported: {REFUSED_FIELDS[name]}.")
+        if name in refused:
+            raise unsupported(name, f"{name} is not supported: {refused[name]}.")
         raise unsupported(
             shown,
             f"{shown} is not supported here: only fields known to cost nothing beyond the metered tokens "
@@ -235,13 +245,7 @@ def _features(body: dict[str, Any], messages: list[dict[str, Any]]) -> dict[str,
     if _has_audio(messages):
         # Audio input tokens are billed at audio rates, several times the text price of the same model.
         used.setdefault("audio", "messages")
-    tier = body.get("service_tier")
-    if tier == "priority":
-        used.setdefault("priority_tier", "service_tier")
-    elif tier not in FREE_SERVICE_TIERS:
-        raise unsupported(
-            "service_tier", "service_tier must be auto, default, flex or priority (priority only where priced)"
-        )
+    service_tier_feature(body, used)
     provider = body.get("provider")
     if provider is not None:
         if not isinstance(provider, dict):
@@ -249,6 +253,17 @@ def _features(body: dict[str, Any], messages: list[dict[str, Any]]) -> dict[str,
         if any(name not in SAFE_ROUTING or not SAFE_ROUTING[name](value) for name, value in provider.items()):
             used.setdefault("provider_routing", "provider")
     return used
+
+
+def service_tier_feature(body: dict[str, Any], used: dict[str, str]) -> None:
+    """`service_tier: priority` is the priority_tier feature; the free tiers pass; others are refused."""
+    tier = body.get("service_tier")
+    if tier == "priority":
+        used.setdefault("priority_tier", "service_tier")
+    elif tier not in FREE_SERVICE_TIERS:
+        raise unsupported(
+            "service_tier", "service_tier must be auto, default, flex or priority (priority only where priced)"
+        )
 
 
 def _check_plugins(plugins: Any) -> bool:

@@ -192,7 +192,11 @@ Metadata = Annotated[
 Environment = Literal["live", "test"]  # paywall.ENVIRONMENTS
 Mode = Literal["default", "shared"]  # paywall.MODES
 ProviderKind = Literal["openai", "openrouter", "together", "anthropic", "openai-compatible"]
-Feature = Literal["web_search", "audio", "priority_tier", "provider_routing"]  # paywall.FEATURES
+Feature = Literal[
+    "web_search", "audio", "priority_tier", "provider_routing", "file_search", "code_interpreter"
+]  # paywall.FEATURES
+EndpointKind = Literal["chat", "responses", "embeddings"]  # chat.routing.ENDPOINTS
+ProviderName = Annotated[str, _schema(pattern=r"^[a-z0-9][a-z0-9_-]{0,31}$")]  # chat.routing.NAME_RE
 
 
 # ---- request bodies -----------------------------------------------------------------------------
@@ -271,6 +275,52 @@ class ModelPriceIn(RequestBody):
     prompt: Price
     completion: Price
     request: Price | MISSING = MISSING
+
+
+class SetNamedProvider(RequestBody):
+    """PUT /admin/paywalls/{id}/providers/{name}: add or replace a named provider (`default` is the
+    one PUT .../provider sets). `api_key` is required for a new provider and kept when left out;
+    `prices` (what the provider charges per model: the cost recorded on each charge) replaces the
+    table when sent, null stops tracking it (chat/routing.py)."""
+
+    kind: ProviderKind
+    base_url: Url | MISSING = Field(default=MISSING, description="Required for openai-compatible.")
+    api_key: Annotated[str, _text(4096, nullable=False), _schema(minLength=1, maxLength=4096)] | MISSING = Field(
+        default=MISSING, description="Kept in Secrets Manager only, never answered."
+    )
+    prices: (
+        Annotated[
+            dict[str, ModelPriceIn],
+            _schema(propertyNames={"minLength": 1, "maxLength": 200}, description="model id -> provider price"),
+        ]
+        | None
+        | MISSING
+    ) = MISSING
+
+
+class RouteTargetIn(RequestBody):
+    name: ProviderName
+    model: Annotated[str, _schema(minLength=1, maxLength=200)] | MISSING = Field(
+        default=MISSING, description="The upstream model id (exact routes only)."
+    )
+    strip_prefix: bool | MISSING = Field(
+        default=MISSING, description="Send the model id without the matched prefix (prefix routes only)."
+    )
+
+
+class RouteIn(RequestBody):
+    match: Annotated[str, _schema(minLength=1, maxLength=200)] = Field(
+        description="An exact model id, or a prefix ending in * (e.g. anthropic/*)."
+    )
+    providers: Annotated[list[RouteTargetIn], _schema(minItems=1, maxItems=5)] = Field(
+        description="Providers in fallback order."
+    )
+
+
+class SetRoutes(RequestBody):
+    """PUT /admin/paywalls/{id}/routes: replaces every routing rule (chat/routing.py)."""
+
+    routes: Annotated[list[RouteIn], _schema(maxItems=100)]
 
 
 class FeaturePriceIn(RequestBody):
@@ -488,6 +538,7 @@ class ModelInfo(ResponseBody):
     display_name: str
     description: str
     pricing: PriceOut
+    endpoints: list[EndpointKind]
 
 
 class ModelList(ResponseBody):
@@ -537,6 +588,7 @@ class LedgerEntry(ResponseBody):
     prompt_tokens: int | None
     completion_tokens: int | None
     provider_cost: Micros | None
+    provider: str | None = Field(description="The paywall's provider that served this charge, if any.")
     created_at: str
     metadata: dict[str, Any]
 
@@ -614,6 +666,32 @@ class ProviderOut(ResponseBody):
     updated_at: str
 
 
+class NamedProviderOut(ProviderOut):
+    name: str
+    prices: dict[str, PriceOut] | None
+
+
+class NamedProviderList(ResponseBody):
+    object: Literal["list"]
+    data: list[NamedProviderOut]
+
+
+class RouteTargetOut(ResponseBody):
+    name: str
+    model: str | MISSING = MISSING
+    strip_prefix: bool | MISSING = MISSING
+
+
+class RouteOut(ResponseBody):
+    match: str
+    providers: list[RouteTargetOut]
+
+
+class RoutesOut(ResponseBody):
+    object: Literal["routes"]
+    routes: list[RouteOut]
+
+
 class TemplatesOut(ResponseBody):
     topup: str
     authorize: str
@@ -680,6 +758,8 @@ class PaywallOut(ResponseBody):
     pricing: dict[str, PriceOut]
     features: dict[str, PriceOut]
     provider: ProviderOut | None
+    providers: list[NamedProviderOut]
+    routes: list[RouteOut]
     templates: TemplatesOut
     stripe: PaywallStripe | None
     limits: LimitsOut
@@ -789,6 +869,7 @@ class Usage(UsageBucket):
     to: str
     currency_unit: Literal["micro"]
     by_model: dict[str, UsageBucket]
+    by_provider: dict[str, UsageBucket]
     by_user: dict[str, UserSpend]
     by_day: list[UsageDay]
     by_hour: list[UsageHour] | None

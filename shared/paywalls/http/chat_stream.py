@@ -19,7 +19,9 @@ from __future__ import annotations
 import contextlib
 import logging
 import time
-from collections.abc import AsyncGenerator, Mapping
+from collections.abc import AsyncGenerator, Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
 
 import anyio
 from starlette.responses import Response
@@ -37,6 +39,26 @@ log = logging.getLogger(__name__)
 STREAM_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
 
 
+@dataclass(frozen=True)
+class StreamFormat:
+    """What differs between the event streams the proxy meters (chat chunks, Responses events)."""
+
+    is_error: Callable[[Chunk], bool]  # the provider reports an error instead of the answer
+    error_event: Callable[[str, str], bytes]  # (message, code): the event that ends a broken stream
+    done: bytes  # sent after the charge when the answer completed (chat's [DONE]; b"" for none)
+    # A terminal event (Responses' `response.completed`...): held back and sent after the charge,
+    # so that a client that reads its balance once it has it sees this request's charge.
+    is_terminal: Callable[[Chunk], bool]
+
+
+CHAT_STREAM = StreamFormat(
+    is_error=lambda chunk: chunk.is_error,
+    error_event=lambda message, code: sse.json_event(chat_replies.stream_error(message, code=code)),
+    done=sse.DONE,
+    is_terminal=lambda chunk: False,
+)
+
+
 class MeteredStream(Response):
     media_type = "text/event-stream"
 
@@ -47,7 +69,7 @@ class MeteredStream(Response):
         chunks: AsyncGenerator[Chunk, None],
         upstream: ChunkStream,
         reservation: Reservation,
-        tally: StreamTally,
+        tally: StreamTally | Any,  # StreamTally or an endpoint's own (chat.responses.ResponsesTally)
         failure_text: str,
         drain_timeout_s: float,
         deadline: float,
@@ -55,6 +77,7 @@ class MeteredStream(Response):
         headers: Mapping[str, str] | None = None,
         started_at: float | None = None,  # time.monotonic() when the provider was called (metrics)
         provider_kind: str = "",
+        stream_format: StreamFormat = CHAT_STREAM,
     ):
         self.status_code = 200
         self.background = None
@@ -69,6 +92,8 @@ class MeteredStream(Response):
         self._time_limit_text = time_limit_text
         self._started_at = started_at
         self._provider_kind = provider_kind
+        self._format = stream_format
+        self._terminal: bytes = b""  # a held-back terminal event (StreamFormat.is_terminal)
         self._client_gone = False
         self._tasks: anyio.abc.TaskGroup | None = None
         self._ended = False  # the last event (or the charge before it) is under way
@@ -98,12 +123,16 @@ class MeteredStream(Response):
 
     async def _relay(self, send: Send, chunk: Chunk) -> bool:
         """Forward one chunk; False when the stream must stop (the provider sent an error)."""
-        if chunk.is_error:
+        if self._format.is_error(chunk):
             log.warning("provider error event mid-stream", extra={"request_id": self._reservation.request_id})
-            await self._end(send, sse.event(chunk.data))
+            await self._end(send, sse.event(chunk.data, chunk.event))
             return False
+        if self._format.is_terminal(chunk):
+            self._tally.observe(chunk.payload)
+            self._terminal += sse.event(chunk.data, chunk.event)
+            return True
         if self._tally.observe(chunk.payload):
-            await self._write(send, sse.event(chunk.data))
+            await self._write(send, sse.event(chunk.data, chunk.event))
         return True
 
     async def _end(self, send: Send, last_event: bytes) -> None:
@@ -126,14 +155,14 @@ class MeteredStream(Response):
         except ProviderFailure as failure:
             log.warning("provider failed mid-stream", extra={"request_id": self._reservation.request_id})
             code = "provider_timeout" if failure.status == 504 else "provider_error"
-            await self._end(send, sse.json_event(chat_replies.stream_error(self._failure_text, code=code)))
+            await self._end(send, self._terminal + self._format.error_event(self._failure_text, code))
             return
         if self._upstream.done:
             self._tally.finished = True
         if self._tally.finished:
-            await self._end(send, sse.DONE)
+            await self._end(send, self._terminal + self._format.done)
         else:  # the provider hung up without finishing the answer
-            await self._end(send, sse.json_event(chat_replies.stream_error(self._failure_text)))
+            await self._end(send, self._format.error_event(self._failure_text, "provider_error"))
 
     async def _stopped(self, send: Send) -> None:
         """The pump was cancelled: the drain time after a disconnect, or the stream's time limit."""
@@ -145,8 +174,7 @@ class MeteredStream(Response):
             )
         elif not self._ended:
             log.warning("stream reached its time limit; ending it", extra={"request_id": self._reservation.request_id})
-            error = chat_replies.stream_error(self._time_limit_text, code="stream_time_limit")
-            await self._end(send, sse.json_event(error))
+            await self._end(send, self._format.error_event(self._time_limit_text, "stream_time_limit"))
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         try:

@@ -69,6 +69,9 @@ class Settings:
     # that deactivate a subscription (PAYWALLS_WEBHOOK_DEACTIVATE_AFTER), and http://127.0.0.1
     # receivers, honoured only with local_dev (PAYWALLS_WEBHOOK_ALLOW_LOCAL=1: make run; never deployed).
     event_queue_url: str = ""
+    # PAYWALLS_RESPONSES_CONTEXT_TOKENS: held on top of a Responses request that continues a stored
+    # conversation (previous_response_id...), whose content the provider adds and we cannot see.
+    responses_context_tokens: int = 128_000
     webhook_retry_base_s: float = 30.0
     webhook_deactivate_after: int = 10
     webhook_allow_local: bool = False
@@ -104,6 +107,7 @@ def settings() -> Settings:
         trace_disabled=_flag(env.get("POWERTOOLS_TRACE_DISABLED")),
         sam_local=env.get("AWS_SAM_LOCAL") == "true",
         event_queue_url=env.get("EVENT_QUEUE_URL", ""),
+        responses_context_tokens=int(env.get("PAYWALLS_RESPONSES_CONTEXT_TOKENS") or 128_000),
         webhook_retry_base_s=_seconds("PAYWALLS_WEBHOOK_RETRY_BASE_S", 30.0),
         webhook_deactivate_after=int(env.get("PAYWALLS_WEBHOOK_DEACTIVATE_AFTER") or 10),
         webhook_allow_local=env.get("PAYWALLS_WEBHOOK_ALLOW_LOCAL") == "1",

@@ -56,6 +56,7 @@ METRICS: dict[str, str] = {
     # the provider, by provider kind
     "ProviderLatency": MILLISECONDS,  # request sent -> whole answer (buffered) / stream ended
     "ProviderTimeToFirstByte": MILLISECONDS,  # request sent -> first streamed chunk
+    "ProviderFallbacks": COUNT,  # a provider failed before the first byte; the route's next one is tried
     # ledger contention
     "HoldRetries": COUNT,  # a hold lost a race for the funds or a limit and was planned again
     "PostingConflicts": COUNT,  # a posting (settle, charge, credit) lost an optimistic version race
