@@ -33,6 +33,17 @@ def test_the_user_api_money_paths_do_not_branch_on_the_mode() -> None:
         assert "payer" in ast.unparse(functions[name]) or name == "charge", name
 
 
+CHAT = ROOT / "functions" / "chat" / "app.py"
+
+
+def test_the_chat_proxy_does_not_branch_on_the_mode() -> None:
+    """The hold's funding and every paywall reply come from the payer, for chat, Responses and
+    embeddings alike."""
+    source = CHAT.read_text()
+    assert "payers.payer_for(" in source and "payer.chat_funding()" in source
+    assert not any(_reads_mode(node) for node in _functions(CHAT).values()), "chat decides who pays itself"
+
+
 def test_payer_for_picks_by_mode() -> None:
     default = Paywall(id="pw_1", name="App", mode="default", created_at="2026-11-29T00:00:00Z")
     shared = Paywall(id="pw_2", name="App", mode="shared", created_at="2026-11-29T00:00:00Z")

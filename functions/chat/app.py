@@ -36,15 +36,15 @@ from paywalls.billing.identity import resolve_user
 from paywalls.billing.metering import Pricing
 from paywalls.billing.paywall import Paywall
 from paywalls.chat import providers, routing
-from paywalls.chat.billing import Refused, Reservation, blocking, reserve
+from paywalls.chat.billing import RefusalAction, Refused, Reservation, blocking, reserve
 from paywalls.events import outbox
 from paywalls.http import chat_endpoints as endpoints
 from paywalls.http import web
 from paywalls.http.chat_endpoints import Spec
 from paywalls.http.chat_stream import MeteredStream
-from paywalls.infra import links, telemetry
+from paywalls.infra import telemetry
 from paywalls.infra.config import settings
-from paywalls.wallets import shared_mode
+from paywalls.wallets import payers
 
 log = logging.getLogger("paywalls.chat")
 
@@ -159,14 +159,10 @@ async def _proxy(request: Request, *, path_user: str | None, endpoint: Spec = en
         raise web.ApiError(
             refused.status, refused.message, code=refused.code, param=refused.param, headers=headers
         ) from None
-    funding = None
-    if paywall.mode == "shared":
-        # Shared mode: the person who authorized this app user pays, within their cap (SPEC §6).
-        funding = await blocking(shared_mode.funding, paywall, caller.environment, user)
-        if funding is None:
-            return await _shared_reply(
-                request, paywall, caller.environment, user, endpoint, metered, request_id, "authorize"
-            )
+    payer = payers.payer_for(paywall, caller.environment, user)  # who pays, in either mode
+    funding = await payer.chat_funding()
+    if isinstance(funding, Refused):
+        return await _refusal_reply(request, payer, endpoint, metered, request_id, funding.action)
     prompt_bound = endpoint.prompt_bound(metered)
     # Per-user limits: nothing read, nothing reserved when the paywall has none.
     user_limits = None
@@ -187,11 +183,7 @@ async def _proxy(request: Request, *, path_user: str | None, endpoint: Spec = en
     except limits.LimitReached as reached:
         return _limit_reply(paywall, endpoint, metered, request_id, reached)
     if isinstance(reservation, Refused):
-        if paywall.mode == "shared":
-            return await _shared_reply(
-                request, paywall, caller.environment, user, endpoint, metered, request_id, reservation.action
-            )
-        return await _paywall_reply(request, paywall, caller.environment, user, endpoint, metered, request_id)
+        return await _refusal_reply(request, payer, endpoint, metered, request_id, reservation.action)
 
     failure: providers.ProviderFailure | None = None
     try:
@@ -391,29 +383,15 @@ async def _streamed(
     )
 
 
-async def _shared_reply(
-    request: Request,
-    paywall: Paywall,
-    environment: str,
-    user: str,
-    endpoint: Spec,
-    metered: Any,
-    request_id: str,
-    refusal: shared_mode.Refusal,
+async def _refusal_reply(
+    request: Request, payer: payers.Payer, endpoint: Spec, metered: Any, request_id: str, refusal: RefusalAction
 ) -> Response:
-    """Shared mode: authorize (not connected), topup (wallet too low) or cap (spending limit reached)."""
-    text = await blocking(shared_mode.refusal_text, paywall, refusal, web.public_base_url(request), environment, user)
-    await _blocked_event(paywall, environment, user, metered, refusal)
+    """Nothing held, nothing charged: the paywall's message in the endpoint's shape (SPEC §2), with the
+    link that resolves it: top up (default mode), or in shared mode authorize, top up the wallet, or
+    raise the spending limit (cap)."""
+    text = await blocking(payer.refusal_text, refusal, web.public_base_url(request))
+    await _blocked_event(payer.paywall, payer.environment, payer.user, metered, refusal)
     return _assistant_reply(endpoint, metered, request_id, text, refusal)
-
-
-async def _paywall_reply(
-    request: Request, paywall: Paywall, environment: str, user: str, endpoint: Spec, metered: Any, request_id: str
-) -> Response:
-    """Balance too low: a normal assistant message with the top-up link (SPEC §2); nothing charged."""
-    url = await blocking(links.topup_url, web.public_base_url(request), paywall.id, environment, user)
-    await _blocked_event(paywall, environment, user, metered, "topup")
-    return _assistant_reply(endpoint, metered, request_id, paywall.render("topup", url), "topup")
 
 
 async def _blocked_event(paywall: Paywall, environment: str, user: str, metered: Any, reason: str) -> None:

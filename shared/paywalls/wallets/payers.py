@@ -9,9 +9,9 @@ shows what they can spend or sends them to top up.
   wallet page; not connected means the authorization link.
 
 `payer_for(paywall, environment, user)` picks one; callers (the user API's balance, top-up link and
-manual charge; the chat proxy's paywall replies) call the same methods whatever the mode, so the mode
-is decided here and nowhere else. Operator corrections go through `billing.adjustments.correct` for
-both kinds of wallet (an app user's, a person's)."""
+manual charge; the chat proxy's hold and paywall replies, for chat, Responses and embeddings) call the
+same methods whatever the mode, so the mode is decided here and nowhere else. Operator corrections go
+through `billing.adjustments.correct` for both kinds of wallet (an app user's, a person's)."""
 
 from __future__ import annotations
 
@@ -20,6 +20,7 @@ from typing import Any, Protocol
 
 from paywalls.billing import accounts, deposits, ledger
 from paywalls.billing.paywall import Paywall
+from paywalls.chat.billing import Funding, Refused, blocking
 from paywalls.core.money import format_micros
 from paywalls.infra import links
 from paywalls.wallets import shared_mode
@@ -57,6 +58,11 @@ class Payer(Protocol):
         """The paywall's words for a refusal, with the link that resolves it."""
         ...
 
+    async def chat_funding(self) -> Funding | Refused | None:
+        """Who a metered request's hold is placed on (chat.billing.reserve): None for the app user's
+        own wallet (reserve's default, nothing read), a Funding, or Refused when nobody pays yet."""
+        ...
+
 
 def balance_fields(balance: int, currency: str) -> dict[str, Any]:
     return {"balance": str(balance), "balanceFormatted": format_micros(balance), "currency": currency}
@@ -91,6 +97,9 @@ class OwnWallet:
     def refusal_text(self, refusal: Refusal, base_url: str) -> str:
         return self.paywall.render("topup", self._topup_link(base_url))
 
+    async def chat_funding(self) -> Funding | Refused | None:
+        return None  # the app user's own wallet: no read, no thread hop
+
     def _wallet_fields(self) -> dict[str, Any]:
         wallet = ledger.get_wallet(accounts.wallet_id(self.paywall, self.environment, self.user))
         return balance_fields(wallet.balance, self.paywall.currency)
@@ -124,6 +133,12 @@ class PersonWallet:
 
     def refusal_text(self, refusal: Refusal, base_url: str) -> str:
         return shared_mode.refusal_text(self.paywall, refusal, base_url, self.environment, self.user)
+
+    async def chat_funding(self) -> Funding | Refused | None:
+        # The person who authorized this app user pays, within their cap (SPEC §6); from the cached
+        # connection pointer (no read per request).
+        found = await blocking(shared_mode.funding, self.paywall, self.environment, self.user)
+        return found if found is not None else Refused("authorize")
 
 
 def payer_for(paywall: Paywall, environment: str, user: str) -> Payer:
