@@ -221,10 +221,11 @@ def main() -> None:
     with inprocess_stack() as stack:
         placed = measure_kinds(stack)
     print("\nDynamoDB calls per request (warm instance)")
-    print(f"{'kind':<32}{'waited for before 1st byte':>27}{'last chunk..[DONE]':>20}{'total':>7}  overlapped")
+    width = max(len(kind) for kind in placed) + 2
+    print(f"{'kind':<{width}}{'waited for before 1st byte':>27}{'last chunk..[DONE]':>20}{'total':>7}  overlapped")
     for kind, p in placed.items():
         print(
-            f"{kind:<32}{len(p.critical_before_first_byte):>27}{len(p.before_done):>20}{p.total:>7}"
+            f"{kind:<{width}}{len(p.critical_before_first_byte):>27}{len(p.before_done):>20}{p.total:>7}"
             f"  {', '.join(p.while_provider) or '-'}"
         )
 
