@@ -67,6 +67,14 @@ def _parse(name: str, path: Path, known: frozenset[str] = frozenset()) -> _Modul
     return module
 
 
+def _is_docstring(statement: ast.AST) -> bool:
+    return (
+        isinstance(statement, ast.Expr)
+        and isinstance(statement.value, ast.Constant)
+        and isinstance(statement.value.value, str)
+    )
+
+
 def _is_package(dotted: str) -> bool:
     """`paywalls` or one of its subpackages (a folder), as opposed to a module."""
     if dotted != "paywalls" and not dotted.startswith("paywalls."):
@@ -143,8 +151,12 @@ class CodeGraph:
         return list(module.statements) if node[1] == MODULE_LEVEL else [module.defs[node[1]]]
 
     def source_of(self, node: Node) -> str:
+        """The code of a node, without the module's docstring: prose that names an API path or a
+        secret's name runs nothing."""
         module = self.modules[node[0]]
-        return "\n".join(ast.get_source_segment(module.source, part) or "" for part in self._body(node))
+        return "\n".join(
+            ast.get_source_segment(module.source, part) or "" for part in self._body(node) if not _is_docstring(part)
+        )
 
     def reachable_sources(self, app_path: Path) -> dict[Node, str]:
         """The source text of every node the function whose handler module is `app_path` can run (its

@@ -217,8 +217,15 @@ def test_operator_console_end_to_end(stack: LocalStack, shop: dict[str, Any], br
     browser.open(f"{base}/p/{pid}/earnings?env=live")
     assert "Earnings are for shared-mode paywalls" in browser.text
     browser.shoot("console-earnings")
-    browser.open(f"{base}/p/{pid}/webhooks?env=live")  # this stack has no outbound webhooks (yet)
-    assert "does not send webhooks yet" in browser.text
+    with stack.admin() as admin:  # the app's webhooks, through the admin mirror of the webhook API
+        created = admin.post(
+            f"/admin/paywalls/{pid}/webhooks/subscriptions",
+            json={"url": "https://hooks.example.com/paywalls", "events": ["paywall.balance.*"]},
+        ).raise_for_status()
+    subscription = created.json()["subscription"]
+    browser.open(f"{base}/p/{pid}/webhooks?env=live")
+    assert "https://hooks.example.com/paywalls" in browser.text and "does not send webhooks" not in browser.text
+    assert subscription["secret"] not in browser.driver.page_source  # the secret is shown once, by the API
     browser.shoot("console-webhooks")
 
 

@@ -120,6 +120,10 @@ def check_results(results: dict[str, Any], stack_url: str, local: dict[str, Any]
         if name.startswith("sweeper-"):
             assert set(result) == {"released"}, result
             continue
+        if name.startswith(("event_dispatcher-", "event_delivery-", "analytics-")):
+            # Stream and queue consumers answer with the records to retry: none.
+            assert result == {"batchItemFailures": []}, (name, result)
+            continue
         headers = {k.lower(): v for k, v in (result.get("headers") or {}).items()}
         assert result["statusCode"] == 200, (name, result["statusCode"], body_of(result)[:500])
         text = body_of(result)
