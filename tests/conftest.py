@@ -69,6 +69,16 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         item.add_marker(tier_of(item))
 
 
+def pytest_collection_finish(session: pytest.Session) -> None:
+    """Under pytest-xdist, schemathesis's generated tests (one per API operation) report as one: the
+    rest would be lost without a failure. `make test` runs that module in a pytest of its own."""
+    if os.environ.get("PYTEST_XDIST_WORKER") and any(item.path.name == "test_api_schema.py" for item in session.items):
+        raise pytest.UsageError(
+            "tests/test_api_schema.py cannot run under pytest-xdist (schemathesis reports one of its tests):"
+            " run it with -p no:xdist, as `make test` does"
+        )
+
+
 # ---- settings: read once (paywalls.infra.config), so a test's change of the environment drops them --------
 
 
