@@ -123,7 +123,7 @@ def _split_names(names: str) -> list[tuple[str, str | None]]:
 
 def _regroup(match: re.Match[str]) -> str:
     indent = match.group("indent")
-    # A trailing comment (`# noqa: E402`) is kept on every line the import becomes.
+    # A trailing comment (a noqa for E402, say) is kept on every line the import becomes.
     names_text = match.group("names")
     comment = ""
     if not names_text.startswith("(") and "#" in names_text:
