@@ -50,7 +50,7 @@ os.environ.pop("AWS_ENDPOINT_URL", None)
 TIERS = ("unit", "integration", "e2e", "deploy")
 _TIER_USES = (
     ("deploy", {"build_dir", "translated", "sam_bin", "cfn_lint_bin"}),
-    ("e2e", {"stack", "run_local_stack"}),
+    ("e2e", {"stack", "run_local_stack", "clone"}),  # clone: test_readme's fresh copy running `make run`
     ("integration", {"engine", "engine_endpoint"}),
 )
 
