@@ -275,6 +275,8 @@ def test_usage_reports_profit_per_provider(fstack: LocalStack) -> None:
     user = new_user("profit")
     fund(fstack, paywall["id"], user, "1")
     _call(fstack, paywall, user, "chat", False)
+    # Reports read the roll-ups, folded from the table stream: deliver it now (make run polls it).
+    httpx.post(f"{fstack.url}/_dev/events/drain", timeout=60).raise_for_status()
     with fstack.admin() as admin:
         report = admin.get(f"/admin/paywalls/{paywall['id']}/usage", params={"environment": "live"}).raise_for_status()
     by_provider = report.json()["by_provider"]
