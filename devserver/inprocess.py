@@ -1,8 +1,10 @@
-"""The whole stack in ONE process, over in-process moto, for counting and profiling the hot path.
+"""The whole stack in ONE process, over the local engine served from a thread of that process, for
+counting and profiling the hot path.
 
-Unlike `make run` (the engine in its own process behind HTTP), DynamoDB here is answered in-process,
-so what a request costs is our own work plus moto's, and every DynamoDB call the functions make goes
-through this process's boto3 client, where a botocore hook records it with a timestamp. The ASGI
+Unlike `make run` (the engine in a process of its own), DynamoDB here is answered by moto in this
+process, over loopback HTTP through the same transport as in Lambda (infra/aws.py, "http"), so what
+a request costs is our own work plus moto's. Every DynamoDB call the functions make goes through this
+process's client, where a hook (JsonClient.hooks) records it with a timestamp. The ASGI
 sends are timestamped too (first body byte, each chunk, [DONE], the end of the exchange), so each
 call can be placed before the first byte, between the last chunk and [DONE], or after the last byte,
 exactly: both clocks are this process's monotonic clock.
@@ -53,10 +55,10 @@ class Recorder:
         self.provider.clear()
         self.finished.clear()
 
-    def on_call(self, event_name: str, params: dict[str, Any] | None = None, **_: Any) -> None:
-        self.calls.append((time.monotonic(), event_name.rsplit(".", 1)[-1]))
-        if event_name.endswith("TransactWriteItems") and params:  # the serialized request: JSON body
-            self.written.append(len(json.loads(params["body"])["TransactItems"]))
+    def on_call(self, service: str, operation: str, params: dict[str, Any]) -> None:
+        self.calls.append((time.monotonic(), operation))
+        if operation == "TransactWriteItems":
+            self.written.append(len(params["TransactItems"]))
 
     def wrap(self, app: Any) -> Any:
         async def recorded(scope: dict[str, Any], receive: Any, send: Any) -> None:
@@ -216,9 +218,8 @@ def _warm_caches() -> Iterator[None]:
 @contextlib.contextmanager
 def inprocess_stack() -> Iterator[InProcessStack]:
     import uvicorn
-    from moto import mock_aws
 
-    from devserver import moto_patches
+    from devserver.engine import make_engine
     from devserver.stack import build_app, create_app_secret, create_tables
     from paywalls.chat import providers
     from paywalls.infra import aws
@@ -227,9 +228,12 @@ def inprocess_stack() -> Iterator[InProcessStack]:
     port = _free_port()
     admin_token = "adm_" + secrets.token_urlsafe(16)
     saved = dict(os.environ)
-    os.environ.pop("AWS_ENDPOINT_URL", None)
+    engine = make_engine()
+    threading.Thread(target=engine.serve_forever, daemon=True).start()
     os.environ.update(
         {
+            "AWS_ENDPOINT_URL": f"http://127.0.0.1:{engine.server_port}",
+            "PAYWALLS_AWS_TRANSPORT": "http",
             "AWS_ACCESS_KEY_ID": "testing",
             "AWS_SECRET_ACCESS_KEY": "testing",
             "AWS_DEFAULT_REGION": "us-east-1",
@@ -244,15 +248,14 @@ def inprocess_stack() -> Iterator[InProcessStack]:
             "DEMO_CHUNK_DELAY_S": "0.02",
         }
     )
-    moto_patches.install()
     recorder = Recorder()
     try:
-        with mock_aws(), _warm_caches():
+        with _warm_caches():
             aws.reset_clients()
             secrets_store.reset()
             create_tables()
             create_app_secret()
-            aws.client("dynamodb").meta.events.register("before-call.dynamodb.*", recorder.on_call)
+            aws.client("dynamodb").hooks.append(recorder.on_call)
             complete = providers.complete
             providers.complete = recorder.wrap_provider_call(complete)
             config = uvicorn.Config(
@@ -272,8 +275,10 @@ def inprocess_stack() -> Iterator[InProcessStack]:
                 server.should_exit = True
                 thread.join(10)
                 providers.complete = complete
-                aws.client("dynamodb").meta.events.unregister("before-call.dynamodb.*", recorder.on_call)
+                aws.client("dynamodb").hooks.remove(recorder.on_call)
     finally:
+        engine.shutdown()
+        engine.server_close()
         aws.reset_clients()
         secrets_store.reset()
         os.environ.clear()
@@ -367,50 +372,58 @@ def measure_kinds(stack: InProcessStack) -> dict[str, Placement]:
 
 
 class ReplayedDynamoDB:
-    """Answers each DynamoDB call with the last answer recorded for the same operation, without moto:
-    what a request then costs is our own work (the app, botocore's serialising, signing and parsing,
-    the thread hops), the database's removed. Conditions always pass, so it is for timing a request
-    that succeeds, never for checking money. Recording runs until `replay()`."""
+    """Answers each DynamoDB call with the last answer recorded for the same operation, without the
+    engine: what a request then costs is our own work (the app, the calls' serialising, signing and
+    parsing, the loop's scheduling), the database's removed. Conditions always pass, so it is for
+    timing a request that succeeds, never for checking money. Recording runs until `replay()`.
+    Works on the http transport's network layer (httpx transports), so everything above it runs."""
 
     def __init__(self, client: Any):
         self.answers: dict[str, bytes] = {}
         self.replaying = False
-        client.meta.events.register("after-call.dynamodb", self.record)
-        # Before moto's stubber (registered on the unqualified event, so asked after this one).
-        client.meta.events.register_first("before-send.dynamodb", self.answer)
-
-    def record(self, http_response: Any, model: Any, **_: Any) -> None:
-        if not self.replaying and http_response.status_code == 200:
-            self.answers[model.name] = http_response.content
+        client.transport.use_transports(_Replaying(self, httpx.HTTPTransport()), _AsyncReplaying(self))
 
     def replay(self) -> None:
-        """From now on, recorded operations are answered here. botocore asks every before-send handler
-        and keeps the first answer, so moto's stubber would still do the work: it is told to pass on
-        the operations answered here."""
-        from moto.core.botocore_stubber import BotocoreStubber
-
         self.replaying = True
-        moto_call = BotocoreStubber.__call__
-        answered = self.answers
 
-        def passing(stubber: Any, event_name: str, request: Any, **kwargs: Any) -> Any:
-            if event_name.startswith("before-send.dynamodb.") and event_name.rsplit(".", 1)[-1] in answered:
-                return None
-            return moto_call(stubber, event_name, request, **kwargs)
-
-        BotocoreStubber.__call__ = passing  # type: ignore[method-assign]  # a benchmark-only process
-
-    def answer(self, request: Any, event_name: str, **_: Any) -> Any:
-        if not self.replaying:
-            return None
-        from botocore.awsrequest import AWSResponse
-        from moto.core.botocore_stubber import MockRawResponse
-
-        body = self.answers.get(event_name.rsplit(".", 1)[-1])
+    def answer(self, request: httpx.Request) -> httpx.Response | None:
+        operation = request.headers["x-amz-target"].rsplit(".", 1)[-1]
+        body = self.answers.get(operation) if self.replaying else None
         if body is None:
-            return None  # never recorded: moto answers it
-        headers = {"content-type": "application/x-amz-json-1.0", "x-amzn-requestid": "replayed"}
-        return AWSResponse(request.url, 200, headers, MockRawResponse(body))
+            return None  # never recorded: the engine answers it
+        return httpx.Response(200, content=body, headers={"content-type": "application/x-amz-json-1.0"})
+
+    def record(self, request: httpx.Request, response: httpx.Response) -> None:
+        if not self.replaying and response.status_code == 200:
+            self.answers[request.headers["x-amz-target"].rsplit(".", 1)[-1]] = response.content
+
+
+class _Replaying(httpx.BaseTransport):
+    def __init__(self, replayed: ReplayedDynamoDB, real: httpx.BaseTransport):
+        self.replayed, self.real = replayed, real
+
+    def handle_request(self, request: httpx.Request) -> httpx.Response:
+        answer = self.replayed.answer(request)
+        if answer is not None:
+            return answer
+        response = self.real.handle_request(request)
+        response.read()
+        self.replayed.record(request, response)
+        return response
+
+
+class _AsyncReplaying(httpx.AsyncBaseTransport):
+    def __init__(self, replayed: ReplayedDynamoDB):
+        self.replayed, self.real = replayed, httpx.AsyncHTTPTransport()
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        answer = self.replayed.answer(request)
+        if answer is not None:
+            return answer
+        response = await self.real.handle_async_request(request)
+        await response.aread()
+        self.replayed.record(request, response)
+        return response
 
 
 def main() -> None:
@@ -418,7 +431,6 @@ def main() -> None:
     its URL, a funded user's key and the admin token, then serves until SIGTERM/SIGINT. With
     `--replay`, DynamoDB is answered from answers recorded on a few warm-up requests
     (ReplayedDynamoDB): the figures are then the proxy's own cost."""
-    import json
     import signal
     import sys
 

@@ -118,11 +118,17 @@ def configure_environment(endpoint: str, port: int, admin_token: str) -> None:
             # Webhook receivers on http://127.0.0.1 (events/subscriptions.py); never set in AWS.
             "PAYWALLS_WEBHOOK_ALLOW_LOCAL": "1",
             "POWERTOOLS_SERVICE_NAME": "paywalls-local",
+            # As in Lambda (credentials in the environment): DynamoDB and Secrets Manager over our
+            # own signed JSON calls, not botocore (paywalls/infra/aws.py).
+            "PAYWALLS_AWS_TRANSPORT": "http",
         }
     )
     # Never let a developer's real AWS profile leak into the local stack.
     for name in ("AWS_PROFILE", "AWS_SESSION_TOKEN"):
         os.environ.pop(name, None)
+    from paywalls.infra import aws
+
+    aws.reset_clients()  # settings and clients read from now on see the environment above
 
 
 @functools.cache

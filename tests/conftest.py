@@ -32,6 +32,9 @@ if not REAL_TABLE:
             "AWS_SECRET_ACCESS_KEY": "testing",
             "AWS_DEFAULT_REGION": "us-east-1",
             "AWS_REGION": "us-east-1",
+            # moto's in-process mock patches botocore: unit tests call DynamoDB through it. Tests on
+            # the local engine (engine_endpoint) use the http transport, as Lambda does.
+            "PAYWALLS_AWS_TRANSPORT": "botocore",
         }
     )
     os.environ.pop("AWS_PROFILE", None)
@@ -152,6 +155,7 @@ def _fresh_clients() -> None:
     from paywalls.infra.config import settings
 
     aws.client.cache_clear()
+    aws.botocore_client.cache_clear()
     settings.cache_clear()
 
 
@@ -164,6 +168,8 @@ def engine_endpoint() -> Iterator[str]:
 
     with engine_process() as endpoint:
         os.environ["AWS_ENDPOINT_URL"] = endpoint
+        transport = os.environ.get("PAYWALLS_AWS_TRANSPORT")
+        os.environ["PAYWALLS_AWS_TRANSPORT"] = "http"  # as deployed: our own signed calls over HTTP
         aws.reset_clients()
         secrets_store.reset()
         try:
@@ -171,6 +177,10 @@ def engine_endpoint() -> Iterator[str]:
             yield endpoint
         finally:
             os.environ.pop("AWS_ENDPOINT_URL", None)
+            if transport is None:
+                os.environ.pop("PAYWALLS_AWS_TRANSPORT", None)
+            else:
+                os.environ["PAYWALLS_AWS_TRANSPORT"] = transport
             aws.reset_clients()
             secrets_store.reset()
 
@@ -244,6 +254,7 @@ def run_local_stack(extra_env: dict[str, str] | None = None) -> Iterator[LocalSt
     log_path = state_dir / "stack.log"
     env = {**os.environ, "PORT": str(port), "PAYWALLS_CACHE_TTL_S": "0", **(extra_env or {})}
     env.pop("AWS_ENDPOINT_URL", None)
+    env.pop("PAYWALLS_AWS_TRANSPORT", None)  # the stack chooses its own (devserver.stack)
     with open(log_path, "w") as log_file:
         proc = subprocess.Popen(
             [sys.executable, "-m", "devserver", "--port", str(port), "--state-dir", str(state_dir)],

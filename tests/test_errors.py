@@ -42,6 +42,7 @@ INTERNAL = {
     "paywalls.infra.store.TransactionCancelled",
     "paywalls.infra.store.ConditionFailed",
     "paywalls.infra.store._Retryable",
+    "paywalls.infra.aws_json.ServiceError",  # AWS refused a call: the store and secrets adapters map it
     "paywalls.infra.secrets.SecretUnavailable",
     "paywalls.infra.secrets.SecretMissing",
     "paywalls.cli.CliError",
@@ -197,7 +198,7 @@ def test_an_installed_app_answers_every_kind_from_the_table_and_hides_the_rest()
 # ---- botocore stops at the adapters ------------------------------------------------------------------
 
 # The AWS adapters: DynamoDB (store), clients (aws), Secrets Manager (secrets_store), SES (mailer).
-ADAPTERS = {"infra/store.py", "infra/aws.py", "infra/secrets.py", "infra/mailer.py"}
+ADAPTERS = {"infra/store.py", "infra/aws.py", "infra/aws_json.py", "infra/secrets.py", "infra/mailer.py"}
 
 
 def botocore_error_uses(source: str) -> list[str]:

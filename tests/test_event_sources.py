@@ -10,9 +10,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from botocore.exceptions import ClientError
 
 from devserver.event_sources import EventSources, matches, passes
+from paywalls.infra.aws import ServiceError
 
 FIXTURE = "tests/fixtures/event_sources/"
 
@@ -136,7 +136,7 @@ def test_filter_patterns_exact_prefix_exists_anything_but() -> None:
 def test_transactions_stream_every_item_and_cancelled_ones_nothing(sources: EventSources) -> None:
     client = ddb()
     client.transact_write_items(TransactItems=[put("EVT#a"), put("WALLET#a")])
-    with pytest.raises(ClientError):  # a failed condition: nothing written, nothing streamed
+    with pytest.raises(ServiceError):  # a failed condition: nothing written, nothing streamed
         client.transact_write_items(
             TransactItems=[
                 put("EVT#b"),
@@ -146,7 +146,7 @@ def test_transactions_stream_every_item_and_cancelled_ones_nothing(sources: Even
                 },
             ]
         )
-    with pytest.raises(ClientError):  # fails half-way (an invalid update after a put): rolled back
+    with pytest.raises(ServiceError):  # fails half-way (an invalid update after a put): rolled back
         client.transact_write_items(
             TransactItems=[
                 put("EVT#c"),

@@ -20,13 +20,13 @@ pytestmark = pytest.mark.usefixtures("aws_mock")
 def calls() -> Iterator[collections.Counter[str]]:
     counted: collections.Counter[str] = collections.Counter()
 
-    def count(event_name: str, **_: Any) -> None:
-        counted[event_name.rsplit(".", 1)[-1]] += 1
+    def count(service: str, operation: str, params: dict[str, Any]) -> None:
+        counted[operation] += 1
 
     client = aws.client("dynamodb")
-    client.meta.events.register("before-call.dynamodb.*", count)
+    client.hooks.append(count)
     yield counted
-    client.meta.events.unregister("before-call.dynamodb.*", count)
+    client.hooks.remove(count)
 
 
 def test_one_minute_of_holds_spreads_over_all_index_shards_evenly() -> None:

@@ -7,16 +7,16 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
-from botocore.exceptions import ClientError
 
 from paywalls.billing import ledger
 from paywalls.infra import store
+from paywalls.infra.aws import ServiceError
 
 pytestmark = pytest.mark.usefixtures("aws_mock")
 
 
-def conflict() -> ClientError:
-    return ClientError(
+def conflict() -> ServiceError:
+    return ServiceError(
         {
             "Error": {"Code": "TransactionCanceledException", "Message": "Transaction cancelled"},
             "CancellationReasons": [{"Code": "TransactionConflict"}, {"Code": "None"}],
@@ -25,29 +25,33 @@ def conflict() -> ClientError:
     )
 
 
-def throttled(code: str = "ThrottlingException") -> ClientError:
-    return ClientError({"Error": {"Code": code, "Message": "Rate exceeded"}}, "TransactWriteItems")
+def throttled(code: str = "ThrottlingException") -> ServiceError:
+    return ServiceError({"Error": {"Code": code, "Message": "Rate exceeded"}}, "TransactWriteItems")
 
 
 class FaultyClient:
-    """Wraps the real client; the first calls of chosen operations raise the queued errors."""
+    """Wraps the real client; the first calls of chosen operations (by botocore's method name, e.g.
+    transact_write_items) raise the queued errors."""
 
     def __init__(self, real: Any, faults: dict[str, list[Exception]]):
         self.real = real
         self.faults = faults
         self.calls: dict[str, int] = {}
 
-    def __getattr__(self, name: str) -> Callable[..., Any]:
-        method = getattr(self.real, name)
+    def _fault(self, operation: str) -> None:
+        name = "".join(f"_{c.lower()}" if c.isupper() else c for c in operation).lstrip("_")
+        self.calls[name] = self.calls.get(name, 0) + 1
+        queue = self.faults.get(name)
+        if queue:
+            raise queue.pop(0)
 
-        def call(*args: Any, **kwargs: Any) -> Any:
-            self.calls[name] = self.calls.get(name, 0) + 1
-            queue = self.faults.get(name)
-            if queue:
-                raise queue.pop(0)
-            return method(*args, **kwargs)
+    def call(self, operation: str, params: dict[str, Any]) -> Any:
+        self._fault(operation)
+        return self.real.call(operation, params)
 
-        return call
+    async def acall(self, operation: str, params: dict[str, Any]) -> Any:
+        self._fault(operation)
+        return await self.real.acall(operation, params)
 
 
 @pytest.fixture

@@ -217,13 +217,13 @@ def _calls_of_one_chat(key: str, user: str) -> Counter[str]:
     chat = load_function_module("functions/chat", "ChatFunction")
     operations: Counter[str] = Counter()
 
-    def count(model: Any, params: dict[str, Any], **_: Any) -> None:
-        operations[model.name] += 1
+    def count(service: str, operation: str, params: dict[str, Any]) -> None:
+        operations[operation] += 1
         if "LIMIT#" in str(params):
             operations["touches LIMIT#"] += 1
 
     client = aws.client("dynamodb")
-    client.meta.events.register("before-call.dynamodb", count)
+    client.hooks.append(count)
 
     async def call() -> None:
         transport = httpx.ASGITransport(app=chat.app)
@@ -238,7 +238,7 @@ def _calls_of_one_chat(key: str, user: str) -> Counter[str]:
     try:
         anyio.run(call)
     finally:
-        client.meta.events.unregister("before-call.dynamodb", count)
+        client.hooks.remove(count)
     return operations
 
 

@@ -56,4 +56,4 @@ def test_both_corrections_share_one_rule() -> None:
     for function in (adjustments.adjust, persons.adjust):
         source = inspect.getsource(function)
         assert "correct(" in source
-        assert "parse_amount" not in source and "startswith(\"-\")" not in source
+        assert "parse_amount" not in source and 'startswith("-")' not in source

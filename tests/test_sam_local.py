@@ -67,7 +67,7 @@ def test_the_endpoint_is_only_honoured_inside_sam_local() -> None:
     script = (
         "from paywalls.infra.config import settings\n"
         "from paywalls.infra import aws\n"
-        "print(settings().sam_local_endpoint, aws.client('dynamodb').meta.endpoint_url)\n"
+        "print(settings().sam_local_endpoint, aws.client('dynamodb').endpoint_url)\n"
     )
     base = {
         "PATH": os.environ["PATH"],

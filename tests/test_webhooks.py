@@ -259,10 +259,11 @@ def test_forged_calls_to_a_paywall_without_stripe_cost_one_secrets_read_per_mode
     monkeypatch.setenv("PAYWALLS_SECRET_MISS_TTL_S", "60")
     reads: list[str] = []
 
-    def count(params: dict[str, Any], **_: Any) -> None:
-        reads.append(params["SecretId"])
+    def count(service: str, operation: str, params: dict[str, Any]) -> None:
+        if operation == "GetSecretValue":
+            reads.append(params["SecretId"])
 
-    aws.client("secretsmanager").meta.events.register("provide-client-params.secrets-manager.GetSecretValue", count)
+    aws.client("secretsmanager").hooks.append(count)
     clock = [1_000.0]
     monkeypatch.setattr(secrets_store, "monotonic", lambda: clock[0])
     target = paywalls.create({"name": "No Stripe yet"}).id

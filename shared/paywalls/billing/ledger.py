@@ -23,7 +23,7 @@ from typing import Any, Literal
 
 from paywalls.core.errors import Conflict, InvalidRequest, PaymentRequired, PaywallsError
 from paywalls.infra import store, telemetry
-from paywalls.infra.store import N, S, StoreUnavailable, TransactionCancelled
+from paywalls.infra.store import Backoff, Get, N, S, Steps, StoreUnavailable, Transact, TransactionCancelled, Update
 
 log = logging.getLogger(__name__)
 
@@ -232,6 +232,15 @@ def get_wallet(wallet_id: str) -> Wallet:
     return _wallet_from_item(wallet_id, store.get(_wallet_pk(wallet_id), "WALLET"))
 
 
+async def aget_wallet(wallet_id: str) -> Wallet:
+    """`get_wallet`, awaited on the event loop (the chat path: store module doc)."""
+    return _wallet_from_item(wallet_id, await store.aget(_wallet_pk(wallet_id), "WALLET"))
+
+
+def _wallet_steps(wallet_id: str) -> Steps[Wallet]:
+    return _wallet_from_item(wallet_id, (yield Get(_wallet_pk(wallet_id), "WALLET")))
+
+
 def _wallet_from_item(wallet_id: str, item: dict[str, Any] | None) -> Wallet:
     if not item:
         return Wallet(wallet_id)
@@ -347,14 +356,14 @@ class _Idempotency:
         return f"IDEMKEY#{self.scope}#{self.key}", "IDEM"
 
 
-def _replay(wallet_id: str, idem: _Idempotency) -> Posting | None:
-    record = store.get(*idem.location(wallet_id))
+def _replay(wallet_id: str, idem: _Idempotency) -> Steps[Posting | None]:
+    record = yield Get(*idem.location(wallet_id))
     if not record:
         return None
     owner = record.get("wallet_id", wallet_id)
     if record.get("fingerprint") != idem.fingerprint or owner != wallet_id:
         raise IdempotencyMismatch("this Idempotency-Key was already used with different parameters")
-    entry_item = store.get(_wallet_pk(owner), record["entry_sk"])
+    entry_item = yield Get(_wallet_pk(owner), record["entry_sk"])
     if entry_item is None:  # cannot happen: both were written in one transaction
         raise LedgerError("idempotency record without its entry")
     return Posting(_entry_from_item(entry_item), duplicate=True)
@@ -375,7 +384,7 @@ def _post(
     listing: Listing | None = None,
     details: dict[str, Any] | None = None,
     snapshot: Wallet | None = None,
-) -> Posting:
+) -> Steps[Posting]:
     """One balance change + its entry (+ idempotency record, + hold settlement, + budget, + the
     caller's own items such as a paywall's earnings) in one transaction.
 
@@ -387,10 +396,10 @@ def _post(
     # duplicate is caught by that condition, so a first-time key is not read beforehand (one round
     # trip less); only a refused record is read, to replay what it produced.
     for attempt in range(POST_ATTEMPTS):
-        wallet = snapshot if snapshot is not None else get_wallet(wallet_id)
+        wallet = snapshot if snapshot is not None else (yield from _wallet_steps(wallet_id))
         snapshot = None
         if require_available is not None and wallet.available < require_available:
-            if idem and (replayed := _replay(wallet_id, idem)):
+            if idem and (replayed := (yield from _replay(wallet_id, idem))):
                 return replayed  # a duplicate of a charge that went through: its answer, not a refusal
             raise InsufficientFunds(wallet.available, require_available)
         version = wallet.version + 1
@@ -418,7 +427,7 @@ def _post(
         if also:
             named += [("also", item) for item in also(entry)]
         try:
-            store.transact([item for _, item in named], token_seed=f"{wallet_id}|{version}|{entry.id}")
+            yield Transact([item for _, item in named], token_seed=f"{wallet_id}|{version}|{entry.id}")
             return Posting(entry)
         except TransactionCancelled as cancelled:
             failed = {name for (name, _), code in zip(named, cancelled.codes, strict=False) if code == CONDITION_FAILED}
@@ -426,7 +435,7 @@ def _post(
                 raise HoldNotActive(settle_hold or "", "not active") from None
             if "idem" in failed:
                 # A duplicate (earlier, or concurrent and faster): answer what it produced.
-                if idem and (replayed := _replay(wallet_id, idem)):
+                if idem and (replayed := (yield from _replay(wallet_id, idem))):
                     return replayed
                 continue  # the record is gone again (expired): try once more
             if "budget" in failed:
@@ -434,7 +443,7 @@ def _post(
             if "also" in failed:
                 # The caller's items were planned from a read that changed meanwhile (e.g. a loss
                 # taking back pending earnings a withdrawal just folded): re-read and re-plan.
-                store.backoff(min(attempt, 4))
+                yield Backoff(min(attempt, 4))
                 continue
             if "wallet" in failed:
                 # Version race (or funds gone): back off so colliding writers spread out instead
@@ -443,7 +452,7 @@ def _post(
                 refused = cancelled.items[[name for name, _ in named].index("wallet")]
                 if refused is not None:
                     snapshot = _wallet_from_item(wallet_id, refused)
-                store.backoff(min(attempt, 4))
+                yield Backoff(min(attempt, 4))
                 continue
             raise
     raise StoreUnavailable("too much contention on this wallet, please retry")
@@ -590,19 +599,21 @@ def credit(
         None if keep_key_forever else API_IDEMPOTENCY_TTL_S,
         idempotency_scope,
     )
-    return _post(
-        wallet_id,
-        entry_type=entry_type,
-        amount=amount,
-        available_delta=amount,
-        idem=idem,
-        listing=listing,
-        also=also,
-        details={"metadata": metadata or {}},
+    return store.run(
+        _post(
+            wallet_id,
+            entry_type=entry_type,
+            amount=amount,
+            available_delta=amount,
+            idem=idem,
+            listing=listing,
+            also=also,
+            details={"metadata": metadata or {}},
+        )
     )
 
 
-def charge(
+def _charge(
     wallet_id: str,
     amount: int,
     *,
@@ -614,7 +625,7 @@ def charge(
     budget: Budget | None = None,
     also: Also | None = None,
     idempotency_scope: str | None = None,
-) -> Posting:
+) -> Steps[Posting]:
     """A direct debit that must be covered by the available balance (and the budget, if any)."""
     _require_positive(amount)
     idem = _Idempotency(
@@ -623,19 +634,24 @@ def charge(
         API_IDEMPOTENCY_TTL_S,
         idempotency_scope,
     )
-    return _post(
-        wallet_id,
-        entry_type=entry_type,
-        amount=-amount,
-        available_delta=-amount,
-        require_available=amount,
-        idem=idem,
-        budget=budget,
-        budget_delta=(-amount, amount),
-        also=also,
-        listing=listing,
-        details={"metadata": metadata or {}, "request_id": request_id},
+    return (
+        yield from _post(
+            wallet_id,
+            entry_type=entry_type,
+            amount=-amount,
+            available_delta=-amount,
+            require_available=amount,
+            idem=idem,
+            budget=budget,
+            budget_delta=(-amount, amount),
+            also=also,
+            listing=listing,
+            details={"metadata": metadata or {}, "request_id": request_id},
+        )
     )
+
+
+charge = store.blocking(_charge)
 
 
 def debit(
@@ -652,14 +668,16 @@ def debit(
     transaction (e.g. the operator's loss record and the earnings it takes back: losses.py)."""
     _require_positive(amount)
     idem = _Idempotency(idempotency_key, _fingerprint(entry_type, amount), None)
-    return _post(
-        wallet_id,
-        entry_type=entry_type,
-        amount=-amount,
-        available_delta=-amount,
-        idem=idem,
-        also=also,
-        details={"metadata": metadata or {}},
+    return store.run(
+        _post(
+            wallet_id,
+            entry_type=entry_type,
+            amount=-amount,
+            available_delta=-amount,
+            idem=idem,
+            also=also,
+            details={"metadata": metadata or {}},
+        )
     )
 
 
@@ -671,7 +689,7 @@ def _require_positive(amount: int) -> None:
 # ---- holds --------------------------------------------------------------------------------------
 
 
-def hold(
+def _hold(
     wallet_id: str,
     amount: int,
     *,
@@ -679,7 +697,7 @@ def hold(
     ttl_s: int = MAX_HOLD_TTL_S,
     budget: Budget | None = None,
     quotas: tuple[Quota, ...] = (),
-) -> Hold:
+) -> Steps[Hold]:
     """Reserve `amount` of the available balance (and of the budget and the quotas, if any). Never
     retried on a failed balance check."""
     _require_positive(amount)
@@ -735,7 +753,7 @@ def hold(
     first_quota = len(items)
     items += [_quota_reserve(q) for q in quotas]
     try:
-        store.transact(items, token_seed=f"hold|{hold_id}")
+        yield Transact(items, token_seed=f"hold|{hold_id}")
     except TransactionCancelled as cancelled:
         if budget and cancelled.codes[2] == CONDITION_FAILED:
             # The cap refuses first, even when the wallet is short too: the payer only learns about
@@ -748,7 +766,7 @@ def hold(
             if index < len(codes) and codes[index] == CONDITION_FAILED and codes[0] != CONDITION_FAILED:
                 raise QuotaExceeded(quota) from None
         if cancelled.codes[1] == CONDITION_FAILED:
-            existing = get_hold(hold_id)
+            existing = yield Get(_hold_pk(hold_id), "HOLD")
             if existing and existing["wallet_id"] == wallet_id and existing["amount"] == amount:
                 return _hold_from_item(existing)
             raise LedgerError(f"hold id {hold_id} already used") from None
@@ -757,6 +775,10 @@ def hold(
             raise InsufficientFunds(0, amount, wallet_exists=False) from None
         raise InsufficientFunds(int((wallet or {}).get("available", 0)), amount) from None
     return Hold(hold_id, wallet_id, amount, "active", expires_at, budget, tuple(_quota_record(q) for q in quotas))
+
+
+hold = store.blocking(_hold)
+ahold = store.awaited(_hold)  # the chat path: on the event loop, no worker thread (store module doc)
 
 
 def _quota_record(quota: Quota) -> dict[str, Any]:
@@ -845,7 +867,7 @@ def _hold_from_item(item: dict[str, Any]) -> Hold:
     )
 
 
-def settle(
+def _settle(
     hold_id: str,
     cost: int,
     *,
@@ -859,7 +881,7 @@ def settle(
     also: Also | None = None,
     placed: Hold | None = None,
     snapshot: Wallet | None = None,
-) -> Posting:
+) -> Steps[Posting]:
     """Charge `cost` against the hold exactly once and return the unused part to the balance.
 
     The hold covered the worst case, so cost <= hold; a larger cost is capped (never beyond what was
@@ -880,25 +902,26 @@ def settle(
     }
     if placed is not None and placed.status == "active":
         try:
-            return _settle_active(placed, cost, also=also, details=details, snapshot=snapshot)
+            return (yield from _settle_active(placed, cost, also=also, details=details, snapshot=snapshot))
         except HoldNotActive:
             pass  # settled by a duplicate, or swept: read the hold and decide below
-    item = get_hold(hold_id)
+    item = yield Get(_hold_pk(hold_id), "HOLD")
     if item is None:
         raise LedgerError(f"unknown hold {hold_id}")
     held = _hold_from_item(item)
     if held.status == "settled":
-        entry_item = store.get(_wallet_pk(held.wallet_id), item["entry_sk"])
-        return Posting(_entry_from_item(entry_item), duplicate=True)  # type: ignore[arg-type]
+        entry_item = yield Get(_wallet_pk(held.wallet_id), item["entry_sk"])
+        return Posting(_entry_from_item(entry_item), duplicate=True)
     if held.status == "active":
         try:
-            return _settle_active(held, cost, also=also, details=details)
+            return (yield from _settle_active(held, cost, also=also, details=details))
         except HoldNotActive:
-            return settle(hold_id, cost, also=also, **details)  # re-read: settled by a duplicate, or swept
+            # re-read: settled by a duplicate, or swept
+            return (yield from _settle(hold_id, cost, also=also, **details))
     cost = min(cost, held.amount)
     # Released by the sweeper before we settled: charge what the funds still cover, at most once.
     log.warning("settling a released hold as a direct charge", extra={"hold_id": hold_id})
-    wallet = get_wallet(held.wallet_id)
+    wallet = yield from _wallet_steps(held.wallet_id)
     cost = max(0, min(cost, wallet.available))
     if cost == 0:
         raise HoldNotActive(hold_id, held.status)
@@ -908,47 +931,59 @@ def settle(
         for record in item.get("quotas") or []
         if record["measure"] != "requests"
     ]
-    return charge(
-        held.wallet_id,
-        cost,
-        idempotency_key=f"hold:{hold_id}",
-        request_id=request_id,
-        metadata={**(metadata or {}), "late_settlement": "true"},
-        budget=_budget_of(item),
-        also=_with_items(also, [_quota_adjust(record, amount) for record, amount in used if amount]),
+    return (
+        yield from _charge(
+            held.wallet_id,
+            cost,
+            idempotency_key=f"hold:{hold_id}",
+            request_id=request_id,
+            metadata={**(metadata or {}), "late_settlement": "true"},
+            budget=_budget_of(item),
+            also=_with_items(also, [_quota_adjust(record, amount) for record, amount in used if amount]),
+        )
     )
+
+
+settle = store.blocking(_settle)
+asettle = store.awaited(_settle)
 
 
 def _settle_active(
     held: Hold, cost: int, *, also: Also | None, details: dict[str, Any], snapshot: Wallet | None = None
-) -> Posting:
+) -> Steps[Posting]:
     if cost > held.amount:
         log.error("usage cost exceeded its hold; capped", extra={"hold_id": held.id, "cost": cost, "held": held.amount})
         cost = held.amount
     tokens = _tokens(details.get("prompt_tokens"), details.get("completion_tokens"))
-    return _post(
-        held.wallet_id,
-        entry_type="charge",
-        amount=-cost,
-        available_delta=held.amount - cost,
-        settle_hold=held.id,
-        budget=held.budget,
-        budget_delta=(held.amount - cost, cost),
-        also=_with_items(also, _quota_settlement(held.quotas, cost, tokens)),
-        details=details,
-        snapshot=snapshot,
+    return (
+        yield from _post(
+            held.wallet_id,
+            entry_type="charge",
+            amount=-cost,
+            available_delta=held.amount - cost,
+            settle_hold=held.id,
+            budget=held.budget,
+            budget_delta=(held.amount - cost, cost),
+            also=_with_items(also, _quota_settlement(held.quotas, cost, tokens)),
+            details=details,
+            snapshot=snapshot,
+        )
     )
 
 
-def release(hold_id: str) -> bool:
+def _release(hold_id: str) -> Steps[bool]:
     """Return an unused hold to the balance. False if it was already settled or released."""
-    item = get_hold(hold_id)
+    item = yield Get(_hold_pk(hold_id), "HOLD")
     if item is None or item["status"] != "active":
         return False
-    return _release_item(item)
+    return (yield from _release_held(item))
 
 
-def _release_item(item: dict[str, Any]) -> bool:
+release = store.blocking(_release)
+arelease = store.awaited(_release)
+
+
+def _release_held(item: dict[str, Any]) -> Steps[bool]:
     """Release the hold `item` (as read); the transaction's own condition (status = active) makes a
     stale read harmless: a hold settled meanwhile is left alone."""
     hold_id = item["pk"].removeprefix("HOLD#")
@@ -969,30 +1004,33 @@ def _release_item(item: dict[str, Any]) -> bool:
     # A request that never ran gives its money and tokens back; it still counted as a request.
     items += [_quota_adjust(r, -r["reserved"]) for r in item.get("quotas") or [] if r["measure"] != "requests"]
     try:
-        store.transact(items, token_seed=f"release|{hold_id}")
+        yield Transact(items, token_seed=f"release|{hold_id}")
     except TransactionCancelled as cancelled:
         if cancelled.codes[0] != CONDITION_FAILED:
             # Still active, but its release cannot be written (its wallet item is gone): keep it where
             # every sweep tries it again and reports it (overdue_hold_expiries), out of the minute keys
             # that the sweeper's cursor leaves behind.
-            _park_stuck(hold_id, item)
+            yield from _park_stuck(hold_id)
         return False
     return True
+
+
+_release_item = store.blocking(_release_held)
 
 
 STUCK_HOLDS = "HOLDEXP#STUCK"  # rare by construction: holds whose release failed while still active
 
 
-def _park_stuck(hold_id: str, item: dict[str, Any]) -> None:
+def _park_stuck(hold_id: str) -> Steps[None]:
     log.error("an expired hold could not be released; parked for the next sweeps", extra={"hold_id": hold_id})
     try:
-        store.ddb().update_item(
-            TableName=store.table_name(),
-            Key=store.key(_hold_pk(hold_id), "HOLD"),
-            UpdateExpression="SET gsi1pk = :stuck",
-            ConditionExpression="#status = :active",
-            ExpressionAttributeNames={"#status": "status"},
-            ExpressionAttributeValues={":stuck": S(STUCK_HOLDS), ":active": S("active")},
+        yield Update(
+            _hold_pk(hold_id),
+            "HOLD",
+            "SET gsi1pk = :stuck",
+            condition="#status = :active",
+            names={"#status": "status"},
+            values={":stuck": S(STUCK_HOLDS), ":active": S("active")},
         )
     except Exception:  # settled meanwhile, or the store is failing: the next sweep decides again
         log.warning("could not park a stuck hold", extra={"hold_id": hold_id}, exc_info=True)

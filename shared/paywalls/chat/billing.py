@@ -1,8 +1,10 @@
 """Hold-then-settle for one proxied chat completion (SPEC §4), on the wallet ledger.
 
 `reserve` places the hold before the provider is called; the `Reservation` it returns is then either
-settled to the provider's usage or released, exactly once. The ledger calls are blocking (boto3), so
-they run in worker threads and the event loop keeps streaming other requests meanwhile.
+settled to the provider's usage or released, exactly once. The hold, the wallet read, the settlement
+and the release are awaited on the event loop (ledger.ahold, aget_wallet, asettle, arelease: no
+worker thread per call on the http transport, infra/aws.py); the rarer calls (a trial grant, limits,
+who pays after a refusal) are blocking ones run in worker threads (`blocking`).
 
 Round trips (DESIGN.md "Hot path"): a funded request's hold is its only DynamoDB call before the
 provider is called. The hold is tried at the request's worst case without reading the wallet first;
@@ -113,7 +115,7 @@ class Reservation:
         self.prefetching = anyio.Event()
         try:
             with anyio.CancelScope(shield=True):  # the read is cheap; a half-done one helps no one
-                self.snapshot = await blocking(ledger.get_wallet, self.wallet_id)
+                self.snapshot = await ledger.aget_wallet(self.wallet_id)
         except Exception:
             log.debug("wallet prefetch failed; settle will read it", exc_info=True)
         finally:
@@ -137,8 +139,7 @@ class Reservation:
             if self.prefetching is not None:
                 await self.prefetching.wait()  # sooner done than a read of our own
             try:
-                posting = await blocking(
-                    ledger.settle,
+                posting = await ledger.asettle(
                     self.hold_id,
                     cost,
                     request_id=self.request_id,
@@ -176,7 +177,7 @@ class Reservation:
         self.closed = True
         with anyio.CancelScope(shield=True):
             try:
-                await blocking(ledger.release, self.hold_id)
+                await ledger.arelease(self.hold_id)
             except Exception:
                 log.exception("release failed; the sweeper will", extra={"hold_id": self.hold_id})
 
@@ -266,8 +267,7 @@ async def reserve(
         hold_id = request_id if attempt == 0 else f"{request_id}.{attempt}"
         quotas = limits.quotas(plan.amount, prompt_bound + chat.n * plan.tokens_per_choice) if limits else ()
         try:
-            placed = await blocking(
-                ledger.hold,
+            placed = await ledger.ahold(
                 wallet_id,
                 plan.amount,
                 hold_id=hold_id,

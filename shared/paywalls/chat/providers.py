@@ -38,6 +38,7 @@ _ERROR_BODY_LIMIT = 64_000
 # A non-streamed completion is held in memory whole: bound it. Lambda's streamed responses are capped
 # at 20 MB too, and no real chat completion comes near it (a 128k-token answer is well under 1 MB).
 MAX_COMPLETION_BYTES = 20_000_000
+END_OF_BODY_WAIT_S = 0.05  # after [DONE]: how long a stream's end may take before its connection is dropped
 
 
 AUTH_FAILED = "provider_auth_failed"
@@ -250,9 +251,16 @@ class ChunkStream:
 
     async def chunks(self) -> AsyncIterator[Chunk]:
         try:
-            async for event in EventSource(self._response).aiter_sse():
+            events = EventSource(self._response).aiter_sse()
+            async for event in events:
                 if event.data == "[DONE]":
                     self.done = True
+                    # Read the body's end (normally in the same packet as [DONE]): a response closed
+                    # before its end closes its connection too, and the next stream would pay a new
+                    # connection (a TLS handshake to the provider) before its first chunk.
+                    with anyio.move_on_after(END_OF_BODY_WAIT_S):
+                        async for _ in events:
+                            pass
                     return
                 if not event.data:
                     continue

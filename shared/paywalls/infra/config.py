@@ -75,6 +75,14 @@ class Settings:
     webhook_retry_base_s: float = 30.0
     webhook_deactivate_after: int = 10
     webhook_allow_local: bool = False
+    # AWS (aws.py): how DynamoDB and Secrets Manager are called. PAYWALLS_AWS_TRANSPORT "http" (our own
+    # SigV4 JSON calls; needs the credentials in the environment, as Lambda gives them) or "botocore";
+    # unset: "http" when AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY are set, else "botocore".
+    aws_transport: str = "botocore"
+    aws_credentials: tuple[str, str, str | None] | None = field(default=None, repr=False)
+    aws_endpoint_url: str | None = None  # AWS_ENDPOINT_URL: the local engine
+    # AWS_ENDPOINT_URL_DYNAMODB / AWS_ENDPOINT_URL_SECRETS_MANAGER (botocore's per-service names)
+    aws_endpoints: dict[str, str] = field(default_factory=dict)
 
 
 @lru_cache(maxsize=1)
@@ -114,7 +122,32 @@ def settings() -> Settings:
         sam_local_endpoint=(env.get("PAYWALLS_LOCAL_ENDPOINT_URL") or None)
         if env.get("AWS_SAM_LOCAL") == "true"
         else None,
+        aws_transport=_aws_transport(env.get("PAYWALLS_AWS_TRANSPORT"), credentials := _aws_credentials()),
+        aws_credentials=credentials,
+        aws_endpoint_url=env.get("AWS_ENDPOINT_URL") or None,
+        aws_endpoints={
+            service: url
+            for service, name in (("dynamodb", "DYNAMODB"), ("secretsmanager", "SECRETS_MANAGER"))
+            if (url := env.get(f"AWS_ENDPOINT_URL_{name}"))
+        },
     )
+
+
+def _aws_credentials() -> tuple[str, str, str | None] | None:
+    env = os.environ
+    access_key, secret_key = env.get("AWS_ACCESS_KEY_ID"), env.get("AWS_SECRET_ACCESS_KEY")
+    if not access_key or not secret_key:
+        return None
+    return access_key, secret_key, env.get("AWS_SESSION_TOKEN") or None
+
+
+def _aws_transport(raw: str | None, credentials: tuple[str, str, str | None] | None) -> str:
+    choice = (raw or "").strip().lower()
+    if choice not in ("", "http", "botocore"):
+        raise ValueError(f"PAYWALLS_AWS_TRANSPORT must be http or botocore, not {raw!r}")
+    if choice == "http" and credentials is None:
+        raise ValueError("PAYWALLS_AWS_TRANSPORT=http needs AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY")
+    return choice or ("http" if credentials else "botocore")
 
 
 def _flag(raw: str | None) -> bool:

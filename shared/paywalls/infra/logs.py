@@ -38,6 +38,9 @@ def configure() -> None:
         handler.setFormatter(LambdaPowertoolsFormatter(service=config.service_name))
         root.handlers = [handler]  # replaces the runtime's plain-text handler
         root.setLevel(config.log_level)
+    # httpx logs every request at INFO; DynamoDB and Secrets Manager calls go through it too
+    # (infra/aws_json.py): three lines per chat request that say nothing our own lines do not.
+    logging.getLogger("httpx").setLevel(logging.WARNING)
     for handler in root.handlers or [logging.lastResort]:
         if handler is not None and not any(isinstance(f, RequestIdFilter) for f in handler.filters):
             handler.addFilter(RequestIdFilter())

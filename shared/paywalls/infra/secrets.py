@@ -11,16 +11,16 @@ the TTL)."""
 
 from __future__ import annotations
 
+import base64
 import json
 import threading
 from collections import OrderedDict
 from time import monotonic
 from typing import Any
 
-from botocore.exceptions import ClientError
-
 from paywalls.core.errors import PaywallsError
 from paywalls.infra import aws
+from paywalls.infra.aws import ServiceError
 from paywalls.infra.config import settings
 
 SECRET_CACHE_S = 300
@@ -58,15 +58,20 @@ def get_secret(name: str, *, force_fetch: bool = False) -> str:
             return cached[1]
     try:
         answer = aws.client("secretsmanager").get_secret_value(SecretId=name)
-    except ClientError as exc:
-        code = exc.response.get("Error", {}).get("Code")
+    except ServiceError as exc:
+        code = exc.aws_code
         if code == "ResourceNotFoundException":
             raise SecretMissing(f"secret {name} does not exist") from None
         raise SecretUnavailable(f"secret {name} could not be read ({code})") from None
-    value = answer["SecretString"] if "SecretString" in answer else answer["SecretBinary"].decode()
+    value = answer["SecretString"] if "SecretString" in answer else _binary(answer["SecretBinary"]).decode()
     with _values_lock:
         _values[name] = (now + SECRET_CACHE_S, value)
     return value
+
+
+def _binary(value: bytes | str) -> bytes:
+    """SecretBinary: bytes from botocore, base64 text on the wire (the http transport)."""
+    return value if isinstance(value, bytes) else base64.b64decode(value)
 
 
 def get_json_secret(name: str, *, force_fetch: bool = False) -> dict[str, Any]:
@@ -122,8 +127,8 @@ def put_secret(name: str, value: str) -> None:
     client = aws.client("secretsmanager")
     try:
         client.put_secret_value(SecretId=name, SecretString=value)
-    except ClientError as exc:
-        if exc.response["Error"]["Code"] != "ResourceNotFoundException":
+    except ServiceError as exc:
+        if exc.aws_code != "ResourceNotFoundException":
             raise
         client.create_secret(Name=name, SecretString=value)
     with _values_lock:
@@ -136,8 +141,8 @@ def create_if_absent(name: str, value: str) -> bool:
     concurrent creators exactly one wins; the others read the winner's value afterwards."""
     try:
         aws.client("secretsmanager").create_secret(Name=name, SecretString=value)
-    except ClientError as exc:
-        if exc.response["Error"]["Code"] != "ResourceExistsException":
+    except ServiceError as exc:
+        if exc.aws_code != "ResourceExistsException":
             raise
         return False
     forget_missing(name)

@@ -1,28 +1,38 @@
 """DynamoDB adapter: attribute encoding, the single table's key shapes, and transaction execution with
 jittered backoff on the failures DynamoDB says are transient (TransactionConflict, throttling).
 
-botocore's errors stop here: a failed condition is `ConditionFailed` (one item) or
+The service's errors stop here: a failed condition is `ConditionFailed` (one item) or
 `TransactionCancelled` (a transaction), exhausted retries `StoreUnavailable`; no module above this one
-catches `ClientError`."""
+catches `aws.ServiceError` (or botocore's ClientError).
+
+Blocking and awaitable, one logic ("Steps" below): a rule that must also run on the event loop
+without a worker thread (the ledger's hold, settle, release: the chat path) is written once as a
+generator that yields its store operations (`Get`, `Transact`, `Update`, `Backoff`) and receives
+their results; `run(steps)` drives it with blocking calls, `await arun(steps)` with awaited ones
+(aws.JsonClient.acall). A failed operation is thrown into the generator where it yielded, so the
+rule handles `TransactionCancelled` as it would around a plain call."""
 
 from __future__ import annotations
 
+import asyncio
+import functools
 import hashlib
 import logging
 import random
 import time
-from collections.abc import Callable, Iterator
-from typing import Any, TypeVar
-
-from botocore.exceptions import ClientError
+from collections.abc import Awaitable, Callable, Generator, Iterator
+from dataclasses import dataclass
+from typing import Any, ParamSpec, TypeVar
 
 from paywalls.core.errors import PaywallsError, Unavailable
 from paywalls.infra import aws, telemetry
+from paywalls.infra.aws_json import ServiceError
 from paywalls.infra.config import settings
 
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
+P = ParamSpec("P")
 
 RETRYABLE_CODES = frozenset(
     {
@@ -65,7 +75,7 @@ CONDITION_FAILED_CODE = "ConditionalCheckFailedException"
 CONDITION_FAILED = "ConditionalCheckFailed"
 
 
-def _condition_failed(exc: ClientError) -> ConditionFailed | None:
+def _condition_failed(exc: ServiceError) -> ConditionFailed | None:
     if exc.response.get("Error", {}).get("Code") != CONDITION_FAILED_CODE:
         return None
     item = exc.response.get("Item")
@@ -142,17 +152,29 @@ def key(pk: str, sk: str) -> dict[str, Any]:
     return {"pk": S(pk), "sk": S(sk)}
 
 
-def get(pk: str, sk: str, *, consistent: bool = True) -> dict[str, Any] | None:
-    response = with_retries(lambda: ddb().get_item(TableName=table_name(), Key=key(pk, sk), ConsistentRead=consistent))
+def _get_params(pk: str, sk: str, consistent: bool) -> dict[str, Any]:
+    return {"TableName": table_name(), "Key": key(pk, sk), "ConsistentRead": consistent}
+
+
+def _item_of(response: dict[str, Any]) -> dict[str, Any] | None:
     item = response.get("Item")
     return decode(item) if item else None
+
+
+def get(pk: str, sk: str, *, consistent: bool = True) -> dict[str, Any] | None:
+    return _item_of(with_retries(lambda: ddb().call("GetItem", _get_params(pk, sk, consistent))))
+
+
+async def aget(pk: str, sk: str, *, consistent: bool = True) -> dict[str, Any] | None:
+    params = _get_params(pk, sk, consistent)
+    return _item_of(await awith_retries(lambda: ddb().acall("GetItem", params)))
 
 
 def _write(call: Callable[[], T]) -> T:
     """A single-item write with retries; its failed condition as ConditionFailed."""
     try:
         return with_retries(call)
-    except ClientError as exc:
+    except ServiceError as exc:
         failed = _condition_failed(exc)
         if failed is None:
             raise
@@ -166,7 +188,7 @@ def put(item: dict[str, Any], *, condition: str | None = None, values: dict | No
         kwargs["ConditionExpression"] = condition
     if values:
         kwargs["ExpressionAttributeValues"] = values
-    _write(lambda: ddb().put_item(**kwargs))
+    _write(lambda: ddb().call("PutItem", kwargs))
 
 
 def update(
@@ -190,7 +212,7 @@ def update(
         kwargs["ExpressionAttributeNames"] = names
     if return_new:
         kwargs["ReturnValues"] = "ALL_NEW"
-    response = _write(lambda: ddb().update_item(**kwargs))
+    response = _write(lambda: ddb().call("UpdateItem", kwargs))
     attributes = response.get("Attributes")
     return decode(attributes) if return_new and attributes else None
 
@@ -250,7 +272,7 @@ def query(
         kwargs["Limit"] = limit
     if start_key:
         kwargs["ExclusiveStartKey"] = {k: S(v) for k, v in start_key.items()}
-    response = with_retries(lambda: ddb().query(**kwargs))
+    response = with_retries(lambda: ddb().call("Query", kwargs))
     items = [decode(i) for i in response.get("Items", [])]
     last = response.get("LastEvaluatedKey")
     return items, (decode(last) if last else None)
@@ -270,7 +292,7 @@ def batch_get(keys: list[tuple[str, str]]) -> list[dict[str, Any]]:
     for i in range(0, len(keys), 100):
         pending: dict[str, Any] = {table_name(): {"Keys": [key(pk, sk) for pk, sk in keys[i : i + 100]]}}
         for _ in range(MAX_ATTEMPTS):
-            response = with_retries(lambda p=pending: ddb().batch_get_item(RequestItems=p))
+            response = with_retries(lambda p=pending: ddb().call("BatchGetItem", {"RequestItems": p}))
             found.extend(decode(x) for x in response.get("Responses", {}).get(table_name(), []))
             pending = response.get("UnprocessedKeys") or {}
             if not pending:
@@ -293,29 +315,53 @@ class TransactionCancelled(PaywallsError):
         self.items = items or [None] * len(codes)
 
 
-def transact(items: list[dict[str, Any]], *, token_seed: str | None = None) -> None:
-    """TransactWriteItems with retries on transient failures only. A failed condition is raised as
-    TransactionCancelled at once: retrying a failed balance check would be wrong."""
+def _transact_params(items: list[dict[str, Any]], token_seed: str | None) -> dict[str, Any]:
     kwargs: dict[str, Any] = {"TransactItems": items}
     if token_seed:
         # ClientRequestToken makes a retry of this exact transaction (e.g. after a timeout whose write
         # did land) a no-op in DynamoDB for 10 minutes; derived from the operation, never random.
         kwargs["ClientRequestToken"] = hashlib.sha256(token_seed.encode()).hexdigest()[:36]
+    return kwargs
+
+
+def _cancelled(exc: ServiceError) -> PaywallsError:
+    """A refused transaction as _Retryable (a conflict: try again) or TransactionCancelled (a failed
+    condition: retrying a failed balance check would be wrong)."""
+    if exc.aws_code != "TransactionCanceledException":
+        raise exc
+    reasons = exc.response.get("CancellationReasons", [])
+    codes = [r.get("Code", "None") for r in reasons]
+    if any(c in RETRYABLE_CODES for c in codes):
+        return _Retryable(codes)
+    items = [decode(r["Item"]) if r.get("Item") else None for r in reasons]
+    return TransactionCancelled(codes, items)
+
+
+def transact(items: list[dict[str, Any]], *, token_seed: str | None = None) -> None:
+    """TransactWriteItems with retries on transient failures only. A failed condition is raised as
+    TransactionCancelled at once."""
+    params = _transact_params(items, token_seed)
 
     def attempt() -> None:
         try:
-            ddb().transact_write_items(**kwargs)
-        except ClientError as exc:
-            if exc.response["Error"]["Code"] != "TransactionCanceledException":
-                raise
-            reasons = exc.response.get("CancellationReasons", [])
-            codes = [r.get("Code", "None") for r in reasons]
-            if any(c in RETRYABLE_CODES for c in codes):
-                raise _Retryable(codes) from exc
-            items = [decode(r["Item"]) if r.get("Item") else None for r in reasons]
-            raise TransactionCancelled(codes, items) from exc
+            ddb().call("TransactWriteItems", params)
+        except ServiceError as exc:
+            raise _cancelled(exc) from exc
 
     with_retries(attempt)
+
+
+async def atransact(items: list[dict[str, Any]], *, token_seed: str | None = None) -> None:
+    """`transact`, awaited."""
+    params = _transact_params(items, token_seed)
+
+    async def attempt() -> None:
+        try:
+            await ddb().acall("TransactWriteItems", params)
+        except ServiceError as exc:
+            raise _cancelled(exc) from exc
+
+    await awith_retries(attempt)
 
 
 class _Retryable(PaywallsError):
@@ -326,14 +372,31 @@ class _Retryable(PaywallsError):
 def _is_retryable(exc: Exception) -> bool:
     if isinstance(exc, _Retryable):
         return True
-    if isinstance(exc, ClientError):
-        return exc.response.get("Error", {}).get("Code") in RETRYABLE_CODES
+    if isinstance(exc, ServiceError):
+        return exc.aws_code in RETRYABLE_CODES
     return False
 
 
-def backoff(attempt: int) -> None:
+def _jitter_s(attempt: int) -> float:
     # "Full jitter": spreads retries of colliding writers apart instead of re-colliding in lockstep.
-    time.sleep(random.uniform(0, min(MAX_DELAY_S, BASE_DELAY_S * (2**attempt))))
+    return random.uniform(0, min(MAX_DELAY_S, BASE_DELAY_S * (2**attempt)))
+
+
+def backoff(attempt: int) -> None:
+    time.sleep(_jitter_s(attempt))
+
+
+def _retry_delay(exc: Exception, attempt: int, attempts: int) -> float:
+    """After `exc` on attempt `attempt`: how long to wait before the next one. Raises `exc` when it
+    is not transient, StoreUnavailable when the attempts are used up."""
+    if not _is_retryable(exc):
+        raise exc
+    log.warning("dynamodb transient failure, retrying", extra={"attempt": attempt + 1, "error": str(exc)})
+    if attempt + 1 == attempts:
+        telemetry.emit({"StoreUnavailable": 1})
+        raise StoreUnavailable("the database is busy, please retry") from exc
+    telemetry.emit({"DynamoDBRetries": 1})
+    return _jitter_s(attempt)
 
 
 def with_retries(call: Callable[[], T], *, attempts: int = MAX_ATTEMPTS) -> T:
@@ -341,12 +404,129 @@ def with_retries(call: Callable[[], T], *, attempts: int = MAX_ATTEMPTS) -> T:
         try:
             return call()
         except Exception as exc:
-            if not _is_retryable(exc):
-                raise
-            log.warning("dynamodb transient failure, retrying", extra={"attempt": attempt + 1, "error": str(exc)})
-            if attempt + 1 == attempts:
-                telemetry.emit({"StoreUnavailable": 1})
-                raise StoreUnavailable("the database is busy, please retry") from exc
-            telemetry.emit({"DynamoDBRetries": 1})
-            backoff(attempt)
+            delay = _retry_delay(exc, attempt, attempts)
+        time.sleep(delay)
     raise AssertionError("unreachable")
+
+
+async def awith_retries(call: Callable[[], Awaitable[T]], *, attempts: int = MAX_ATTEMPTS) -> T:
+    for attempt in range(attempts):
+        try:
+            return await call()
+        except Exception as exc:
+            delay = _retry_delay(exc, attempt, attempts)
+        await asyncio.sleep(delay)
+    raise AssertionError("unreachable")
+
+
+# ---- steps: one rule, driven blocking or awaited (module doc) --------------------------------------
+
+
+@dataclass(frozen=True)
+class Get:
+    pk: str
+    sk: str
+    consistent: bool = True
+
+
+@dataclass(frozen=True)
+class Transact:
+    items: list[dict[str, Any]]
+    token_seed: str | None = None
+
+
+@dataclass(frozen=True)
+class Update:
+    """`update(pk, sk, expression, condition=..., values=..., names=...)`: answers None."""
+
+    pk: str
+    sk: str
+    expression: str
+    condition: str | None = None
+    values: dict[str, Any] | None = None
+    names: dict[str, str] | None = None
+
+
+@dataclass(frozen=True)
+class Backoff:
+    attempt: int
+
+
+Op = Get | Transact | Update | Backoff
+Steps = Generator[Op, Any, T]
+
+
+def _execute(op: Op) -> Any:
+    match op:
+        case Get():
+            return get(op.pk, op.sk, consistent=op.consistent)
+        case Transact():
+            return transact(op.items, token_seed=op.token_seed)
+        case Update():
+            return update(op.pk, op.sk, op.expression, condition=op.condition, values=op.values, names=op.names)
+        case Backoff():
+            return backoff(op.attempt)
+
+
+async def _aexecute(op: Op) -> Any:
+    match op:
+        case Get():
+            return await aget(op.pk, op.sk, consistent=op.consistent)
+        case Transact():
+            return await atransact(op.items, token_seed=op.token_seed)
+        case Update():
+            # Rare (a stuck hold parked by the sweeper's path): not worth an awaitable twin.
+            return await asyncio.to_thread(_execute, op)
+        case Backoff():
+            return await asyncio.sleep(_jitter_s(op.attempt))
+
+
+def run(steps: Steps[T]) -> T:
+    """Drive `steps` with blocking calls; returns what the generator returns."""
+    answer: Any = None
+    failure: Exception | None = None
+    while True:
+        try:
+            op = steps.send(answer) if failure is None else steps.throw(failure)
+        except StopIteration as done:
+            return done.value
+        try:
+            answer, failure = _execute(op), None
+        except Exception as exc:
+            answer, failure = None, exc
+
+
+async def arun(steps: Steps[T]) -> T:
+    """Drive `steps` on the event loop, each operation awaited (no worker thread on the http
+    transport)."""
+    answer: Any = None
+    failure: Exception | None = None
+    while True:
+        try:
+            op = steps.send(answer) if failure is None else steps.throw(failure)
+        except StopIteration as done:
+            return done.value
+        try:
+            answer, failure = await _aexecute(op), None
+        except Exception as exc:
+            answer, failure = None, exc
+
+
+def blocking(rule: Callable[P, Steps[T]]) -> Callable[P, T]:
+    """The rule `rule` (a Steps generator function) as a plain blocking function."""
+
+    @functools.wraps(rule)
+    def driven(*args: P.args, **kwargs: P.kwargs) -> T:
+        return run(rule(*args, **kwargs))
+
+    return driven
+
+
+def awaited(rule: Callable[P, Steps[T]]) -> Callable[P, Awaitable[T]]:
+    """The rule `rule` as a coroutine function whose store calls are awaited (arun)."""
+
+    @functools.wraps(rule)
+    async def driven(*args: P.args, **kwargs: P.kwargs) -> T:
+        return await arun(rule(*args, **kwargs))
+
+    return driven

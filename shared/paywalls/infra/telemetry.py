@@ -16,8 +16,9 @@ line per call, at once (a streamed chat may outlive any per-invocation flush):
 Tracing (Powertools Tracer, X-Ray) only runs in Lambda with POWERTOOLS_TRACE_DISABLED false. The
 X-Ray SDK costs ~200-400 ms to import, so nothing imports it until `tracer()` is first called: the
 chat app does that in its startup hook (Lambda's init phase), never at module import. The Tracer
-patches botocore (DynamoDB and Secrets Manager calls become subsegments) and requests/httplib
-(Stripe's HTTP client); `subsegment()` names the provider call and the Stripe operations.
+patches httpx (DynamoDB, Secrets Manager and provider calls become subsegments), requests/httplib
+(Stripe's HTTP client) and botocore when loaded; `subsegment()` names the provider call and the
+Stripe operations.
 """
 
 from __future__ import annotations
@@ -136,9 +137,15 @@ def tracer() -> Any:
         return None
     from aws_lambda_powertools import Tracer
 
-    # botocore: DynamoDB + Secrets Manager subsegments; requests/httplib: Stripe's HTTP calls. Not
-    # httpx: the provider call is one named subsegment (subsegment("## provider")), not one per read.
-    return Tracer(patch_modules=("botocore", "requests", "httplib"))
+    # httpx: DynamoDB + Secrets Manager calls (infra/aws_json.py) and the provider call (inside its
+    # named subsegment, "## provider"); requests/httplib: Stripe's HTTP calls; botocore (SQS, SES;
+    # DynamoDB where botocore is the transport) only when this process has loaded it already:
+    # patching imports it, ~100 ms the chat function never needs.
+    return Tracer(patch_modules=_traced_modules())
+
+
+def _traced_modules() -> tuple[str, ...]:
+    return ("httpx", "requests", "httplib") + (("botocore",) if "botocore" in sys.modules else ())
 
 
 def subsegment(name: str) -> contextlib.AbstractContextManager[Any]:
