@@ -76,3 +76,49 @@ def test_simultaneous_duplicate_credits_apply_once() -> None:
     outcome = run_all(credit, 50)
     assert outcome == Counter({"applied": 1, "duplicate": 49})
     assert ledger.get_wallet(wallet).balance == 250
+
+
+def test_awaited_holds_and_settlements_on_one_loop_keep_the_invariants(capsys: pytest.CaptureFixture[str]) -> None:
+    """The chat path's calls (ahold, aget_wallet, asettle, arelease: the same rules driven by awaited
+    calls on the http transport, no worker threads), 120 at once on one event loop: no hold beyond
+    the balance, each hold closed once, and the entries still sum to the balance."""
+    import anyio
+
+    from paywalls.infra import aws
+
+    assert aws.client("dynamodb").kind == "http"
+    wallet = f"pw_conc{RUN}:live:awaited"
+    ledger.credit(wallet, 600, idempotency_key="seed")
+    outcome: Counter[str] = Counter()
+
+    async def request(i: int) -> None:
+        hold_id = f"conc-await-{RUN}-{i}"
+        try:
+            await ledger.ahold(wallet, 10, hold_id=hold_id)
+        except ledger.InsufficientFunds:
+            outcome["refused"] += 1
+            return
+        snapshot = await ledger.aget_wallet(wallet)  # as a stream's prefetch: often stale by settle time
+        if i % 4 == 0:
+            assert await ledger.arelease(hold_id)
+            outcome["released"] += 1
+            return
+        posting = await ledger.asettle(hold_id, 6, request_id=f"req{i}", snapshot=snapshot)
+        assert not posting.duplicate
+        again = await ledger.asettle(hold_id, 6, request_id=f"req{i}")  # a retried settlement
+        assert again.duplicate and again.entry.id == posting.entry.id
+        outcome["settled"] += 1
+
+    async def main() -> None:
+        async with anyio.create_task_group() as tasks:
+            for i in range(120):
+                tasks.start_soon(request, i)
+
+    anyio.run(main)
+    with capsys.disabled():
+        print(f"\n120 awaited requests holding 10 of 600: {dict(outcome)}")
+    state = ledger.get_wallet(wallet)
+    assert outcome["settled"] + outcome["released"] + outcome["refused"] == 120
+    assert outcome["settled"] + outcome["released"] >= 60  # at least a balance's worth of holds placed
+    assert state.available == state.balance == 600 - 6 * outcome["settled"]
+    assert sum(e.amount for e in ledger.all_entries(wallet)) == state.balance

@@ -145,7 +145,9 @@ def tracer() -> Any:
 
 
 def _traced_modules() -> tuple[str, ...]:
-    return ("httpx", "requests", "httplib") + (("botocore",) if "botocore" in sys.modules else ())
+    # "botocore.client", not "botocore": Powertools' package init imports botocore's (light) top
+    # package in every function, to register its user-agent hook.
+    return ("httpx", "requests", "httplib") + (("botocore",) if "botocore.client" in sys.modules else ())
 
 
 def subsegment(name: str) -> contextlib.AbstractContextManager[Any]:
