@@ -6,6 +6,13 @@ Why "without": Lambda's /opt is read-only, so a layer shipped without .pyc is co
 cold start (PYTHONDONTWRITEBYTECODE=1 reproduces that: nothing compiled is kept between runs). The
 runtime's own boto3 is precompiled in both cases (it is not in our layers). Both variants are
 measured in the same run, interleaved, so the ratio is meaningful on a noisy machine.
+
+The environment is a deployed function's (credentials in the environment, AWS_LAMBDA_FUNCTION_NAME
+set: JSON logs, the http transport), tracing off (with it on, the X-Ray SDK is imported in the init
+phase, after the import measured here). The chat function runs behind the Lambda Web Adapter, whose
+server (uvicorn) is imported before the app: its column "+ uvicorn" is both imports, the app's
+column the app's alone (what our code costs). "botocore" says whether the import loaded botocore's
+client machinery (the chat function must not: infra/aws.py).
 Run: make bench (or .venv/bin/python benchmarks/cold_start.py)."""
 
 from __future__ import annotations
@@ -26,21 +33,41 @@ REPEAT = int(os.environ.get("COLD_START_REPEAT", "7"))
 PROBE = """
 import sys, time
 started = time.perf_counter()
+if WEB_ADAPTER:
+    import uvicorn.main  # noqa: F401  (run.sh: python -m uvicorn ... app:app)
+server = time.perf_counter()
 import app  # noqa: F401  (the handler module, as the runtime imports it)
-print((time.perf_counter() - started) * 1000)
+done = time.perf_counter()
+print((done - server) * 1000, (done - started) * 1000, "botocore.client" in sys.modules)
 """
+DEPLOYED = {
+    "AWS_ACCESS_KEY_ID": "ASIABENCHMARK",
+    "AWS_SECRET_ACCESS_KEY": "benchmark",
+    "AWS_SESSION_TOKEN": "benchmark",
+    "AWS_LAMBDA_FUNCTION_NAME": "bench",
+    "POWERTOOLS_TRACE_DISABLED": "true",
+    "TABLE_NAME": "PaywallsTable",
+    "SECRET_PREFIX": "paywalls/bench",
+}
 
 
-def once(built: artifact.Artifact, logical_id: str, *, keep_bytecode: bool) -> float:
-    env = built.env(logical_id, TABLE_NAME="PaywallsTable", SECRET_PREFIX="paywalls/bench")
+def once(built: artifact.Artifact, logical_id: str, *, keep_bytecode: bool) -> tuple[float, float, bool]:
+    """(ms to import the app, ms with its server's import before it, whether botocore.client loaded)."""
+    env = built.env(logical_id, **DEPLOYED)
     if not keep_bytecode:
         env["PYTHONDONTWRITEBYTECODE"] = "1"
+    web_adapter = (built.function_dir(logical_id) / "run.sh").is_file()
     proc = subprocess.run(
-        [built.python, "-c", PROBE], capture_output=True, text=True, env=env, cwd=built.function_dir(logical_id)
+        [built.python, "-c", f"WEB_ADAPTER = {web_adapter}\n" + PROBE],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=built.function_dir(logical_id),
     )
     if proc.returncode != 0:
         raise SystemExit(f"{logical_id}: import failed\n{proc.stderr[-3000:]}")
-    return float(proc.stdout.strip().splitlines()[-1])
+    app_ms, total_ms, botocore = proc.stdout.strip().splitlines()[-1].split()
+    return float(app_ms), float(total_ms), botocore == "True"
 
 
 def main() -> None:
@@ -48,14 +75,23 @@ def main() -> None:
     stripped_root = built.root.parent / "native-nopyc"
     stripped = artifact.without_bytecode(built, stripped_root)
     print(f"cold start: import of the handler module, fresh {built.python} per sample, {REPEAT} samples each")
-    print(f"{'function':<24} {'.pyc p50':>9} {'max':>7}   {'no .pyc p50':>11} {'max':>7}   {'ratio':>6}")
+    print(
+        f"{'function':<24} {'.pyc p50':>9} {'max':>7} {'+ uvicorn':>10}   {'no .pyc p50':>11} {'max':>7}"
+        f"   {'ratio':>6}  botocore"
+    )
     for logical_id in sorted(p.name for p in (built.root / "functions").iterdir() if (p / "app.py").is_file()):
         with_pyc, without = [], []
         for _ in range(REPEAT):
             with_pyc.append(once(built, logical_id, keep_bytecode=True))
             without.append(once(stripped, logical_id, keep_bytecode=False))
-        a, b = statistics.median(with_pyc), statistics.median(without)
-        print(f"{logical_id:<24} {a:>9.1f} {max(with_pyc):>7.1f}   {b:>11.1f} {max(without):>7.1f}   {a / b:>6.2f}")
+        a, b = statistics.median(x[0] for x in with_pyc), statistics.median(x[0] for x in without)
+        served = statistics.median(x[1] for x in with_pyc)
+        web_adapter = (built.function_dir(logical_id) / "run.sh").is_file()
+        print(
+            f"{logical_id:<24} {a:>9.1f} {max(x[0] for x in with_pyc):>7.1f}"
+            f" {(f'{served:.1f}' if web_adapter else '-'):>10}   {b:>11.1f} {max(x[0] for x in without):>7.1f}"
+            f"   {a / b:>6.2f}  {'yes' if with_pyc[0][2] else 'no'}"
+        )
     shutil.rmtree(stripped_root, ignore_errors=True)
 
 

@@ -128,11 +128,15 @@ def engine_server() -> Iterator[tuple[str, dict[str, str]]]:
 Case = tuple[str, str, bool]  # (endpoint, "direct" or "proxy", streamed)
 
 
-def measure_stack(base: str, proxy_headers: dict[str, str], count: int) -> dict[Case, list]:
+def measure_stack(base: str, proxy_headers: dict[str, str], count: int, *, bare: bool = False) -> dict[Case, list]:
+    """Each case direct, through our proxy and (`bare`: the in-process stacks) through a bare proxy
+    hop (devserver.inprocess.with_bare_proxy: Starlette + httpx, no billing), interleaved."""
     targets = {
         "direct": (f"{base}/_demo/v1", {"Authorization": f"Bearer {DEMO_KEY}"}),
         "proxy": (f"{base}/v1", proxy_headers),
     }
+    if bare:
+        targets["bare"] = (f"{base}/_bench/bare/v1", {})
     cases = [(e, s) for e, (_, _, streams) in ENDPOINTS.items() for s in ((False, True) if streams else (False,))]
     results: dict[Case, list[tuple[float, float]]] = {(e, n, s): [] for e, s in cases for n in targets}
     with httpx.Client(timeout=60) as client:
@@ -147,7 +151,8 @@ def measure_stack(base: str, proxy_headers: dict[str, str], count: int) -> dict[
     return results
 
 
-def report(title: str, results: dict[Case, list]) -> dict[str, float]:
+def report(title: str, results: dict[Case, list]) -> dict[str, dict[str, float]]:
+    """Prints the table and the added p50/p99; returns {"proxy"|"bare": {kind: added p50 ms}}."""
     print(f"\n{title} (ms)")
     print(f"{'case':<28}{'p50 total':>11}{'p99 total':>11}{'p50 TTFC':>11}{'p99 TTFC':>11}")
     for (endpoint, name, stream), samples in results.items():
@@ -158,11 +163,11 @@ def report(title: str, results: dict[Case, list]) -> dict[str, float]:
             f"{label:<28}{percentile(totals, 50):>11.2f}{percentile(totals, 99):>11.2f}"
             f"{percentile(firsts, 50):>11.2f}{percentile(firsts, 99):>11.2f}"
         )
-    added = {}
+    added: dict[str, dict[str, float]] = {}
     for endpoint, name, stream in results:
-        if name != "proxy":
+        if name == "direct":
             continue
-        direct, proxy = results[(endpoint, "direct", stream)], results[(endpoint, "proxy", stream)]
+        direct, proxy = results[(endpoint, "direct", stream)], results[(endpoint, name, stream)]
         kind = f"{endpoint} {'stream' if stream else 'json'}"
         metric = 0 if stream else 1  # streams: time to first chunk; json: whole response
         d50 = statistics.median(x[metric] for x in direct) * 1000
@@ -170,8 +175,9 @@ def report(title: str, results: dict[Case, list]) -> dict[str, float]:
         d99 = percentile([x[metric] for x in direct], 99) * 1000
         p99 = percentile([x[metric] for x in proxy], 99) * 1000
         what = "time to first chunk" if stream else "latency"
-        print(f"added by the proxy ({kind}, {what}): p50 +{p50 - d50:.2f} ms, p99 +{p99 - d99:.2f} ms")
-        added[kind] = p50 - d50
+        who = "the proxy" if name == "proxy" else "a bare proxy hop (no billing)"
+        print(f"added by {who} ({kind}, {what}): p50 +{p50 - d50:.2f} ms, p99 +{p99 - d99:.2f} ms")
+        added.setdefault(name, {})[kind] = p50 - d50
     return added
 
 
@@ -201,18 +207,20 @@ def main() -> None:
     count = max(5, min(args.requests, 500))
 
     with inprocess_server(replay=True) as (base, headers):
-        replayed = measure_stack(base, headers, count)
+        replayed = measure_stack(base, headers, count, bare=True)
     with inprocess_server() as (base, headers):
         inprocess = measure_stack(base, headers, count)
     with engine_server() as (base, headers):
         engine = measure_stack(base, headers, count)
-    own = report(f"DynamoDB replayed, no database (our own cost), {count} requests per case", replayed)
-    moto = report(f"in-process DynamoDB (ours + moto's work), {count} requests per case", inprocess)
-    local = report(f"local engine (make run), {count} requests per case", engine)
+    replayed_added = report(f"DynamoDB replayed, no database (our own cost), {count} requests per case", replayed)
+    own, bare = replayed_added["proxy"], replayed_added["bare"]
+    moto = report(f"in-process DynamoDB (ours + moto's work), {count} requests per case", inprocess)["proxy"]
+    local = report(f"local engine (make run), {count} requests per case", engine)["proxy"]
     for kind in own:
         print(
-            f"added p50, {kind}: own cost {own[kind]:.2f} ms, with in-process moto {moto[kind]:.2f} ms,"
-            f" with the local engine {local[kind]:.2f} ms"
+            f"added p50, {kind}: own cost {own[kind]:.2f} ms (a bare proxy hop {bare[kind]:.2f} ms: billing"
+            f" {own[kind] - bare[kind]:+.2f} ms, {own[kind] / bare[kind]:.2f}x the bare hop), with in-process moto"
+            f" {moto[kind]:.2f} ms, with the local engine {local[kind]:.2f} ms"
         )
 
     sys.path.insert(0, str(ROOT))

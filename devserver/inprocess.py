@@ -62,7 +62,7 @@ class Recorder:
 
     def wrap(self, app: Any) -> Any:
         async def recorded(scope: dict[str, Any], receive: Any, send: Any) -> None:
-            if scope["type"] != "http" or scope["path"].startswith("/_demo"):
+            if scope["type"] != "http" or scope["path"].startswith(("/_demo", BARE_PREFIX)):
                 await app(scope, receive, send)
                 return
 
@@ -89,6 +89,47 @@ class Recorder:
                 self.provider.append((started, time.monotonic()))
 
         return timed
+
+
+BARE_PREFIX = "/_bench/bare"
+
+
+def with_bare_proxy(app: Any, base: str) -> Any:
+    """`app`, plus a proxy hop with no billing at BARE_PREFIX + /v1/...: Starlette and one pooled
+    httpx client forwarding the body to the demo provider and relaying its answer as it streams. The
+    floor of any Python proxy on this machine, measured beside ours (benchmarks/proxy_overhead.py)."""
+    from starlette.applications import Starlette
+    from starlette.background import BackgroundTask
+    from starlette.requests import Request
+    from starlette.responses import StreamingResponse
+    from starlette.routing import Route
+
+    from devserver.demo_provider import DEMO_KEY
+
+    client = httpx.AsyncClient(base_url=base, timeout=30)
+
+    async def forward(request: Request) -> StreamingResponse:
+        upstream = client.build_request(
+            "POST",
+            f"/_demo/v1/{request.path_params['path']}",
+            content=await request.body(),
+            headers={"authorization": f"Bearer {DEMO_KEY}", "content-type": "application/json"},
+        )
+        answer = await client.send(upstream, stream=True)
+        return StreamingResponse(
+            answer.aiter_raw(),
+            status_code=answer.status_code,
+            media_type=answer.headers.get("content-type"),
+            background=BackgroundTask(answer.aclose),
+        )
+
+    bare = Starlette(routes=[Route(BARE_PREFIX + "/v1/{path:path}", forward, methods=["POST"])])
+
+    async def dispatch(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        target = bare if scope["type"] == "http" and scope["path"].startswith(BARE_PREFIX) else app
+        await target(scope, receive, send)
+
+    return dispatch
 
 
 def _is_done(body: bytes) -> bool:
@@ -259,7 +300,11 @@ def inprocess_stack() -> Iterator[InProcessStack]:
             complete = providers.complete
             providers.complete = recorder.wrap_provider_call(complete)
             config = uvicorn.Config(
-                recorder.wrap(build_app()), host="127.0.0.1", port=port, log_level="warning", lifespan="off"
+                recorder.wrap(with_bare_proxy(build_app(), f"http://127.0.0.1:{port}")),
+                host="127.0.0.1",
+                port=port,
+                log_level="warning",
+                lifespan="off",
             )
             server = uvicorn.Server(config)
             thread = threading.Thread(target=server.run, daemon=True)

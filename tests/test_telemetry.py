@@ -442,8 +442,13 @@ class Provider(BaseHTTPRequestHandler):
 server = ThreadingHTTPServer(("127.0.0.1", 0), Provider)
 threading.Thread(target=server.serve_forever, daemon=True).start()
 
-from moto import mock_aws
-with mock_aws():
+# The local engine, served from this process: DynamoDB and Secrets Manager on the http transport,
+# as deployed (their subsegments are ours: aws.JsonClient).
+from devserver.engine import make_engine
+engine = make_engine()
+threading.Thread(target=engine.serve_forever, daemon=True).start()
+os.environ["AWS_ENDPOINT_URL"] = f"http://127.0.0.1:{engine.server_port}"
+if True:
     import httpx, anyio
     from devserver.stack import create_tables
     from devserver.router import load_function_module
@@ -491,9 +496,9 @@ with mock_aws():
 
 def test_subsegments_reach_xray_and_the_trace_id_is_in_the_logs(tmp_path: Path) -> None:
     """With tracing on (in Lambda), a chat request sends X-Ray subsegments for DynamoDB, Secrets
-    Manager and the provider, a Stripe call its own, a buffered function's handler `## handler`, to
-    the daemon address; the trace id of the invocation (from the adapter's Lambda context header) is
-    on the log lines."""
+    Manager (the http transport, as deployed) and the provider, a Stripe call its own, a buffered
+    function's handler `## handler`, to the daemon address; the trace id of the invocation (from the
+    adapter's Lambda context header) is on the log lines."""
     daemon = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     daemon.bind(("127.0.0.1", 0))
     daemon.settimeout(0.5)

@@ -146,7 +146,7 @@ async def _proxy(request: Request, *, path_user: str | None, endpoint: Spec = en
     the serving provider's usage at its price, or release."""
     request_id = web.request_id_of(request)
     deadline = anyio.current_time() + MAX_DURATION_S
-    caller = await blocking(web.authenticate, request)
+    caller = await web.authenticate_on_loop(request)
     body = await web.json_body(request, limit=MAX_BODY_BYTES)
     paywall = caller.paywall
     metered = endpoint.parse(body)

@@ -116,6 +116,8 @@ def client() -> httpx.AsyncClient:
 
 
 async def _api_key(upstream: Upstream, *, force_fetch: bool) -> str:
+    if not force_fetch and (value := secrets_store.cached(upstream.secret_name)) is not None:
+        return value  # a warm instance: no worker thread for a dict lookup
     fetch = functools.partial(secrets_store.get_secret, upstream.secret_name, force_fetch=force_fetch)
     try:
         return await anyio.to_thread.run_sync(fetch)

@@ -17,11 +17,13 @@ nothing we use and its import (boto3.compat pulls in s3transfer) costs half of b
 
 from __future__ import annotations
 
+import contextlib
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from functools import cache
 from typing import TYPE_CHECKING, Any
 
+from paywalls.infra import telemetry
 from paywalls.infra.aws_json import PROTOCOLS, Credentials, JsonTransport, ServiceError, default_endpoint
 from paywalls.infra.config import settings
 
@@ -85,12 +87,27 @@ class JsonClient:
     def call(self, operation: str, params: dict[str, Any]) -> dict[str, Any]:
         for hook in self.hooks:
             hook(self.service, operation, params)
-        return self.transport.call(operation, params)
+        with self._traced(operation):
+            return self.transport.call(operation, params)
 
     async def acall(self, operation: str, params: dict[str, Any]) -> dict[str, Any]:
         for hook in self.hooks:
             hook(self.service, operation, params)
-        return await self.transport.acall(operation, params)
+        with self._traced(operation):
+            return await self.transport.acall(operation, params)
+
+    @contextlib.contextmanager
+    def _traced(self, operation: str) -> Iterator[None]:
+        """An X-Ray subsegment named after the service, as X-Ray's botocore patch names its own (the
+        botocore transport is traced by that patch; httpx is not patched: the provider call has its
+        own named subsegment)."""
+        if not isinstance(self.transport, JsonTransport):
+            yield
+            return
+        with telemetry.subsegment(self.service) as segment:
+            if segment is not None:
+                segment.put_annotation("operation", operation)
+            yield
 
     def __getattr__(self, method: str) -> Callable[..., dict[str, Any]]:
         if method.startswith("_"):

@@ -48,14 +48,19 @@ def miss_ttl_s() -> float:
     return settings().secret_miss_ttl_s
 
 
+def cached(name: str) -> str | None:
+    """The value of `name` while its cache entry is fresh, else None: no read, nothing blocks (the
+    chat path asks this on the event loop before it would read in a worker thread)."""
+    with _values_lock:
+        entry = _values.get(name)
+    return entry[1] if entry and entry[0] > monotonic() else None
+
+
 def get_secret(name: str, *, force_fetch: bool = False) -> str:
     """Cached read; force_fetch after the secret was rotated (e.g. provider said 401)."""
     now = monotonic()
-    if not force_fetch:
-        with _values_lock:
-            cached = _values.get(name)
-        if cached and cached[0] > now:
-            return cached[1]
+    if not force_fetch and (value := cached(name)) is not None:
+        return value
     try:
         answer = aws.client("secretsmanager").get_secret_value(SecretId=name)
     except ServiceError as exc:

@@ -16,9 +16,9 @@ line per call, at once (a streamed chat may outlive any per-invocation flush):
 Tracing (Powertools Tracer, X-Ray) only runs in Lambda with POWERTOOLS_TRACE_DISABLED false. The
 X-Ray SDK costs ~200-400 ms to import, so nothing imports it until `tracer()` is first called: the
 chat app does that in its startup hook (Lambda's init phase), never at module import. The Tracer
-patches httpx (DynamoDB, Secrets Manager and provider calls become subsegments), requests/httplib
-(Stripe's HTTP client) and botocore when loaded; `subsegment()` names the provider call and the
-Stripe operations.
+patches requests/httplib (Stripe's HTTP client) and botocore when loaded; `subsegment()` names the
+provider call, the Stripe operations, and each DynamoDB and Secrets Manager call on the http
+transport (`dynamodb`, `secretsmanager`, with the operation as an annotation).
 """
 
 from __future__ import annotations
@@ -137,17 +137,17 @@ def tracer() -> Any:
         return None
     from aws_lambda_powertools import Tracer
 
-    # httpx: DynamoDB + Secrets Manager calls (infra/aws_json.py) and the provider call (inside its
-    # named subsegment, "## provider"); requests/httplib: Stripe's HTTP calls; botocore (SQS, SES;
-    # DynamoDB where botocore is the transport) only when this process has loaded it already:
-    # patching imports it, ~100 ms the chat function never needs.
+    # requests/httplib: Stripe's HTTP calls; botocore (SQS, SES; DynamoDB where botocore is the
+    # transport) only when this process has loaded it already: patching imports it, ~100 ms the chat
+    # function never needs. DynamoDB and Secrets Manager on the http transport name their own
+    # subsegments (aws.JsonClient), as the provider call does ("## provider"); httpx is not patched.
     return Tracer(patch_modules=_traced_modules())
 
 
 def _traced_modules() -> tuple[str, ...]:
     # "botocore.client", not "botocore": Powertools' package init imports botocore's (light) top
     # package in every function, to register its user-agent hook.
-    return ("httpx", "requests", "httplib") + (("botocore",) if "botocore.client" in sys.modules else ())
+    return ("requests", "httplib") + (("botocore",) if "botocore.client" in sys.modules else ())
 
 
 def subsegment(name: str) -> contextlib.AbstractContextManager[Any]:

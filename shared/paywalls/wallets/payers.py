@@ -16,15 +16,26 @@ through `billing.adjustments.correct` for both kinds of wallet (an app user's, a
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Protocol
+from types import ModuleType
+from typing import TYPE_CHECKING, Any, Protocol
 
 from paywalls.billing import accounts, deposits, ledger
 from paywalls.billing.paywall import Paywall
 from paywalls.chat.billing import Funding, Refused, blocking
 from paywalls.core.money import format_micros
 from paywalls.infra import links
-from paywalls.wallets import shared_mode
-from paywalls.wallets.shared_mode import Refusal
+
+if TYPE_CHECKING:
+    from paywalls.wallets.shared_mode import Refusal
+
+
+def _shared_mode() -> ModuleType:
+    """Shared mode's modules (connections, persons, earnings...), imported on first use: the chat
+    function of a deployment whose paywalls are all in default mode never loads them (part of its
+    cold start, DESIGN.md "Cold start")."""
+    from paywalls.wallets import shared_mode
+
+    return shared_mode
 
 
 @dataclass(frozen=True)
@@ -115,14 +126,14 @@ class PersonWallet:
     user: str
 
     def balance(self) -> dict[str, Any]:
-        return shared_mode.allowance(self.paywall, self.environment, self.user).as_api(self.paywall.currency)
+        return _shared_mode().allowance(self.paywall, self.environment, self.user).as_api(self.paywall.currency)
 
     def topup_url(self, base_url: str) -> str:
         # The person tops up their own wallet (after signing in), in the environment of this key.
-        return shared_mode.wallet_topup_url(base_url, self.environment)
+        return _shared_mode().wallet_topup_url(base_url, self.environment)
 
     def charge(self, amount: object, *, idempotency_key: str, metadata: object = None) -> Charged:
-        result = shared_mode.charge(
+        result = _shared_mode().charge(
             self.paywall, self.environment, self.user, amount, idempotency_key=idempotency_key, metadata=metadata
         )
         return Charged(result.posting, None if result.posting else (result.refusal or "topup"))
@@ -132,12 +143,12 @@ class PersonWallet:
         return self.balance()
 
     def refusal_text(self, refusal: Refusal, base_url: str) -> str:
-        return shared_mode.refusal_text(self.paywall, refusal, base_url, self.environment, self.user)
+        return _shared_mode().refusal_text(self.paywall, refusal, base_url, self.environment, self.user)
 
     async def chat_funding(self) -> Funding | Refused | None:
         # The person who authorized this app user pays, within their cap (SPEC §6); from the cached
         # connection pointer (no read per request).
-        found = await blocking(shared_mode.funding, self.paywall, self.environment, self.user)
+        found = await blocking(_shared_mode().funding, self.paywall, self.environment, self.user)
         return found if found is not None else Refused("authorize")
 
 
