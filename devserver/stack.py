@@ -227,6 +227,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--state-dir", default=str(ROOT / ".paywalls"), help="where local.json is written")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    logging.getLogger("httpx").setLevel(logging.WARNING)  # a line per DynamoDB call otherwise (infra/logs.py)
 
     import uvicorn
 
