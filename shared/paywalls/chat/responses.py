@@ -116,15 +116,9 @@ def parse(body: dict[str, Any]) -> ResponsesRequest:
     ):
         raise InvalidRequest("input must be a non-empty string or a non-empty array of input items", "input")
     chat_request.refuse_unknown_fields(body, PASS_THROUGH_FIELDS, RESPONSES_REFUSED)
-    stream = body.get("stream")
-    if stream is not None and not isinstance(stream, bool):
-        raise InvalidRequest("stream must be a boolean", "stream")
-    user = body.get("user")
-    if user is not None and not isinstance(user, str):
-        raise InvalidRequest("user must be a string", "user")
-    instructions = body.get("instructions")
-    if instructions is not None and not isinstance(instructions, str):
-        raise InvalidRequest("instructions must be a string", "instructions")
+    stream = chat_request.optional_field(body, "stream", bool, "a boolean")
+    user = chat_request.optional_field(body, "user", str, "a string")
+    chat_request.optional_field(body, "instructions", str, "a string")
     if isinstance(items, list):
         _refuse_file_parts(items)
     return ResponsesRequest(
