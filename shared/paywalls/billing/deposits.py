@@ -48,45 +48,6 @@ def _require_default_mode(paywall: Paywall, what: str) -> None:
         raise Conflict(f"{what} is only available for default-mode paywalls; this paywall is in {paywall.mode} mode")
 
 
-def _post(
-    post: Callable[..., ledger.Posting],
-    kind: str,
-    paywall: Paywall,
-    environment: str,
-    user: str,
-    amount: object,
-    idempotency_key: str,
-    metadata: object,
-    *,
-    depletes: bool = False,
-    **options: Any,
-) -> ledger.Posting:
-    """What a deposit and a manual charge share: validate everything before anything is written, then
-    `post` (ledger.credit or ledger.charge) on the app user's wallet, keyed `{kind}:{idempotency_key}`,
-    with the `paywall.balance.{kind}.created` event (`depletes`: see outbox.posting_events) in the same
-    transaction. `options` go to `post`."""
-    micros = parse_amount(amount)
-    meta = parse_metadata(metadata)
-    accounts.ensure_trial(paywall, environment, user)
-    return post(
-        accounts.wallet_id(paywall, environment, user),
-        micros,
-        idempotency_key=f"{kind}:{idempotency_key}",
-        idempotency_scope=idempotency_scope(paywall.id, environment),
-        listing=app_wallet_listing(paywall.id, environment, user),
-        metadata=meta,
-        also=outbox.posting_events(
-            paywall,
-            environment,
-            user,
-            f"paywall.balance.{kind}.created",
-            lambda entry: {"idempotencyKey": idempotency_key, "metadata": meta},
-            depletes=depletes,
-        ),
-        **options,
-    )
-
-
 def deposit(
     paywall: Paywall,
     environment: str,
@@ -127,3 +88,42 @@ def charge(
     except ledger.InsufficientFunds:
         return ChargeResult(None)
     return ChargeResult(posting)
+
+
+def _post(
+    post: Callable[..., ledger.Posting],
+    kind: str,
+    paywall: Paywall,
+    environment: str,
+    user: str,
+    amount: object,
+    idempotency_key: str,
+    metadata: object,
+    *,
+    depletes: bool = False,
+    **options: Any,
+) -> ledger.Posting:
+    """What a deposit and a manual charge share: validate everything before anything is written, then
+    `post` (ledger.credit or ledger.charge) on the app user's wallet, keyed `{kind}:{idempotency_key}`,
+    with the `paywall.balance.{kind}.created` event (`depletes`: see outbox.posting_events) in the same
+    transaction. `options` go to `post`."""
+    micros = parse_amount(amount)
+    meta = parse_metadata(metadata)
+    accounts.ensure_trial(paywall, environment, user)
+    return post(
+        accounts.wallet_id(paywall, environment, user),
+        micros,
+        idempotency_key=f"{kind}:{idempotency_key}",
+        idempotency_scope=idempotency_scope(paywall.id, environment),
+        listing=app_wallet_listing(paywall.id, environment, user),
+        metadata=meta,
+        also=outbox.posting_events(
+            paywall,
+            environment,
+            user,
+            f"paywall.balance.{kind}.created",
+            lambda entry: {"idempotencyKey": idempotency_key, "metadata": meta},
+            depletes=depletes,
+        ),
+        **options,
+    )
