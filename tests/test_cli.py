@@ -202,6 +202,16 @@ def test_withdrawal_paid_posts_the_reference_to_the_withdrawal() -> None:
     ]
 
 
+def test_provider_commands_offer_every_provider_kind() -> None:
+    from paywalls.chat.providers import KINDS
+
+    assert cli.PROVIDER_KINDS == KINDS
+    parser = cli.build_parser()
+    for command in (["provider", "pw_1"], ["provider-add", "pw_1", "claude"]):
+        for kind in KINDS:
+            assert parser.parse_args([*command, "--kind", kind]).kind == kind
+
+
 def test_losses_and_earnings_read_the_operator_reports() -> None:
     class Recording:
         def __init__(self) -> None:
