@@ -283,35 +283,43 @@ def test_wallet_topup_checkout_and_webhook_credit_once(admin: Admin, monkeypatch
 # ---- concurrency on the local engine --------------------------------------------------------------
 
 
-@pytest.mark.usefixtures("engine")
-def test_concurrent_withdrawals_and_capped_charges_never_overdraw(
-    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
-) -> None:
+def _person_connected(monkeypatch: pytest.MonkeyPatch, cap: int | None) -> tuple[Clock, Paywall, persons.Person]:
+    """A fee-less shared paywall and a person with 1.00 who connected it as user `u` (with `cap`)."""
     clock = Clock(monkeypatch)
     app_secret()
     paywall = shared_paywall(fee="0")
     person = funded_person(micros=1_000_000)
-    connections.connect(paywall.id, "live", "u", person.id, cap=300_000)
+    connections.connect(paywall.id, "live", "u", person.id, cap=cap)
+    return clock, paywall, person
 
-    def charge(i: int) -> str:
-        result = shared_mode.charge(paywall, "live", "u", "0.01", idempotency_key=f"c{i}")
-        return "charged" if result.posting else str(result.refusal)
 
+def _charge(paywall: Paywall, key: str) -> str:
+    """0.01 charged to user `u`: "charged", or the refusal."""
+    result = shared_mode.charge(paywall, "live", "u", "0.01", idempotency_key=key)
+    return "charged" if result.posting else str(result.refusal)
+
+
+def _withdraw(paywall: Paywall, key: str) -> str:
+    """0.05 of the paywall's earnings: "withdrawn", or "refused" (409: not that much available)."""
+    try:
+        withdrawals.withdraw(paywall, "live", "0.05", idempotency_key=key)
+        return "withdrawn"
+    except Conflict:
+        return "refused"
+
+
+@pytest.mark.usefixtures("engine")
+def test_concurrent_withdrawals_and_capped_charges_never_overdraw(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    clock, paywall, person = _person_connected(monkeypatch, cap=300_000)
     with ThreadPoolExecutor(max_workers=32) as pool:
-        charges = Counter(pool.map(charge, range(60)))
+        charges = Counter(pool.map(lambda i: _charge(paywall, f"c{i}"), range(60)))
     assert charges == Counter({"charged": 30, "cap": 30})
     assert earnings.summary(paywall.id, "live")["earned"] == "300000"
     clock.past_hold()
-
-    def withdraw(i: int) -> str:
-        try:
-            withdrawals.withdraw(paywall, "live", "0.05", idempotency_key=f"w{i}")
-            return "withdrawn"
-        except Conflict:
-            return "refused"
-
     with ThreadPoolExecutor(max_workers=16) as pool:
-        outcome = Counter(pool.map(withdraw, range(16)))
+        outcome = Counter(pool.map(lambda i: _withdraw(paywall, f"w{i}"), range(16)))
     with capsys.disabled():
         print(
             f"\n60 charges of 0.01 under a 0.30 cap: {dict(charges)}; 16 withdrawals of 0.05 from 0.30: {dict(outcome)}"
@@ -396,24 +404,13 @@ def test_the_hold_is_the_templates_earnings_hold_days(admin: Admin, monkeypatch:
 def test_parallel_withdrawals_never_exceed_matured_earnings_while_new_charges_arrive(
     capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    clock = Clock(monkeypatch)
-    app_secret()
-    paywall = shared_paywall(fee="0")
-    person = funded_person(micros=1_000_000)
-    connections.connect(paywall.id, "live", "u", person.id, cap=None)
+    clock, paywall, person = _person_connected(monkeypatch, cap=None)
     for i in range(20):
         assert shared_mode.charge(paywall, "live", "u", "0.01", idempotency_key=f"early{i}").posting
     clock.past_hold()  # 0.20 matured; what is charged from now on is pending
 
     def work(i: int) -> str:
-        if i % 2:
-            result = shared_mode.charge(paywall, "live", "u", "0.01", idempotency_key=f"late{i}")
-            return "charged" if result.posting else str(result.refusal)
-        try:
-            withdrawals.withdraw(paywall, "live", "0.05", idempotency_key=f"w{i}")
-            return "withdrawn"
-        except Conflict:
-            return "refused"
+        return _charge(paywall, f"late{i}") if i % 2 else _withdraw(paywall, f"w{i}")
 
     with ThreadPoolExecutor(max_workers=16) as pool:
         outcome = Counter(pool.map(work, range(40)))
