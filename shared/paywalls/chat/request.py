@@ -189,7 +189,7 @@ def parse(body: dict[str, Any]) -> ChatRequest:
     stream = optional_field(body, "stream", bool, "a boolean")
     stream_options = optional_field(body, "stream_options", dict, "an object")
     user = optional_field(body, "user", str, "a string")
-    _refuse_file_parts(messages)
+    refuse_file_parts(messages, "file", "file content parts", "a text part", "messages")
     _check_tools(body.get("tools"))
     _check_reasoning(body.get("reasoning"))
     fallback_models = _fallback_models(body)
@@ -321,14 +321,17 @@ def _check_reasoning(reasoning: Any) -> None:
     _positive_int(reasoning, "max_tokens", within="reasoning")
 
 
-def _refuse_file_parts(messages: list[dict[str, Any]]) -> None:
-    for message in messages:
-        content = message.get("content")
-        if isinstance(content, list) and any(isinstance(p, dict) and p.get("type") == "file" for p in content):
+def refuse_file_parts(items: list[dict[str, Any]], part_type: str, parts: str, text_part: str, param: str) -> None:
+    """A content part of `part_type` (a file) in any of `items` is refused: the size of its prompt
+    cannot be known before the call, so it cannot be held for. Shared by chat/responses.py; `parts`
+    and `text_part` name the endpoint's own part types in the message."""
+    for item in items:
+        content = item.get("content")
+        if isinstance(content, list) and any(isinstance(p, dict) and p.get("type") == part_type for p in content):
             raise InvalidRequest(
-                "file content parts are not supported: the size of a file's prompt cannot be known before the "
-                "call, so it cannot be paid for in advance. Send the document's text as a text part instead.",
-                "messages",
+                f"{parts} are not supported: the size of a file's prompt cannot be known before the "
+                f"call, so it cannot be paid for in advance. Send the document's text as {text_part} instead.",
+                param,
             )
 
 
