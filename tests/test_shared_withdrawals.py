@@ -473,17 +473,24 @@ def wallet_session(person: persons.Person, cents: int) -> dict:
     return session
 
 
+def topped_up(operator_hook: OperatorHook, email: str, cents: int) -> tuple[persons.Person, dict]:
+    """The person of `email`, whose test wallet a paid Checkout session of `cents` credited (the
+    operator's webhook): the person and the session."""
+    person = persons.get_or_create(email)
+    session = wallet_session(person, cents)
+    assert operator_hook.deliver("checkout.session.completed", session)["result"] == "credited"
+    return person, session
+
+
 def entry_types(wallet_id: str) -> list[tuple[str, int]]:
     return [(e.type, e.amount) for e in ledger.all_entries(wallet_id)]
 
 
 def test_refunds_of_a_spent_wallet_topup_debit_the_wallet_once_even_below_zero(operator_hook: OperatorHook) -> None:
     """Top up 20, spend 15 at an app, get 20 refunded: the wallet owes 15 (negative), not a free 15."""
-    person = persons.get_or_create("refunded@example.com")
+    person, session = topped_up(operator_hook, "refunded@example.com", 2_000)
     wallet = person.wallet_for("test")
-    session = wallet_session(person, 2_000)
     pi = session["payment_intent"]
-    assert operator_hook.deliver("checkout.session.completed", session)["result"] == "credited"
     assert consistent(wallet) == 20_000_000
     mapping = store.get(f"STRIPEPI#{pi}", "MAP")
     assert mapping and (mapping["wallet_id"], mapping["paywall_id"]) == (wallet, operator_stripe.OPERATOR_ID)
@@ -517,10 +524,8 @@ def test_refunds_of_a_spent_wallet_topup_debit_the_wallet_once_even_below_zero(o
 
 
 def test_partial_refunds_of_a_wallet_topup_debit_each_refund_once(operator_hook: OperatorHook) -> None:
-    person = persons.get_or_create("partial@example.com")
-    session = wallet_session(person, 1_000)
+    person, session = topped_up(operator_hook, "partial@example.com", 1_000)
     pi = session["payment_intent"]
-    assert operator_hook.deliver("checkout.session.completed", session)["result"] == "credited"
     r1 = st.refund("re_p1", 300, payment_intent=pi, charge_id="ch_p")
     first = st.refunded_charge(payment_intent=pi, cents=1_000, refunds=[r1], charge_id="ch_p")
     assert [operator_hook.deliver("charge.refunded", first)["result"] for _ in range(2)] == ["debited", "duplicate"]
@@ -559,10 +564,8 @@ def test_a_wallet_topup_refund_before_its_credit_is_applied_when_the_credit_land
 
 
 def test_a_lost_dispute_of_a_wallet_topup_debits_once_and_a_won_one_nothing(operator_hook: OperatorHook) -> None:
-    person = persons.get_or_create("disputed@example.com")
-    session = wallet_session(person, 1_000)
+    person, session = topped_up(operator_hook, "disputed@example.com", 1_000)
     pi = session["payment_intent"]
-    assert operator_hook.deliver("checkout.session.completed", session)["result"] == "credited"
     won = st.dispute(payment_intent=pi, cents=1_000, status="won", dispute_id="dp_won")
     assert operator_hook.deliver("charge.dispute.closed", won)["result"] == "ignored"
     assert consistent(person.wallet_for("test")) == 10_000_000
@@ -580,9 +583,7 @@ def test_refunds_never_cross_between_the_operator_and_a_paywalls_account(operato
     from paywalls.billing import stripe_config
     from paywalls.billing.stripe_config import StripeSecrets
 
-    person = persons.get_or_create("isolated@example.com")
-    session = wallet_session(person, 1_000)
-    assert operator_hook.deliver("checkout.session.completed", session)["result"] == "credited"
+    person, session = topped_up(operator_hook, "isolated@example.com", 1_000)
     shop = paywalls.create({"name": "Shop", "mode": "default"})
     shop_whsec = "whsec_" + uuid.uuid4().hex
     stripe_config.save_secrets(shop.id, "test", StripeSecrets("sk_test_shop", shop_whsec, "we_shop"))
@@ -608,10 +609,8 @@ def _shares(loss: dict) -> dict[str, tuple[str, str, str]]:
 def test_a_refund_after_spending_records_the_loss_and_takes_back_the_pending_earnings_it_paid_for(
     operator_hook: OperatorHook, admin: Admin
 ) -> None:
-    person = persons.get_or_create("spender@example.com")
-    session = wallet_session(person, 2_000)
+    person, session = topped_up(operator_hook, "spender@example.com", 2_000)
     pi = session["payment_intent"]
-    assert operator_hook.deliver("checkout.session.completed", session)["result"] == "credited"
     a, b = shared_paywall("A", fee="10"), shared_paywall("B", fee="0")
     connections.connect(a.id, "test", "ua", person.id, cap=None)
     connections.connect(b.id, "test", "ub", person.id, cap=None)
@@ -678,10 +677,8 @@ def test_a_refund_after_spending_records_the_loss_and_takes_back_the_pending_ear
 
 
 def test_a_charge_is_attributed_to_one_loss_only(operator_hook: OperatorHook) -> None:
-    person = persons.get_or_create("twice@example.com")
-    session = wallet_session(person, 2_000)
+    person, session = topped_up(operator_hook, "twice@example.com", 2_000)
     pi = session["payment_intent"]
-    assert operator_hook.deliver("checkout.session.completed", session)["result"] == "credited"
     a, b = shared_paywall("A", fee="0"), shared_paywall("B", fee="0")
     connections.connect(a.id, "test", "u", person.id, cap=None)
     connections.connect(b.id, "test", "u", person.id, cap=None)
@@ -716,10 +713,8 @@ def test_a_charge_is_attributed_to_one_loss_only(operator_hook: OperatorHook) ->
 def test_a_lost_dispute_of_an_already_withdrawn_earning_records_the_loss_and_reverses_nothing(
     operator_hook: OperatorHook, admin: Admin
 ) -> None:
-    person = persons.get_or_create("withdrawn@example.com")
-    session = wallet_session(person, 1_000)
+    person, session = topped_up(operator_hook, "withdrawn@example.com", 1_000)
     pi = session["payment_intent"]
-    assert operator_hook.deliver("checkout.session.completed", session)["result"] == "credited"
     paywall = shared_paywall(fee="20")
     connections.connect(paywall.id, "test", "u", person.id, cap=None)
     assert shared_mode.charge(paywall, "test", "u", "10", idempotency_key="all").posting
