@@ -290,36 +290,22 @@ def test_admin_auth_iam_mode_requires_gateway_identity(aws_mock: None, monkeypat
 
 # ---- hostile input: every admin route answers 400, never 500 ------------------------------------
 
+# Every field of a paywall's profile, as creating and changing one take them.
+PROFILE_BODY: dict[str, object] = {
+    "name": "App",
+    "mode": "default",
+    "description": "d",
+    "icon_url": "https://x.example/i.png",
+    "markup_percent": "1",
+    "trial_credits": "0.5",
+    "platform_fee_percent": "1",
+}
 # One valid body per admin route that takes JSON; each field in turn gets a value of the wrong type.
 # `{pid}` is a default-mode paywall, `{shared}` a shared-mode one (the routes that need that mode),
 # `{person}` a wallet owner.
 ADMIN_BODY_ROUTES: list[tuple[str, str, dict[str, object]]] = [
-    (
-        "POST",
-        "/admin/paywalls",
-        {
-            "name": "App",
-            "mode": "default",
-            "description": "d",
-            "icon_url": "https://x.example/i.png",
-            "markup_percent": "1",
-            "trial_credits": "0.5",
-            "platform_fee_percent": "1",
-        },
-    ),
-    (
-        "PATCH",
-        "/admin/paywalls/{pid}",
-        {
-            "name": "App",
-            "mode": "default",
-            "description": "d",
-            "icon_url": "https://x.example/i.png",
-            "markup_percent": "1",
-            "trial_credits": "0.5",
-            "platform_fee_percent": "1",
-        },
-    ),
+    ("POST", "/admin/paywalls", PROFILE_BODY),
+    ("PATCH", "/admin/paywalls/{pid}", PROFILE_BODY),
     ("POST", "/admin/paywalls/{pid}/keys", {"environment": "live"}),
     (
         "PUT",
