@@ -42,6 +42,19 @@ def paywalls(
     return proc
 
 
+def chat_as_new_user(stack: LocalStack, pid: str, user: str, model: str, content: str) -> httpx.Response:
+    """Through the CLI, a new key of paywall `pid` and 1.00 for `user`; then one chat completion as
+    `user` with that key (over HTTP, as an app would)."""
+    key = json.loads(paywalls(stack, "--json", "keys", "create", pid).stdout)["key"]
+    paywalls(stack, "adjust", pid, user, "1")
+    return httpx.post(
+        f"{stack.url}/v1/chat/completions",
+        headers={"Authorization": f"Bearer {key}"},
+        json={"model": model, "user": user, "messages": [{"role": "user", "content": content}]},
+        timeout=30,
+    )
+
+
 def test_cli_wraps_every_admin_call(stack: LocalStack) -> None:
     created = json.loads(paywalls(stack, "--json", "create", "--name", "CLI app", "--trial-credits", "0.5").stdout)
     pid = created["id"]
@@ -287,14 +300,7 @@ def test_provider_demo_serves_a_new_paywall_and_only_locally(stack: LocalStack) 
     provider = json.loads(paywalls(stack, "--json", "provider", pid, "--demo").stdout)
     assert provider["base_url"] == f"{stack.url}/_demo/v1" and provider["kind"] == "openai-compatible"
     paywalls(stack, "pricing", pid, "--model", "demo/echo=1,2")
-    key = json.loads(paywalls(stack, "--json", "keys", "create", pid).stdout)["key"]
-    paywalls(stack, "adjust", pid, "dave", "1")
-    reply = httpx.post(
-        f"{stack.url}/v1/chat/completions",
-        headers={"Authorization": f"Bearer {key}"},
-        json={"model": "demo/echo", "user": "dave", "messages": [{"role": "user", "content": "served by the demo"}]},
-        timeout=30,
-    )
+    reply = chat_as_new_user(stack, pid, "dave", "demo/echo", "served by the demo")
     assert reply.status_code == 200 and reply.json()["choices"][0]["message"]["content"] == "served by the demo"
     mixed = paywalls(stack, "provider", pid, "--demo", "--kind", "openai", check=False)
     assert mixed.returncode == 1 and "--demo" in mixed.stderr
@@ -409,14 +415,7 @@ def test_cli_sets_named_providers_routes_and_fallbacks(stack: LocalStack) -> Non
     ]
     listed = json.loads(paywalls(stack, "--json", "providers", pid).stdout)["data"]
     assert [p["name"] for p in listed] == ["default", "first", "second"]
-    key = json.loads(paywalls(stack, "--json", "keys", "create", pid).stdout)["key"]
-    paywalls(stack, "adjust", pid, "erin", "1")
-    reply = httpx.post(
-        f"{stack.url}/v1/chat/completions",
-        headers={"Authorization": f"Bearer {key}"},
-        json={"model": "acme/echo", "user": "erin", "messages": [{"role": "user", "content": "routed by the cli"}]},
-        timeout=30,
-    )
+    reply = chat_as_new_user(stack, pid, "erin", "acme/echo", "routed by the cli")
     assert reply.status_code == 200 and reply.headers["x-paywall-provider"] == "second"
     in_use = paywalls(stack, "provider-remove", pid, "first", check=False)
     assert in_use.returncode == 1
