@@ -17,9 +17,8 @@ from devserver.router import load_function_app
 from paywalls.billing import earnings, ledger, paywall
 from paywalls.http import csrf
 from paywalls.infra import links, mailer
-from paywalls.infra.config import settings
 from paywalls.wallets import connections, persons, sessions, shared_mode
-from tests.shared_support import WalletBrowser, app_secret, form_with, forms, links_to, shared_paywall
+from tests.shared_support import WalletBrowser, form_with, forms, hosted_pages, links_to, shared_paywall
 
 BASE = "https://testserver"
 
@@ -36,14 +35,10 @@ class Site:
 
 @pytest.fixture
 def site(aws_mock: None, monkeypatch: pytest.MonkeyPatch) -> Iterator[Site]:
-    monkeypatch.setenv("PAYWALLS_LOCAL_DEV", "1")  # the mail sink instead of SES
-    monkeypatch.setenv("PUBLIC_BASE_URL", BASE)
-    settings.cache_clear()
-    app_secret()
-    wallet = TestClient(load_function_app("functions/wallet", "WalletFunction"), base_url=BASE)
-    api = TestClient(load_function_app("functions/user_api", "UserApiFunction"), base_url=BASE)
-    yield Site(wallet, api)
-    settings.cache_clear()
+    with hosted_pages(monkeypatch, BASE):
+        wallet = TestClient(load_function_app("functions/wallet", "WalletFunction"), base_url=BASE)
+        api = TestClient(load_function_app("functions/user_api", "UserApiFunction"), base_url=BASE)
+        yield Site(wallet, api)
 
 
 def email() -> str:
