@@ -51,7 +51,7 @@ import struct
 import time
 import uuid
 from collections import deque
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -214,26 +214,47 @@ async def _cut_body(data: bytes) -> AsyncIterator[bytes]:
     raise _Fault("the demo provider drops the connection (cut)")
 
 
-@app.post("/_demo/v1/chat/completions")
-async def chat(request: Request) -> Any:
-    return await _chat(request, "default")
+_Handler = Callable[[dict[str, Any], bool], Awaitable[Any]]
 
 
-@app.post("/_demo/x/{instance}/v1/chat/completions")
-async def instance_chat(request: Request, instance: str) -> Any:
-    checked = _instance(instance)
-    return checked if isinstance(checked, Response) else await _chat(request, checked)
+def _endpoint(path: str, endpoint: str, *, garbage: bytes | None = None) -> Callable[[_Handler], _Handler]:
+    """Serve `handler(body, cut)` at /_demo/v1/{path} and at /_demo/x/{instance}/v1/{path}.
+
+    Both routes share what comes before and after the endpoint's own answer, so every endpoint fails
+    the same way: `_read` (key check, recording, the instance's and the model's faults) first; a
+    non-streamed demo/garbage call gets `garbage` (where given) instead of an answer; and a JSON answer
+    (a dict) of a `cut` call is dropped in the middle of its body."""
+
+    def register(handler: _Handler) -> _Handler:
+        async def serve(request: Request, instance: str) -> Any:
+            read = await _read(request, instance, endpoint)
+            if isinstance(read, Response):
+                return read
+            cut = bool(read.pop("_cut", False))
+            if garbage is not None and read.get("model") == "demo/garbage" and not read.get("stream"):
+                return Response(garbage, media_type="application/json")
+            answer = await handler(read, cut)
+            if cut and isinstance(answer, dict):
+                return StreamingResponse(_cut_body(json.dumps(answer).encode()), media_type="application/json")
+            return answer
+
+        async def default(request: Request) -> Any:
+            return await serve(request, "default")
+
+        async def on_instance(request: Request, instance: str) -> Any:
+            checked = _instance(instance)
+            return checked if isinstance(checked, Response) else await serve(request, checked)
+
+        app.post(f"/_demo/v1/{path}", name=endpoint)(default)
+        app.post(f"/_demo/x/{{instance}}/v1/{path}", name=f"instance_{endpoint}")(on_instance)
+        return handler
+
+    return register
 
 
-async def _chat(request: Request, instance: str) -> Any:
-    read = await _read(request, instance, "chat")
-    if isinstance(read, Response):
-        return read
-    body = read
-    cut = bool(body.pop("_cut", False))
+@_endpoint("chat/completions", "chat", garbage=b'{"id": "chatcmpl-garbage", "choices": [')
+async def _chat(body: dict[str, Any], cut: bool) -> Any:
     model = body.get("model", "demo/echo")
-    if model == "demo/garbage" and not body.get("stream"):
-        return Response(b'{"id": "chatcmpl-garbage", "choices": [', media_type="application/json")
     usage = None if model == "demo/no-usage" else usage_of(body)
     model = "demo/tools" if model == "demo/swap" else model  # the model reported as the one that served
     if body.get("stream"):
@@ -257,8 +278,6 @@ async def _chat(request: Request, instance: str) -> Any:
     }
     if usage is not None:
         completion["usage"] = usage
-    if cut:
-        return StreamingResponse(_cut_body(json.dumps(completion).encode()), media_type="application/json")
     return completion
 
 
@@ -352,26 +371,9 @@ def _responses_answer(body: dict[str, Any]) -> tuple[list[str], str]:
     return words, "completed"
 
 
-@app.post("/_demo/v1/responses")
-async def responses(request: Request) -> Any:
-    return await _responses(request, "default")
-
-
-@app.post("/_demo/x/{instance}/v1/responses")
-async def instance_responses(request: Request, instance: str) -> Any:
-    checked = _instance(instance)
-    return checked if isinstance(checked, Response) else await _responses(request, checked)
-
-
-async def _responses(request: Request, instance: str) -> Any:
-    read = await _read(request, instance, "responses")
-    if isinstance(read, Response):
-        return read
-    body = read
-    cut = bool(body.pop("_cut", False))
+@_endpoint("responses", "responses", garbage=b'{"id": "resp_garbage", "output": [')
+async def _responses(body: dict[str, Any], cut: bool) -> Any:
     model = body.get("model", "demo/echo")
-    if model == "demo/garbage" and not body.get("stream"):
-        return Response(b'{"id": "resp_garbage", "output": [', media_type="application/json")
     usage = None if model == "demo/no-usage" else responses_usage_of(body)
     words, status = _responses_answer(body)
     response_id = "resp_demo" + uuid.uuid4().hex[:16]
@@ -382,12 +384,9 @@ async def _responses(request: Request, instance: str) -> Any:
             response_id=response_id, model=model, deltas=deltas, usage=usage, status=status, max_output_tokens=limit
         )
         return StreamingResponse(_response_events(model, events, cut), media_type="text/event-stream")
-    answer = responses_api.response_object(
+    return responses_api.response_object(
         response_id=response_id, model=model, text=" ".join(words), usage=usage, status=status, max_output_tokens=limit
     )
-    if cut:
-        return StreamingResponse(_cut_body(json.dumps(answer).encode()), media_type="application/json")
-    return answer
 
 
 async def _response_events(model: str, events: list[dict[str, Any]], cut: bool) -> AsyncIterator[bytes]:
@@ -428,23 +427,8 @@ def embedding_of(item: Any, dimensions: int) -> list[float]:
     return [round(seed[i % 32] / 127.5 - 1, 6) for i in range(dimensions)]
 
 
-@app.post("/_demo/v1/embeddings")
-async def embeddings(request: Request) -> Any:
-    return await _embeddings(request, "default")
-
-
-@app.post("/_demo/x/{instance}/v1/embeddings")
-async def instance_embeddings(request: Request, instance: str) -> Any:
-    checked = _instance(instance)
-    return checked if isinstance(checked, Response) else await _embeddings(request, checked)
-
-
-async def _embeddings(request: Request, instance: str) -> Any:
-    read = await _read(request, instance, "embeddings")
-    if isinstance(read, Response):
-        return read
-    body = read
-    cut = bool(body.pop("_cut", False))
+@_endpoint("embeddings", "embeddings")
+async def _embeddings(body: dict[str, Any], cut: bool) -> Any:
     if body.get("model") == "demo/slow":  # a model that takes a while, as demo/slow does for chat
         await asyncio.sleep(float(os.environ.get("DEMO_CHUNK_DELAY_S", "0.5")) * len(_embedding_inputs(body)))
     dimensions = body.get("dimensions") or 8
@@ -458,6 +442,4 @@ async def _embeddings(request: Request, instance: str) -> Any:
     answer: dict[str, Any] = {"object": "list", "data": data, "model": body.get("model", "demo/embed")}
     if body.get("model") != "demo/no-usage":
         answer["usage"] = embeddings_usage_of(body)
-    if cut:
-        return StreamingResponse(_cut_body(json.dumps(answer).encode()), media_type="application/json")
     return answer

@@ -70,6 +70,14 @@ def fund(stack: LocalStack, paywall_id: str, user: str, amount: str, environment
         ).raise_for_status()
 
 
+def funded_user(stack: LocalStack, prefix: str, amount: str = "1", **paywall: Any) -> tuple[dict[str, Any], str]:
+    """A fresh paywall (make_paywall's `paywall` options) and a new user of it holding `amount`."""
+    created = make_paywall(stack, **paywall)
+    user = new_user(prefix)
+    fund(stack, created["id"], user, amount)
+    return created, user
+
+
 def balance(stack: LocalStack, key: str, user: str) -> int:
     reply = httpx.get(
         f"{stack.url}/v1/user/balance", params={"user": user}, headers={"Authorization": f"Bearer {key}"}, timeout=30

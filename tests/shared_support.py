@@ -6,7 +6,8 @@ from __future__ import annotations
 import json
 import re
 import secrets
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from html import unescape
 from typing import Any
@@ -24,6 +25,18 @@ from tests import stripe_stub as st
 
 def app_secret() -> None:
     secrets_store.put_secret(f"{settings().secret_prefix}/app", json.dumps({"link_signing_key": "s" * 43}))
+
+
+@contextmanager
+def hosted_pages(monkeypatch: pytest.MonkeyPatch, base: str) -> Iterator[None]:
+    """Settings of the hosted pages under test: links on `base`, mail to the local sink instead of SES,
+    the app secret links are signed with; the settings are read again on leaving."""
+    monkeypatch.setenv("PAYWALLS_LOCAL_DEV", "1")
+    monkeypatch.setenv("PUBLIC_BASE_URL", base)
+    settings.cache_clear()
+    app_secret()
+    yield
+    settings.cache_clear()
 
 
 def shared_paywall(name: str = "Shared app", fee: str = "10", **fields: Any) -> paywalls.Paywall:

@@ -77,6 +77,20 @@ def test_bad_paywall_input_is_a_clear_400(admin: TestClient, body: dict, param: 
     assert error["param"] == param and error["type"] == "invalid_request_error" and error["message"]
 
 
+def test_create_and_patch_take_the_same_profile_fields_and_refuse_others(aws_mock: None) -> None:
+    from paywalls.billing import paywall as paywalls
+
+    profile = {"description": "d", "icon_url": "https://example.com/i.png", "markup_percent": 10}
+    profile |= {"trial_credits": "0.5", "platform_fee_percent": "5"}
+    created = paywalls.create({"name": "P", "mode": "shared", **profile})
+    patched = paywalls.patch(created.id, {"name": "Q", "mode": "shared", **profile, "description": "e"})
+    assert (patched.name, patched.description, patched.mode) == ("Q", "e", "shared")
+    for change in (lambda data: paywalls.create({"name": "x", **data}), lambda data: paywalls.patch(created.id, data)):
+        with pytest.raises(paywalls.InvalidRequest) as refused:
+            change({"description": "d", "surprise": 1})
+        assert refused.value.param == "surprise" and "unknown field(s): surprise" in str(refused.value)
+
+
 def test_not_json_and_unknown_paywall(admin: TestClient) -> None:
     bad = admin.post("/admin/paywalls", content=b"{nope", headers={"Content-Type": "application/json"})
     assert bad.status_code == 400 and bad.json()["error"]["code"] == "invalid_json"
@@ -276,36 +290,22 @@ def test_admin_auth_iam_mode_requires_gateway_identity(aws_mock: None, monkeypat
 
 # ---- hostile input: every admin route answers 400, never 500 ------------------------------------
 
+# Every field of a paywall's profile, as creating and changing one take them.
+PROFILE_BODY: dict[str, object] = {
+    "name": "App",
+    "mode": "default",
+    "description": "d",
+    "icon_url": "https://x.example/i.png",
+    "markup_percent": "1",
+    "trial_credits": "0.5",
+    "platform_fee_percent": "1",
+}
 # One valid body per admin route that takes JSON; each field in turn gets a value of the wrong type.
 # `{pid}` is a default-mode paywall, `{shared}` a shared-mode one (the routes that need that mode),
 # `{person}` a wallet owner.
 ADMIN_BODY_ROUTES: list[tuple[str, str, dict[str, object]]] = [
-    (
-        "POST",
-        "/admin/paywalls",
-        {
-            "name": "App",
-            "mode": "default",
-            "description": "d",
-            "icon_url": "https://x.example/i.png",
-            "markup_percent": "1",
-            "trial_credits": "0.5",
-            "platform_fee_percent": "1",
-        },
-    ),
-    (
-        "PATCH",
-        "/admin/paywalls/{pid}",
-        {
-            "name": "App",
-            "mode": "default",
-            "description": "d",
-            "icon_url": "https://x.example/i.png",
-            "markup_percent": "1",
-            "trial_credits": "0.5",
-            "platform_fee_percent": "1",
-        },
-    ),
+    ("POST", "/admin/paywalls", PROFILE_BODY),
+    ("PATCH", "/admin/paywalls/{pid}", PROFILE_BODY),
     ("POST", "/admin/paywalls/{pid}/keys", {"environment": "live"}),
     (
         "PUT",

@@ -6,6 +6,7 @@ import json
 import os
 import shutil
 import subprocess
+from typing import Any
 
 import pytest
 
@@ -15,30 +16,37 @@ from tests.conftest import ROOT, LocalStack
 JS_DIR = ROOT / "tests" / "js"
 
 
-def test_openai_npm_package_streams_through_the_proxy(stack: LocalStack) -> None:
-    node = shutil.which("node")
-    if node is None or not (JS_DIR / "node_modules" / "openai").is_dir():
-        pytest.skip("node or tests/js/node_modules missing: `make deps-dev` runs npm install")
+def _node_results(
+    stack: LocalStack, node: str, user_name: str, *arguments: str
+) -> tuple[dict[str, Any], str, dict[str, dict[str, Any]]]:
+    """Runs `node --test *arguments` in tests/js against a new paywall, as a funded user (and a broke
+    one): the paywall, the funded user, and each RESULT line the scripts print, by its test name."""
     paywall = make_paywall(stack)
-    user = new_user("js")
+    user = new_user(user_name)
     fund(stack, paywall["id"], user, "1")
     env = {
         **os.environ,
         "PAYWALLS_BASE_URL": f"{stack.url}/v1",
         "PAYWALLS_API_KEY": paywall["key"],
         "PAYWALLS_USER": user,
-        "PAYWALLS_BROKE_USER": new_user("js-broke"),
+        "PAYWALLS_BROKE_USER": new_user(f"{user_name}-broke"),
     }
-    run = subprocess.run(
-        [node, "--test", "stream.test.mjs"], cwd=JS_DIR, env=env, capture_output=True, text=True, timeout=120
-    )
+    run = subprocess.run([node, "--test", *arguments], cwd=JS_DIR, env=env, capture_output=True, text=True, timeout=120)
     assert run.returncode == 0, run.stdout + run.stderr
-    results = {}
+    results: dict[str, dict[str, Any]] = {}
     for line in run.stdout.splitlines():
         _, marker, payload = line.partition("RESULT ")
         if marker:
             result = json.loads(payload)
             results[result["test"]] = result
+    return paywall, user, results
+
+
+def test_openai_npm_package_streams_through_the_proxy(stack: LocalStack) -> None:
+    node = shutil.which("node")
+    if node is None or not (JS_DIR / "node_modules" / "openai").is_dir():
+        pytest.skip("node or tests/js/node_modules missing: `make deps-dev` runs npm install")
+    _, _, results = _node_results(stack, node, "js", "stream.test.mjs")
     assert results["echo"]["text"] == "streamed from node js"
     assert results["echo"]["usage"]["completion_tokens"] == 4
     assert results["paywall"]["action"] == "topup"
@@ -47,31 +55,7 @@ def test_openai_npm_package_streams_through_the_proxy(stack: LocalStack) -> None
 def test_openai_npm_package_on_the_responses_api_and_embeddings_with_exact_charges(stack: LocalStack) -> None:
     node = shutil.which("node")
     assert node is not None and (JS_DIR / "node_modules" / "openai").is_dir(), "`make deps-dev` runs npm install"
-    paywall = make_paywall(stack)
-    user = new_user("jsr")
-    fund(stack, paywall["id"], user, "1")
-    env = {
-        **os.environ,
-        "PAYWALLS_BASE_URL": f"{stack.url}/v1",
-        "PAYWALLS_API_KEY": paywall["key"],
-        "PAYWALLS_USER": user,
-        "PAYWALLS_BROKE_USER": new_user("jsr-broke"),
-    }
-    run = subprocess.run(
-        [node, "--test", "--test-concurrency=1", "responses.test.mjs"],
-        cwd=JS_DIR,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    assert run.returncode == 0, run.stdout + run.stderr
-    results = {}
-    for line in run.stdout.splitlines():
-        _, marker, payload = line.partition("RESULT ")
-        if marker:
-            result = json.loads(payload)
-            results[result["test"]] = result
+    paywall, user, results = _node_results(stack, node, "jsr", "--test-concurrency=1", "responses.test.mjs")
     assert results["paywall"]["action"] == "topup"
     # The demo counts words: input = words + 1 per item, output = words echoed; embeddings: words.
     assert (results["create"]["usage"]["input_tokens"], results["create"]["usage"]["output_tokens"]) == (5, 4)

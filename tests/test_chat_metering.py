@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 from decimal import Decimal
+from typing import Any
 
 import pytest
 from hypothesis import given, settings
@@ -16,8 +17,10 @@ from devserver.demo_provider import usage_of
 from paywalls.billing import metering
 from paywalls.billing.metering import HoldPlan, Pricing, StreamTally, Usage
 from paywalls.billing.paywall import InvalidRequest, ModelPrice
+from paywalls.chat import embeddings as embeddings_request
 from paywalls.chat import replies as chat_replies
 from paywalls.chat import request as chat_request
+from paywalls.chat import responses as responses_request
 from paywalls.chat import sse
 
 ECHO = Pricing(ModelPrice(Decimal("1"), Decimal("2"), Decimal("0.0001")))
@@ -305,6 +308,66 @@ def test_parse_refuses_file_parts(part: dict) -> None:
     with pytest.raises(InvalidRequest, match="file content parts are not supported") as raised:
         chat_request.parse(body)
     assert raised.value.param == "messages"
+
+
+FILE_PART_REFUSED = (
+    "{} are not supported: the size of a file's prompt cannot be known before the call, so it cannot be paid "
+    "for in advance. Send the document's text as {} instead."
+)
+
+
+@pytest.mark.parametrize(
+    ("parse", "body", "message", "param"),
+    [
+        (
+            chat_request.parse,
+            {"model": "m", "messages": [{"role": "user", "content": [{"type": "file", "file": {"file_id": "f"}}]}]},
+            FILE_PART_REFUSED.format("file content parts", "a text part"),
+            "messages",
+        ),
+        (
+            responses_request.parse,
+            {"model": "m", "input": [{"role": "user", "content": [{"type": "input_file", "file_id": "f"}]}]},
+            FILE_PART_REFUSED.format("input_file parts", "input_text"),
+            "input",
+        ),
+    ],
+)
+def test_each_endpoint_refuses_its_file_parts_in_its_own_words(
+    parse: Any, body: dict[str, Any], message: str, param: str
+) -> None:
+    with pytest.raises(InvalidRequest) as raised:
+        parse(body)
+    assert (str(raised.value), raised.value.param) == (message, param)
+
+
+CHAT = {"model": "m", "messages": [{"role": "user", "content": "x"}]}
+RESPONSES = {"model": "m", "input": "x"}
+EMBEDDINGS = {"model": "m", "input": "x"}
+
+
+@pytest.mark.parametrize(
+    ("parse", "body", "field", "message"),
+    [
+        (chat_request.parse, CHAT, "stream", "stream must be a boolean"),
+        (chat_request.parse, CHAT, "stream_options", "stream_options must be an object"),
+        (chat_request.parse, CHAT, "user", "user must be a string"),
+        (responses_request.parse, RESPONSES, "stream", "stream must be a boolean"),
+        (responses_request.parse, RESPONSES, "user", "user must be a string"),
+        (responses_request.parse, RESPONSES, "instructions", "instructions must be a string"),
+        (embeddings_request.parse, EMBEDDINGS, "user", "user must be a string"),
+    ],
+)
+def test_each_endpoint_refuses_a_field_of_the_wrong_type(
+    parse: Any, body: dict[str, Any], field: str, message: str
+) -> None:
+    """A value of another type is a 400 naming the field (a string field gets a number, the others a
+    string); null is the field left out."""
+    wrong: Any = 1 if message.endswith("a string") else "1"
+    with pytest.raises(InvalidRequest) as raised:
+        parse({**body, field: wrong})
+    assert (str(raised.value), raised.value.param) == (message, field)
+    parse({**body, field: None})  # absent and null are the same: accepted
 
 
 def test_parse_reads_fallback_models() -> None:

@@ -42,6 +42,19 @@ def paywalls(
     return proc
 
 
+def chat_as_new_user(stack: LocalStack, pid: str, user: str, model: str, content: str) -> httpx.Response:
+    """Through the CLI, a new key of paywall `pid` and 1.00 for `user`; then one chat completion as
+    `user` with that key (over HTTP, as an app would)."""
+    key = json.loads(paywalls(stack, "--json", "keys", "create", pid).stdout)["key"]
+    paywalls(stack, "adjust", pid, user, "1")
+    return httpx.post(
+        f"{stack.url}/v1/chat/completions",
+        headers={"Authorization": f"Bearer {key}"},
+        json={"model": model, "user": user, "messages": [{"role": "user", "content": content}]},
+        timeout=30,
+    )
+
+
 def test_cli_wraps_every_admin_call(stack: LocalStack) -> None:
     created = json.loads(paywalls(stack, "--json", "create", "--name", "CLI app", "--trial-credits", "0.5").stdout)
     pid = created["id"]
@@ -56,30 +69,11 @@ def test_cli_wraps_every_admin_call(stack: LocalStack) -> None:
     listed = json.loads(paywalls(stack, "--json", "keys", "list", pid).stdout)["data"]
     assert [k["id"] for k in listed] == [key["id"]]
 
-    provider = paywalls(
-        stack,
-        "--json",
-        "provider",
-        pid,
-        "--kind",
-        "openai-compatible",
-        "--base-url",
-        f"{stack.url}/_demo/v1",
-        "--stdin",
-        stdin="demo-provider-key\n",
-    )
+    # The same provider, its key read from stdin, then from the environment.
+    set_demo = ("--json", "provider", pid, "--kind", "openai-compatible", "--base-url", f"{stack.url}/_demo/v1")
+    provider = paywalls(stack, *set_demo, "--stdin", stdin="demo-provider-key\n")
     assert "demo-provider-key" not in provider.stdout
-    from_env = paywalls(
-        stack,
-        "--json",
-        "provider",
-        pid,
-        "--kind",
-        "openai-compatible",
-        "--base-url",
-        f"{stack.url}/_demo/v1",
-        env={"PAYWALLS_PROVIDER_API_KEY": "demo-provider-key"},
-    )
+    from_env = paywalls(stack, *set_demo, env={"PAYWALLS_PROVIDER_API_KEY": "demo-provider-key"})
     assert json.loads(from_env.stdout)["api_key_set"] is True
     no_secret = paywalls(stack, "provider", pid, "--kind", "openai", check=False, env={"PAYWALLS_PROVIDER_API_KEY": ""})
     assert no_secret.returncode == 1 and "stdin" in no_secret.stderr
@@ -182,16 +176,21 @@ def test_cli_signs_with_sigv4_when_no_token(monkeypatch: Any) -> None:
     assert json.loads(request["body"]) == {"mode": "default", "name": "Signed"}
 
 
+class Recording:
+    """An AdminClient stand-in that records calls and answers from a script (else `default`)."""
+
+    def __init__(self, answers: dict[tuple[str, str], Any] | None = None, default: Any = None) -> None:
+        self.calls: list[tuple[str, str, Any]] = []
+        self.answers = answers or {}
+        self.default = {"ok": True} if default is None else default
+
+    def request(self, method: str, path: str, body: Any = None, headers: Any = None) -> Any:
+        self.calls.append((method, path, body))
+        return self.answers.get((method, path), self.default)
+
+
 def test_withdrawal_paid_posts_the_reference_to_the_withdrawal() -> None:
-    class Recording:
-        def __init__(self) -> None:
-            self.calls: list[tuple[str, str, Any]] = []
-
-        def request(self, method: str, path: str, body: Any = None, headers: Any = None) -> Any:
-            self.calls.append((method, path, body))
-            return {"status": "paid"}
-
-    client = Recording()
+    client = Recording(default={"status": "paid"})
     parser = cli.build_parser()
     with_ref = parser.parse_args(["withdrawal-paid", "pw_1", "wd_1", "--reference", "bank-tx-9"])
     assert cli.run(with_ref, client) == {"status": "paid"}  # type: ignore[arg-type]
@@ -202,16 +201,18 @@ def test_withdrawal_paid_posts_the_reference_to_the_withdrawal() -> None:
     ]
 
 
+def test_provider_commands_offer_every_provider_kind() -> None:
+    from paywalls.chat.providers import KINDS
+
+    assert cli.PROVIDER_KINDS == KINDS
+    parser = cli.build_parser()
+    for command in (["provider", "pw_1"], ["provider-add", "pw_1", "claude"]):
+        for kind in KINDS:
+            assert parser.parse_args([*command, "--kind", kind]).kind == kind
+
+
 def test_losses_and_earnings_read_the_operator_reports() -> None:
-    class Recording:
-        def __init__(self) -> None:
-            self.calls: list[tuple[str, str, Any]] = []
-
-        def request(self, method: str, path: str, body: Any = None, headers: Any = None) -> Any:
-            self.calls.append((method, path, body))
-            return {"object": "list", "data": []}
-
-    client = Recording()
+    client = Recording(default={"object": "list", "data": []})
     parser = cli.build_parser()
     cli.run(parser.parse_args(["losses"]), client)  # type: ignore[arg-type]
     cli.run(parser.parse_args(["losses", "--environment", "test"]), client)  # type: ignore[arg-type]
@@ -299,14 +300,7 @@ def test_provider_demo_serves_a_new_paywall_and_only_locally(stack: LocalStack) 
     provider = json.loads(paywalls(stack, "--json", "provider", pid, "--demo").stdout)
     assert provider["base_url"] == f"{stack.url}/_demo/v1" and provider["kind"] == "openai-compatible"
     paywalls(stack, "pricing", pid, "--model", "demo/echo=1,2")
-    key = json.loads(paywalls(stack, "--json", "keys", "create", pid).stdout)["key"]
-    paywalls(stack, "adjust", pid, "dave", "1")
-    reply = httpx.post(
-        f"{stack.url}/v1/chat/completions",
-        headers={"Authorization": f"Bearer {key}"},
-        json={"model": "demo/echo", "user": "dave", "messages": [{"role": "user", "content": "served by the demo"}]},
-        timeout=30,
-    )
+    reply = chat_as_new_user(stack, pid, "dave", "demo/echo", "served by the demo")
     assert reply.status_code == 200 and reply.json()["choices"][0]["message"]["content"] == "served by the demo"
     mixed = paywalls(stack, "provider", pid, "--demo", "--kind", "openai", check=False)
     assert mixed.returncode == 1 and "--demo" in mixed.stderr
@@ -315,18 +309,6 @@ def test_provider_demo_serves_a_new_paywall_and_only_locally(stack: LocalStack) 
         + ["provider", pid, "--demo"]
     )
     assert remote == 1
-
-
-class Recording:
-    """An AdminClient stand-in that records calls and answers from a script."""
-
-    def __init__(self, answers: dict[tuple[str, str], Any] | None = None) -> None:
-        self.calls: list[tuple[str, str, Any]] = []
-        self.answers = answers or {}
-
-    def request(self, method: str, path: str, body: Any = None, headers: Any = None) -> Any:
-        self.calls.append((method, path, body))
-        return self.answers.get((method, path), {"ok": True})
 
 
 def test_person_adjust_accepts_an_email_or_an_id() -> None:
@@ -343,15 +325,7 @@ def test_person_adjust_accepts_an_email_or_an_id() -> None:
 
 
 def test_webhooks_commands_call_the_admin_mirror_of_the_webhook_api(monkeypatch: Any) -> None:
-    class Recording:
-        def __init__(self) -> None:
-            self.calls: list[tuple[str, str, Any]] = []
-
-        def request(self, method: str, path: str, body: Any = None, headers: Any = None) -> Any:
-            self.calls.append((method, path, body))
-            return {}
-
-    client = Recording()
+    client = Recording(default={})
     parser = cli.build_parser()
     monkeypatch.setattr(sys, "stdin", __import__("io").StringIO("whsec_my_own_secret_123\n"))
     base = "/paywalls/pw_1/webhooks"
@@ -441,14 +415,7 @@ def test_cli_sets_named_providers_routes_and_fallbacks(stack: LocalStack) -> Non
     ]
     listed = json.loads(paywalls(stack, "--json", "providers", pid).stdout)["data"]
     assert [p["name"] for p in listed] == ["default", "first", "second"]
-    key = json.loads(paywalls(stack, "--json", "keys", "create", pid).stdout)["key"]
-    paywalls(stack, "adjust", pid, "erin", "1")
-    reply = httpx.post(
-        f"{stack.url}/v1/chat/completions",
-        headers={"Authorization": f"Bearer {key}"},
-        json={"model": "acme/echo", "user": "erin", "messages": [{"role": "user", "content": "routed by the cli"}]},
-        timeout=30,
-    )
+    reply = chat_as_new_user(stack, pid, "erin", "acme/echo", "routed by the cli")
     assert reply.status_code == 200 and reply.headers["x-paywall-provider"] == "second"
     in_use = paywalls(stack, "provider-remove", pid, "first", check=False)
     assert in_use.returncode == 1

@@ -205,22 +205,16 @@ def test_a_ledger_page_and_a_gsi_query_cost_their_result_not_the_table(dynamodb,
 
     monkeypatch.setattr(type(table), "_item_comes_before_dct", counting)
 
-    first = client.query(
-        TableName=TABLE,
-        KeyConditionExpression="pk = :p AND begins_with(sk, :e)",
-        ExpressionAttributeValues={":p": {"S": "WALLET#big"}, ":e": {"S": "ENTRY#"}},
-        ScanIndexForward=False,
-        Limit=20,
-    )
+    newest_entries: dict[str, Any] = {
+        "TableName": TABLE,
+        "KeyConditionExpression": "pk = :p AND begins_with(sk, :e)",
+        "ExpressionAttributeValues": {":p": {"S": "WALLET#big"}, ":e": {"S": "ENTRY#"}},
+        "ScanIndexForward": False,
+        "Limit": 20,
+    }
+    first = client.query(**newest_entries)
     assert [i["sk"]["S"] for i in first["Items"]] == [f"ENTRY#{i:012d}" for i in range(9_999, 9_979, -1)]
-    second = client.query(
-        TableName=TABLE,
-        KeyConditionExpression="pk = :p AND begins_with(sk, :e)",
-        ExpressionAttributeValues={":p": {"S": "WALLET#big"}, ":e": {"S": "ENTRY#"}},
-        ScanIndexForward=False,
-        Limit=20,
-        ExclusiveStartKey=first["LastEvaluatedKey"],
-    )
+    second = client.query(**newest_entries, ExclusiveStartKey=first["LastEvaluatedKey"])
     assert [i["sk"]["S"] for i in second["Items"]] == [f"ENTRY#{i:012d}" for i in range(9_979, 9_959, -1)]
     # The second page skipped nothing item by item: the start key was found by bisection.
     assert len(seen) <= 1, f"{len(seen)} items walked to find the start of the page"

@@ -24,6 +24,7 @@ from tests.chat_support import (
     demo_requests,
     expected_cost,
     fund,
+    funded_user,
     make_paywall,
     new_user,
     sdk,
@@ -45,9 +46,7 @@ def _user_header(user: str) -> dict[str, str]:
 
 
 def test_responses_create_is_charged_its_exact_usage_and_names_the_provider(stack: LocalStack) -> None:
-    paywall = make_paywall(stack)
-    user = new_user("resp")
-    fund(stack, paywall["id"], user, "1")
+    paywall, user = funded_user(stack, "resp")
     marker = uuid.uuid4().hex[:10]
     text = f"respond {marker} with these words"
     raw = sdk(stack, paywall["key"]).responses.with_raw_response.create(
@@ -72,9 +71,7 @@ def test_responses_create_is_charged_its_exact_usage_and_names_the_provider(stac
 
 
 def test_responses_stream_with_the_sdk_is_charged_before_the_completed_event(stack: LocalStack) -> None:
-    paywall = make_paywall(stack)
-    user = new_user("rstream")
-    fund(stack, paywall["id"], user, "1")
+    paywall, user = funded_user(stack, "rstream")
     marker = uuid.uuid4().hex[:10]
     text = f"stream {marker} back to me please"
     client = sdk(stack, paywall["key"])
@@ -100,9 +97,7 @@ def test_responses_stream_with_the_sdk_is_charged_before_the_completed_event(sta
 
 
 def test_the_output_limit_sent_is_lowered_to_what_the_balance_covers(stack: LocalStack) -> None:
-    paywall = make_paywall(stack)
-    user = new_user("rlow")
-    fund(stack, paywall["id"], user, "0.002")  # 2,000 micro-units: far fewer than 4,096 output tokens
+    paywall, user = funded_user(stack, "rlow", "0.002")  # 2,000 micro-units: far fewer than 4,096 output tokens
     marker = uuid.uuid4().hex[:10]
     response = sdk(stack, paywall["key"]).responses.create(
         model="demo/echo", input=f"short {marker}", extra_headers=_user_header(user)
@@ -157,9 +152,7 @@ def test_previous_response_id_holds_the_stored_context_allowance(stack: LocalSta
 def test_hosted_tools_are_refused_unless_priced_and_then_charged_their_surcharge(
     stack: LocalStack, tool: dict, feature: str
 ) -> None:
-    paywall = make_paywall(stack)
-    user = new_user("rtool")
-    fund(stack, paywall["id"], user, "1")
+    paywall, user = funded_user(stack, "rtool")
     marker = uuid.uuid4().hex[:10]
     client = sdk(stack, paywall["key"])
     with pytest.raises(openai.BadRequestError) as refused:
@@ -178,9 +171,7 @@ def test_hosted_tools_are_refused_unless_priced_and_then_charged_their_surcharge
 
 
 def test_responses_refusals_reach_no_provider(stack: LocalStack) -> None:
-    paywall = make_paywall(stack)
-    user = new_user("rbad")
-    fund(stack, paywall["id"], user, "1")
+    paywall, user = funded_user(stack, "rbad")
     headers = {"Authorization": f"Bearer {paywall['key']}", "X-Paywall-User": user}
     cases = [
         ({"model": "demo/echo", "input": "x", "background": True}, "background"),
@@ -227,9 +218,7 @@ def test_a_provider_without_a_responses_endpoint_is_refused_and_chat_still_works
 
 
 def test_embeddings_with_the_sdk_are_charged_the_exact_input_tokens(stack: LocalStack) -> None:
-    paywall = make_paywall(stack, models={"demo/embed": EMBED_PRICE})
-    user = new_user("emb")
-    fund(stack, paywall["id"], user, "1")
+    paywall, user = funded_user(stack, "emb", models={"demo/embed": EMBED_PRICE})
     marker = uuid.uuid4().hex[:10]
     client = sdk(stack, paywall["key"])
     inputs = [f"embed {marker} this", "and this one too"]
@@ -253,9 +242,8 @@ def test_embeddings_with_the_sdk_are_charged_the_exact_input_tokens(stack: Local
 
 
 def test_an_embedding_hold_is_the_input_bound_and_a_short_balance_gets_a_402_with_the_link(stack: LocalStack) -> None:
-    paywall = make_paywall(stack, models={"demo/embed": {"prompt": "1000", "completion": "0"}})
-    user = new_user("embbroke")
-    fund(stack, paywall["id"], user, "0.03")  # 30,000 micro-units: 30 tokens at $1000/M
+    # 0.03: 30,000 micro-units, 30 tokens at $1000/M
+    paywall, user = funded_user(stack, "embbroke", "0.03", models={"demo/embed": {"prompt": "1000", "completion": "0"}})
     client = sdk(stack, paywall["key"])
     fits = "x" * 28  # 28 bytes + 2 markers = 30 tokens held: exactly covered
     client.embeddings.create(model="demo/embed", input=fits, extra_headers=_user_header(user))
@@ -269,9 +257,7 @@ def test_an_embedding_hold_is_the_input_bound_and_a_short_balance_gets_a_402_wit
 
 
 def test_embedding_inputs_are_checked_before_the_provider(stack: LocalStack) -> None:
-    paywall = make_paywall(stack, models={"demo/embed": EMBED_PRICE})
-    user = new_user("embbad")
-    fund(stack, paywall["id"], user, "1")
+    paywall, user = funded_user(stack, "embbad", models={"demo/embed": EMBED_PRICE})
     headers = {"Authorization": f"Bearer {paywall['key']}", "X-Paywall-User": user}
     for body, param in [
         ({"model": "demo/embed", "input": ""}, "input"),
@@ -320,9 +306,7 @@ def test_base64_from_the_demo_decodes_to_its_vector() -> None:
 
 
 def test_malformed_bodies_are_a_4xx_never_a_5xx(stack: LocalStack) -> None:
-    paywall = make_paywall(stack, models={"demo/echo": ECHO_PRICE, "demo/embed": EMBED_PRICE})
-    user = new_user("fuzz")
-    fund(stack, paywall["id"], user, "1")
+    paywall, user = funded_user(stack, "fuzz", models={"demo/echo": ECHO_PRICE, "demo/embed": EMBED_PRICE})
     headers = {"Authorization": f"Bearer {paywall['key']}", "X-Paywall-User": user}
     odd: list[object] = [5, -1, True, "", [], [1], [{}], {"a": [1, {"b": None}]}]
     cases: list[tuple[str, object]] = [("/v1/responses", b) for b in ([], "text", 5)]
@@ -346,9 +330,7 @@ def test_malformed_bodies_are_a_4xx_never_a_5xx(stack: LocalStack) -> None:
 
 
 def test_a_spend_limit_answers_in_each_endpoints_shape(stack: LocalStack) -> None:
-    paywall = make_paywall(stack, models={"demo/echo": ECHO_PRICE, "demo/embed": EMBED_PRICE})
-    user = new_user("rlimit")
-    fund(stack, paywall["id"], user, "1")
+    paywall, user = funded_user(stack, "rlimit", models={"demo/echo": ECHO_PRICE, "demo/embed": EMBED_PRICE})
     with stack.admin() as admin:
         admin.put(f"/admin/paywalls/{paywall['id']}/limits", json={"spend_per_month": "0.00001"}).raise_for_status()
     client = sdk(stack, paywall["key"])

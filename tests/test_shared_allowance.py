@@ -24,22 +24,23 @@ from tests.shared_support import app_secret, form_with, shared_paywall
 BASE = "https://pay.example.com"
 
 
-@pytest.fixture
-def api(aws_mock: None, monkeypatch: pytest.MonkeyPatch) -> Iterator[TestClient]:
+def _function_client(monkeypatch: pytest.MonkeyPatch, path: str, name: str) -> Iterator[TestClient]:
+    """The function at `path` served at BASE (with the app secret its links are signed with)."""
     monkeypatch.setenv("PUBLIC_BASE_URL", BASE)
     settings.cache_clear()
     app_secret()
-    yield TestClient(load_function_app("functions/user_api", "UserApiFunction"), base_url=BASE)
+    yield TestClient(load_function_app(path, name), base_url=BASE)
     settings.cache_clear()
+
+
+@pytest.fixture
+def api(aws_mock: None, monkeypatch: pytest.MonkeyPatch) -> Iterator[TestClient]:
+    yield from _function_client(monkeypatch, "functions/user_api", "UserApiFunction")
 
 
 @pytest.fixture
 def wallet(aws_mock: None, monkeypatch: pytest.MonkeyPatch) -> Iterator[TestClient]:
-    monkeypatch.setenv("PUBLIC_BASE_URL", BASE)
-    settings.cache_clear()
-    app_secret()
-    yield TestClient(load_function_app("functions/wallet", "WalletFunction"), base_url=BASE)
-    settings.cache_clear()
+    yield from _function_client(monkeypatch, "functions/wallet", "WalletFunction")
 
 
 def leaked(text: str, *micros: int) -> list[str]:

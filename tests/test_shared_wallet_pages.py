@@ -17,9 +17,8 @@ from devserver.router import load_function_app
 from paywalls.billing import earnings, ledger, paywall
 from paywalls.http import csrf
 from paywalls.infra import links, mailer
-from paywalls.infra.config import settings
 from paywalls.wallets import connections, persons, sessions, shared_mode
-from tests.shared_support import WalletBrowser, app_secret, form_with, forms, links_to, shared_paywall
+from tests.shared_support import WalletBrowser, form_with, forms, hosted_pages, links_to, shared_paywall
 
 BASE = "https://testserver"
 
@@ -36,14 +35,10 @@ class Site:
 
 @pytest.fixture
 def site(aws_mock: None, monkeypatch: pytest.MonkeyPatch) -> Iterator[Site]:
-    monkeypatch.setenv("PAYWALLS_LOCAL_DEV", "1")  # the mail sink instead of SES
-    monkeypatch.setenv("PUBLIC_BASE_URL", BASE)
-    settings.cache_clear()
-    app_secret()
-    wallet = TestClient(load_function_app("functions/wallet", "WalletFunction"), base_url=BASE)
-    api = TestClient(load_function_app("functions/user_api", "UserApiFunction"), base_url=BASE)
-    yield Site(wallet, api)
-    settings.cache_clear()
+    with hosted_pages(monkeypatch, BASE):
+        wallet = TestClient(load_function_app("functions/wallet", "WalletFunction"), base_url=BASE)
+        api = TestClient(load_function_app("functions/user_api", "UserApiFunction"), base_url=BASE)
+        yield Site(wallet, api)
 
 
 def email() -> str:
@@ -52,6 +47,20 @@ def email() -> str:
 
 def authorize_url(paywall_id: str, user: str, environment: str = "live", now: float | None = None) -> str:
     return shared_mode.authorize_url(BASE, paywall_id, environment, user, now=now)
+
+
+def _approved_with_funds(site: Site, app_name: str, user: str, micros: int) -> tuple[paywall.Paywall, WalletBrowser]:
+    """A shared paywall named `app_name` and the browser of a new person, signed in, who approved it for
+    `user` with a limit of 1.00 and holds `micros` in their live wallet."""
+    pw = shared_paywall(app_name)
+    address = email()
+    browser = site.browser()
+    browser.sign_in(address)
+    browser.approve(authorize_url(pw.id, user), cap="1")
+    person = persons.find_by_email(address)
+    assert person
+    ledger.credit(person.wallet_for("live"), micros, idempotency_key="fund")
+    return pw, browser
 
 
 def key_for(paywall_id: str, environment: str = "live") -> str:
@@ -291,14 +300,7 @@ def test_default_mode_paywalls_have_no_connect(site: Site) -> None:
 
 
 def test_wallet_page_lists_apps_with_their_spending(site: Site) -> None:
-    pw = shared_paywall("Spender <i>")
-    browser = site.browser()
-    address = email()
-    browser.sign_in(address)
-    browser.approve(authorize_url(pw.id, "u1"), cap="1")
-    person = persons.find_by_email(address)
-    assert person
-    ledger.credit(person.wallet_for("live"), 2_000_000, idempotency_key="fund")
+    pw, browser = _approved_with_funds(site, "Spender <i>", "u1", 2_000_000)
     assert shared_mode.charge(pw, "live", "u1", "0.25", idempotency_key="k").posting
     home = browser.get(f"{BASE}/wallet/home").text
     assert "Spender &lt;i&gt;" in home and "spent $0.25" in home and "limit $1.00" in home
@@ -392,14 +394,7 @@ def test_a_bad_limit_on_the_consent_page_shows_the_form_again_with_the_error(sit
 
 
 def test_the_wallet_raises_lowers_and_removes_an_apps_limit(site: Site) -> None:
-    pw = shared_paywall("Capped")
-    address = email()
-    browser = site.browser()
-    browser.sign_in(address)
-    browser.approve(authorize_url(pw.id, "erin"), cap="1")
-    person = persons.find_by_email(address)
-    assert person
-    ledger.credit(person.wallet_for("live"), 5_000_000, idempotency_key="fund")
+    pw, browser = _approved_with_funds(site, "Capped", "erin", 5_000_000)
     assert shared_mode.charge(pw, "live", "erin", "1", idempotency_key="k1").posting
     refused = shared_mode.charge(pw, "live", "erin", "0.5", idempotency_key="k2")
     assert refused.refusal == "cap"  # the "limit reached" reply links to the wallet page
@@ -471,14 +466,7 @@ def test_revoking_asks_for_confirmation(site: Site) -> None:
 
 
 def test_money_and_times_are_shown_for_people(site: Site) -> None:
-    pw = shared_paywall("Tiny")
-    address = email()
-    browser = site.browser()
-    browser.sign_in(address)
-    browser.approve(authorize_url(pw.id, "gil"), cap="1")
-    person = persons.find_by_email(address)
-    assert person
-    ledger.credit(person.wallet_for("live"), 6_000_000, idempotency_key="fund")
+    pw, browser = _approved_with_funds(site, "Tiny", "gil", 6_000_000)
     assert shared_mode.charge(pw, "live", "gil", "0.000599", idempotency_key="k").posting
     home = browser.get(f"{BASE}/wallet/home").text
     assert "$5.999401" not in home and "5.999401" not in home

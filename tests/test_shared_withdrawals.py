@@ -283,35 +283,43 @@ def test_wallet_topup_checkout_and_webhook_credit_once(admin: Admin, monkeypatch
 # ---- concurrency on the local engine --------------------------------------------------------------
 
 
-@pytest.mark.usefixtures("engine")
-def test_concurrent_withdrawals_and_capped_charges_never_overdraw(
-    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
-) -> None:
+def _person_connected(monkeypatch: pytest.MonkeyPatch, cap: int | None) -> tuple[Clock, Paywall, persons.Person]:
+    """A fee-less shared paywall and a person with 1.00 who connected it as user `u` (with `cap`)."""
     clock = Clock(monkeypatch)
     app_secret()
     paywall = shared_paywall(fee="0")
     person = funded_person(micros=1_000_000)
-    connections.connect(paywall.id, "live", "u", person.id, cap=300_000)
+    connections.connect(paywall.id, "live", "u", person.id, cap=cap)
+    return clock, paywall, person
 
-    def charge(i: int) -> str:
-        result = shared_mode.charge(paywall, "live", "u", "0.01", idempotency_key=f"c{i}")
-        return "charged" if result.posting else str(result.refusal)
 
+def _charge(paywall: Paywall, key: str) -> str:
+    """0.01 charged to user `u`: "charged", or the refusal."""
+    result = shared_mode.charge(paywall, "live", "u", "0.01", idempotency_key=key)
+    return "charged" if result.posting else str(result.refusal)
+
+
+def _withdraw(paywall: Paywall, key: str) -> str:
+    """0.05 of the paywall's earnings: "withdrawn", or "refused" (409: not that much available)."""
+    try:
+        withdrawals.withdraw(paywall, "live", "0.05", idempotency_key=key)
+        return "withdrawn"
+    except Conflict:
+        return "refused"
+
+
+@pytest.mark.usefixtures("engine")
+def test_concurrent_withdrawals_and_capped_charges_never_overdraw(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    clock, paywall, person = _person_connected(monkeypatch, cap=300_000)
     with ThreadPoolExecutor(max_workers=32) as pool:
-        charges = Counter(pool.map(charge, range(60)))
+        charges = Counter(pool.map(lambda i: _charge(paywall, f"c{i}"), range(60)))
     assert charges == Counter({"charged": 30, "cap": 30})
     assert earnings.summary(paywall.id, "live")["earned"] == "300000"
     clock.past_hold()
-
-    def withdraw(i: int) -> str:
-        try:
-            withdrawals.withdraw(paywall, "live", "0.05", idempotency_key=f"w{i}")
-            return "withdrawn"
-        except Conflict:
-            return "refused"
-
     with ThreadPoolExecutor(max_workers=16) as pool:
-        outcome = Counter(pool.map(withdraw, range(16)))
+        outcome = Counter(pool.map(lambda i: _withdraw(paywall, f"w{i}"), range(16)))
     with capsys.disabled():
         print(
             f"\n60 charges of 0.01 under a 0.30 cap: {dict(charges)}; 16 withdrawals of 0.05 from 0.30: {dict(outcome)}"
@@ -396,24 +404,13 @@ def test_the_hold_is_the_templates_earnings_hold_days(admin: Admin, monkeypatch:
 def test_parallel_withdrawals_never_exceed_matured_earnings_while_new_charges_arrive(
     capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    clock = Clock(monkeypatch)
-    app_secret()
-    paywall = shared_paywall(fee="0")
-    person = funded_person(micros=1_000_000)
-    connections.connect(paywall.id, "live", "u", person.id, cap=None)
+    clock, paywall, person = _person_connected(monkeypatch, cap=None)
     for i in range(20):
         assert shared_mode.charge(paywall, "live", "u", "0.01", idempotency_key=f"early{i}").posting
     clock.past_hold()  # 0.20 matured; what is charged from now on is pending
 
     def work(i: int) -> str:
-        if i % 2:
-            result = shared_mode.charge(paywall, "live", "u", "0.01", idempotency_key=f"late{i}")
-            return "charged" if result.posting else str(result.refusal)
-        try:
-            withdrawals.withdraw(paywall, "live", "0.05", idempotency_key=f"w{i}")
-            return "withdrawn"
-        except Conflict:
-            return "refused"
+        return _charge(paywall, f"late{i}") if i % 2 else _withdraw(paywall, f"w{i}")
 
     with ThreadPoolExecutor(max_workers=16) as pool:
         outcome = Counter(pool.map(work, range(40)))
@@ -476,17 +473,24 @@ def wallet_session(person: persons.Person, cents: int) -> dict:
     return session
 
 
+def topped_up(operator_hook: OperatorHook, email: str, cents: int) -> tuple[persons.Person, dict]:
+    """The person of `email`, whose test wallet a paid Checkout session of `cents` credited (the
+    operator's webhook): the person and the session."""
+    person = persons.get_or_create(email)
+    session = wallet_session(person, cents)
+    assert operator_hook.deliver("checkout.session.completed", session)["result"] == "credited"
+    return person, session
+
+
 def entry_types(wallet_id: str) -> list[tuple[str, int]]:
     return [(e.type, e.amount) for e in ledger.all_entries(wallet_id)]
 
 
 def test_refunds_of_a_spent_wallet_topup_debit_the_wallet_once_even_below_zero(operator_hook: OperatorHook) -> None:
     """Top up 20, spend 15 at an app, get 20 refunded: the wallet owes 15 (negative), not a free 15."""
-    person = persons.get_or_create("refunded@example.com")
+    person, session = topped_up(operator_hook, "refunded@example.com", 2_000)
     wallet = person.wallet_for("test")
-    session = wallet_session(person, 2_000)
     pi = session["payment_intent"]
-    assert operator_hook.deliver("checkout.session.completed", session)["result"] == "credited"
     assert consistent(wallet) == 20_000_000
     mapping = store.get(f"STRIPEPI#{pi}", "MAP")
     assert mapping and (mapping["wallet_id"], mapping["paywall_id"]) == (wallet, operator_stripe.OPERATOR_ID)
@@ -520,10 +524,8 @@ def test_refunds_of_a_spent_wallet_topup_debit_the_wallet_once_even_below_zero(o
 
 
 def test_partial_refunds_of_a_wallet_topup_debit_each_refund_once(operator_hook: OperatorHook) -> None:
-    person = persons.get_or_create("partial@example.com")
-    session = wallet_session(person, 1_000)
+    person, session = topped_up(operator_hook, "partial@example.com", 1_000)
     pi = session["payment_intent"]
-    assert operator_hook.deliver("checkout.session.completed", session)["result"] == "credited"
     r1 = st.refund("re_p1", 300, payment_intent=pi, charge_id="ch_p")
     first = st.refunded_charge(payment_intent=pi, cents=1_000, refunds=[r1], charge_id="ch_p")
     assert [operator_hook.deliver("charge.refunded", first)["result"] for _ in range(2)] == ["debited", "duplicate"]
@@ -562,10 +564,8 @@ def test_a_wallet_topup_refund_before_its_credit_is_applied_when_the_credit_land
 
 
 def test_a_lost_dispute_of_a_wallet_topup_debits_once_and_a_won_one_nothing(operator_hook: OperatorHook) -> None:
-    person = persons.get_or_create("disputed@example.com")
-    session = wallet_session(person, 1_000)
+    person, session = topped_up(operator_hook, "disputed@example.com", 1_000)
     pi = session["payment_intent"]
-    assert operator_hook.deliver("checkout.session.completed", session)["result"] == "credited"
     won = st.dispute(payment_intent=pi, cents=1_000, status="won", dispute_id="dp_won")
     assert operator_hook.deliver("charge.dispute.closed", won)["result"] == "ignored"
     assert consistent(person.wallet_for("test")) == 10_000_000
@@ -583,9 +583,7 @@ def test_refunds_never_cross_between_the_operator_and_a_paywalls_account(operato
     from paywalls.billing import stripe_config
     from paywalls.billing.stripe_config import StripeSecrets
 
-    person = persons.get_or_create("isolated@example.com")
-    session = wallet_session(person, 1_000)
-    assert operator_hook.deliver("checkout.session.completed", session)["result"] == "credited"
+    person, session = topped_up(operator_hook, "isolated@example.com", 1_000)
     shop = paywalls.create({"name": "Shop", "mode": "default"})
     shop_whsec = "whsec_" + uuid.uuid4().hex
     stripe_config.save_secrets(shop.id, "test", StripeSecrets("sk_test_shop", shop_whsec, "we_shop"))
@@ -611,10 +609,8 @@ def _shares(loss: dict) -> dict[str, tuple[str, str, str]]:
 def test_a_refund_after_spending_records_the_loss_and_takes_back_the_pending_earnings_it_paid_for(
     operator_hook: OperatorHook, admin: Admin
 ) -> None:
-    person = persons.get_or_create("spender@example.com")
-    session = wallet_session(person, 2_000)
+    person, session = topped_up(operator_hook, "spender@example.com", 2_000)
     pi = session["payment_intent"]
-    assert operator_hook.deliver("checkout.session.completed", session)["result"] == "credited"
     a, b = shared_paywall("A", fee="10"), shared_paywall("B", fee="0")
     connections.connect(a.id, "test", "ua", person.id, cap=None)
     connections.connect(b.id, "test", "ub", person.id, cap=None)
@@ -681,10 +677,8 @@ def test_a_refund_after_spending_records_the_loss_and_takes_back_the_pending_ear
 
 
 def test_a_charge_is_attributed_to_one_loss_only(operator_hook: OperatorHook) -> None:
-    person = persons.get_or_create("twice@example.com")
-    session = wallet_session(person, 2_000)
+    person, session = topped_up(operator_hook, "twice@example.com", 2_000)
     pi = session["payment_intent"]
-    assert operator_hook.deliver("checkout.session.completed", session)["result"] == "credited"
     a, b = shared_paywall("A", fee="0"), shared_paywall("B", fee="0")
     connections.connect(a.id, "test", "u", person.id, cap=None)
     connections.connect(b.id, "test", "u", person.id, cap=None)
@@ -719,10 +713,8 @@ def test_a_charge_is_attributed_to_one_loss_only(operator_hook: OperatorHook) ->
 def test_a_lost_dispute_of_an_already_withdrawn_earning_records_the_loss_and_reverses_nothing(
     operator_hook: OperatorHook, admin: Admin
 ) -> None:
-    person = persons.get_or_create("withdrawn@example.com")
-    session = wallet_session(person, 1_000)
+    person, session = topped_up(operator_hook, "withdrawn@example.com", 1_000)
     pi = session["payment_intent"]
-    assert operator_hook.deliver("checkout.session.completed", session)["result"] == "credited"
     paywall = shared_paywall(fee="20")
     connections.connect(paywall.id, "test", "u", person.id, cap=None)
     assert shared_mode.charge(paywall, "test", "u", "10", idempotency_key="all").posting

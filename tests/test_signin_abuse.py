@@ -15,9 +15,8 @@ from fastapi.testclient import TestClient
 
 from devserver.router import load_function_app
 from paywalls.infra import links, mailer
-from paywalls.infra.config import settings
 from paywalls.wallets import devices, otp, ratelimit, sessions, shared_mode
-from tests.shared_support import WalletBrowser, app_secret, code_from, form_with, shared_paywall
+from tests.shared_support import WalletBrowser, app_secret, code_from, form_with, hosted_pages, shared_paywall
 
 BASE = "https://testserver"
 
@@ -147,12 +146,8 @@ class Site:
 
 @pytest.fixture
 def site(aws_mock: None, monkeypatch: pytest.MonkeyPatch) -> Iterator[Site]:
-    monkeypatch.setenv("PAYWALLS_LOCAL_DEV", "1")  # the mail sink instead of SES
-    monkeypatch.setenv("PUBLIC_BASE_URL", BASE)
-    settings.cache_clear()
-    app_secret()
-    yield Site(load_function_app("functions/wallet", "WalletFunction"))
-    settings.cache_clear()
+    with hosted_pages(monkeypatch, BASE):
+        yield Site(load_function_app("functions/wallet", "WalletFunction"))
 
 
 def use_up_open_quota(site: Site, email: str) -> None:

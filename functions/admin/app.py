@@ -10,6 +10,7 @@ exactly as sent."""
 from __future__ import annotations
 
 import hmac
+from dataclasses import dataclass
 from typing import Annotated, Any
 
 from fastapi import Depends, FastAPI, Query, Request
@@ -344,28 +345,6 @@ _LEDGER_QUERY = [
 ]
 
 
-def _ledger_rows(
-    paywall_id: str,
-    request: Request,
-    environment: str,
-    user: str | None,
-    type: str | None,
-    model: str | None,
-    limit: str | None,
-    cursor: str | None,
-) -> tuple[list[tuple[str, Any]], str | None]:
-    paywall = paywalls.get(paywall_id)
-    size = web.count_param(limit, "limit", default=100, minimum=1, maximum=1000)
-    params = request.query_params
-    filters = ledger_pages.Filters(user, type, model, params.get("from"), params.get("to"))
-    try:
-        return ledger_pages.page(paywall, _environment(environment), filters, limit=size, cursor=cursor)
-    except ledger_pages.SharedMode:
-        raise web.ApiError(
-            409, "a shared-mode app user has no ledger of their own (see the user's view)", code="shared_mode"
-        ) from None
-
-
 LedgerUser = Annotated[str | None, Query(description="Only this user's entries.")]
 LedgerType = Annotated[
     str | None, Query(description="Entry type.", json_schema_extra={"enum": list(ledger_pages.ENTRY_TYPES)})
@@ -377,12 +356,14 @@ PageSize = Annotated[
 Cursor = Annotated[str | None, Query(description="`next_cursor` of the previous page.")]
 
 
-@app.get(
-    "/admin/paywalls/{paywall_id}/ledger",
-    dependencies=admin,
-    **m.answers(m.AdminLedgerPage, *AUTH, 400, 404, 409, parameters=_LEDGER_QUERY),
-)
-def paywall_ledger(
+@dataclass(frozen=True)
+class _LedgerPage:
+    rows: list[tuple[str, Any]]
+    next_cursor: str | None
+    first: bool  # asked without a cursor: the CSV export starts with its header row
+
+
+def _ledger_page(
     paywall_id: str,
     request: Request,
     environment: Environment = "live",
@@ -391,15 +372,37 @@ def paywall_ledger(
     model: LedgerModel = None,
     limit: PageSize = None,
     cursor: Cursor = None,
-) -> dict[str, Any]:
+) -> _LedgerPage:
+    """The dependency both ledger routes (JSON and CSV) take: one set of query parameters, one reading."""
+    paywall = paywalls.get(paywall_id)
+    size = web.count_param(limit, "limit", default=100, minimum=1, maximum=1000)
+    params = request.query_params
+    filters = ledger_pages.Filters(user, type, model, params.get("from"), params.get("to"))
+    try:
+        rows, following = ledger_pages.page(paywall, _environment(environment), filters, limit=size, cursor=cursor)
+    except ledger_pages.SharedMode:
+        raise web.ApiError(
+            409, "a shared-mode app user has no ledger of their own (see the user's view)", code="shared_mode"
+        ) from None
+    return _LedgerPage(rows, following, first=cursor is None)
+
+
+LedgerPage = Annotated[_LedgerPage, Depends(_ledger_page)]
+
+
+@app.get(
+    "/admin/paywalls/{paywall_id}/ledger",
+    dependencies=admin,
+    **m.answers(m.AdminLedgerPage, *AUTH, 400, 404, 409, parameters=_LEDGER_QUERY),
+)
+def paywall_ledger(page: LedgerPage) -> dict[str, Any]:
     """The paywall's ledger (default mode), user by user, newest first, filtered; a page may be
     shorter than `limit` (each reads a bounded number of entries): follow `next_cursor` to the end."""
-    rows, following = _ledger_rows(paywall_id, request, environment, user, type, model, limit, cursor)
     return {
         "object": "list",
-        "data": [ledger_pages.row_api(u, e) for u, e in rows],
-        "has_more": following is not None,
-        "next_cursor": following,
+        "data": [ledger_pages.row_api(u, e) for u, e in page.rows],
+        "has_more": page.next_cursor is not None,
+        "next_cursor": page.next_cursor,
     }
 
 
@@ -417,20 +420,10 @@ def paywall_ledger(
         description="A CSV page (with a header row on the first page); `X-Next-Cursor` names the next one.",
     ),
 )
-def paywall_ledger_csv(
-    paywall_id: str,
-    request: Request,
-    environment: Environment = "live",
-    user: LedgerUser = None,
-    type: LedgerType = None,
-    model: LedgerModel = None,
-    limit: PageSize = None,
-    cursor: Cursor = None,
-) -> Response:
+def paywall_ledger_csv(page: LedgerPage) -> Response:
     """The same pages as CSV, for export: fetch pages until no `X-Next-Cursor` comes back."""
-    rows, following = _ledger_rows(paywall_id, request, environment, user, type, model, limit, cursor)
-    headers = {"X-Next-Cursor": following} if following else {}
-    text = ledger_pages.csv_text(rows, header=cursor is None)
+    headers = {"X-Next-Cursor": page.next_cursor} if page.next_cursor else {}
+    text = ledger_pages.csv_text(page.rows, header=page.first)
     return Response(text, media_type="text/csv; charset=utf-8", headers=headers)
 
 

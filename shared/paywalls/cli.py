@@ -461,6 +461,9 @@ def run(args: argparse.Namespace, client: AdminClient) -> Any:
 PAYWALL_ID_HELP = "the paywall's id, pw_..."
 RETRY_HELP = "reuse to retry without applying twice"
 ENVIRONMENT_HELP = "live (live keys, real money) or test (test keys)"
+# chat/providers.KINDS, spelled out: the CLI is an admin API client and imports no domain module (a test
+# keeps the two equal).
+PROVIDER_KINDS = ("openai", "openrouter", "together", "anthropic", "openai-compatible")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -530,7 +533,7 @@ def build_parser() -> argparse.ArgumentParser:
     provider = paywall_cmd("provider", "set the LLM provider (key from stdin or $PAYWALLS_PROVIDER_API_KEY)")
     provider.add_argument(
         "--kind",
-        choices=["openai", "openrouter", "together", "anthropic", "openai-compatible"],
+        choices=PROVIDER_KINDS,
         help="the provider's API; openai-compatible needs --base-url",
     )
     provider.add_argument(
@@ -549,7 +552,7 @@ def build_parser() -> argparse.ArgumentParser:
     provider_add.add_argument(
         "--kind",
         required=True,
-        choices=["openai", "openrouter", "together", "anthropic", "openai-compatible"],
+        choices=PROVIDER_KINDS,
         help="the provider's API (anthropic: chat only; together: no Responses API); openai-compatible: --base-url",
     )
     provider_add.add_argument("--base-url", dest="base_url", help="as the OpenAI SDK takes it")

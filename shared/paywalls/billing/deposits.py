@@ -4,7 +4,9 @@ payment rails and manual charges. Validation happens before anything is written.
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 from paywalls.billing import accounts, ledger
 from paywalls.billing.identity import app_wallet_listing, idempotency_scope
@@ -58,24 +60,8 @@ def deposit(
     """Credit the user's wallet; the same key never credits twice (kept forever: it is the app's
     payment reference)."""
     _require_default_mode(paywall, "the Deposit API")
-    micros = parse_amount(amount)
-    meta = parse_metadata(metadata)
-    accounts.ensure_trial(paywall, environment, user)
-    return ledger.credit(
-        accounts.wallet_id(paywall, environment, user),
-        micros,
-        idempotency_key=f"deposit:{idempotency_key}",
-        idempotency_scope=idempotency_scope(paywall.id, environment),
-        keep_key_forever=True,
-        listing=app_wallet_listing(paywall.id, environment, user),
-        metadata=meta,
-        also=outbox.posting_events(
-            paywall,
-            environment,
-            user,
-            "paywall.balance.deposit.created",
-            lambda entry: {"idempotencyKey": idempotency_key, "metadata": meta},
-        ),
+    return _post(
+        ledger.credit, "deposit", paywall, environment, user, amount, idempotency_key, metadata, keep_key_forever=True
     )
 
 
@@ -95,26 +81,49 @@ def charge(
 ) -> ChargeResult:
     """Debit the user's wallet if the available balance covers it; never below zero."""
     _require_default_mode(paywall, "/v1/user/charge")
-    micros = parse_amount(amount)
-    meta = parse_metadata(metadata)
-    accounts.ensure_trial(paywall, environment, user)
     try:
-        posting = ledger.charge(
-            accounts.wallet_id(paywall, environment, user),
-            micros,
-            idempotency_key=f"charge:{idempotency_key}",
-            idempotency_scope=idempotency_scope(paywall.id, environment),
-            listing=app_wallet_listing(paywall.id, environment, user),
-            metadata=meta,
-            also=outbox.posting_events(
-                paywall,
-                environment,
-                user,
-                "paywall.balance.charge.created",
-                lambda entry: {"idempotencyKey": idempotency_key, "metadata": meta},
-                depletes=True,
-            ),
+        posting = _post(
+            ledger.charge, "charge", paywall, environment, user, amount, idempotency_key, metadata, depletes=True
         )
     except ledger.InsufficientFunds:
         return ChargeResult(None)
     return ChargeResult(posting)
+
+
+def _post(
+    post: Callable[..., ledger.Posting],
+    kind: str,
+    paywall: Paywall,
+    environment: str,
+    user: str,
+    amount: object,
+    idempotency_key: str,
+    metadata: object,
+    *,
+    depletes: bool = False,
+    **options: Any,
+) -> ledger.Posting:
+    """What a deposit and a manual charge share: validate everything before anything is written, then
+    `post` (ledger.credit or ledger.charge) on the app user's wallet, keyed `{kind}:{idempotency_key}`,
+    with the `paywall.balance.{kind}.created` event (`depletes`: see outbox.posting_events) in the same
+    transaction. `options` go to `post`."""
+    micros = parse_amount(amount)
+    meta = parse_metadata(metadata)
+    accounts.ensure_trial(paywall, environment, user)
+    return post(
+        accounts.wallet_id(paywall, environment, user),
+        micros,
+        idempotency_key=f"{kind}:{idempotency_key}",
+        idempotency_scope=idempotency_scope(paywall.id, environment),
+        listing=app_wallet_listing(paywall.id, environment, user),
+        metadata=meta,
+        also=outbox.posting_events(
+            paywall,
+            environment,
+            user,
+            f"paywall.balance.{kind}.created",
+            lambda entry: {"idempotencyKey": idempotency_key, "metadata": meta},
+            depletes=depletes,
+        ),
+        **options,
+    )

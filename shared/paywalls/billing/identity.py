@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import re
 
+from paywalls.billing import paywall as paywalls
 from paywalls.billing.ledger import Listing
 from paywalls.core.errors import InvalidRequest
+from paywalls.infra import links
 
 # \A...\Z, not ^...$: `$` also matches before a trailing newline, so "victim\n" would pass as a user of
 # its own next to "victim". Anchored this way, .match(), .search() and .fullmatch() all mean the same.
@@ -21,6 +23,20 @@ class InvalidUser(InvalidRequest):
 
 def valid_user_id(value: object) -> bool:
     return isinstance(value, str) and USER_ID_RE.fullmatch(value) is not None
+
+
+def open_user_link(token: str, purpose: str, mode: str, elsewhere: str) -> tuple[links.LinkClaims, paywalls.Paywall]:
+    """A link we signed for `purpose` that names an app user of a `mode` paywall (a top-up link, an
+    authorization link): its claims and the paywall. Raises links.InvalidLink (forged, altered, expired,
+    another purpose, not an environment or not a user id) or paywall.NotFound, saying `elsewhere` (the
+    paywall is of the other mode)."""
+    claims = links.verify(token, purpose)
+    if claims.environment not in paywalls.ENVIRONMENTS or not USER_ID_RE.match(claims.user or ""):
+        raise links.InvalidLink("this link is not valid")
+    paywall = paywalls.get(claims.paywall_id)
+    if paywall.mode != mode:
+        raise paywalls.NotFound(elsewhere)
+    return claims, paywall
 
 
 def resolve_user(*candidates: str | None) -> str:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import re
 import secrets
+from collections.abc import Set as AbstractSet
 from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, datetime
 from decimal import Context, Decimal
@@ -45,6 +46,10 @@ PROVIDER_BASE_URLS = {
 # that uses one is served only when the paywall prices it: its surcharge is added to the model's
 # price, markup included (docs/DESIGN.md "Pass-through fields").
 FEATURES = ("web_search", "audio", "priority_tier", "provider_routing", "file_search", "code_interpreter")
+# The fields create and patch accept (a patch may repeat the mode, not change it).
+PROFILE_FIELDS = frozenset(
+    {"name", "mode", "description", "icon_url", "markup_percent", "trial_credits", "platform_fee_percent"}
+)
 
 DEFAULT_TEMPLATES = {
     "topup": "Your balance is too low to continue. Please top up here: {{url}}",
@@ -376,16 +381,7 @@ def _url(data: dict[str, Any], name: str) -> str | None:
 
 
 def create(data: dict[str, Any]) -> Paywall:
-    allowed = {
-        "name",
-        "mode",
-        "description",
-        "icon_url",
-        "markup_percent",
-        "trial_credits",
-        "platform_fee_percent",
-    }
-    _reject_unknown(data, allowed)
+    _reject_unknown(data, PROFILE_FIELDS)
     mode = data.get("mode", "default")
     if mode not in MODES:
         raise InvalidRequest("mode must be 'default' or 'shared'", "mode")
@@ -405,23 +401,12 @@ def patch(paywall_id: str, data: dict[str, Any]) -> Paywall:
         raise InvalidRequest("mode must be 'default' or 'shared'", "mode")  # bad input: 400, not a 409
     if "mode" in data and data["mode"] != current.mode:
         raise Conflict("a paywall's mode cannot be changed after creation")
-    _reject_unknown(
-        data,
-        {
-            "name",
-            "mode",
-            "description",
-            "icon_url",
-            "markup_percent",
-            "trial_credits",
-            "platform_fee_percent",
-        },
-    )
+    _reject_unknown(data, PROFILE_FIELDS)
     changes = {k: v for k, v in data.items() if k != "mode"}
     return save(_apply_changes(current, changes), sorted(changes))
 
 
-def _reject_unknown(data: dict[str, Any], allowed: set[str]) -> None:
+def _reject_unknown(data: dict[str, Any], allowed: AbstractSet[str]) -> None:
     unknown = sorted(set(data) - allowed)
     if unknown:
         raise InvalidRequest(f"unknown field(s): {', '.join(unknown)}", unknown[0])

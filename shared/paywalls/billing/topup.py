@@ -7,10 +7,9 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from paywalls.billing import accounts, checkout, ledger, stripe_config
-from paywalls.billing import paywall as paywalls
-from paywalls.billing.identity import USER_ID_RE
+from paywalls.billing.identity import open_user_link
 from paywalls.billing.paywall import Paywall
-from paywalls.infra import links, stripe_gateway
+from paywalls.infra import stripe_gateway
 from paywalls.infra.config import settings
 
 Method = Literal["stripe", "simulate", "unavailable"]
@@ -41,12 +40,7 @@ class TopupLink:
 
 def open_link(token: str) -> TopupLink:
     """Raises links.InvalidLink (forged, altered, wrong purpose) or paywall.NotFound."""
-    claims = links.verify(token, "topup")
-    if claims.environment not in stripe_config.MODES or not USER_ID_RE.match(claims.user or ""):
-        raise links.InvalidLink("this link is not valid")
-    paywall = paywalls.get(claims.paywall_id)
-    if paywall.mode != "default":
-        raise paywalls.NotFound("top-ups for this app are not handled here")
+    claims, paywall = open_user_link(token, "topup", "default", "top-ups for this app are not handled here")
     mode = stripe_config.mode_of_environment(claims.environment)
     method: Method
     if stripe_config.mode_status(paywall, mode):

@@ -19,7 +19,7 @@ from typing import Any
 from paywalls.billing import metering
 from paywalls.billing.metering import Usage
 from paywalls.billing.paywall import InvalidRequest
-from paywalls.chat.request import model_of, refuse_unknown_fields
+from paywalls.chat.request import model_of, optional_field, refuse_unknown_fields
 
 PASS_THROUGH_FIELDS = frozenset({"model", "input", "dimensions", "encoding_format", "user"})
 MAX_INPUTS = 2048  # OpenAI's own limit per request
@@ -78,9 +78,7 @@ def parse(body: dict[str, Any]) -> EmbeddingsRequest:
         raise InvalidRequest("dimensions must be an integer from 1 to 65536", "dimensions")
     if body.get("encoding_format") not in (None, *ENCODINGS):
         raise InvalidRequest("encoding_format must be float or base64", "encoding_format")
-    user = body.get("user")
-    if user is not None and not isinstance(user, str):
-        raise InvalidRequest("user must be a string", "user")
+    user = optional_field(body, "user", str, "a string")
     return EmbeddingsRequest(body=body, model=model, body_user=user or None, bound=input_bound(body.get("input")))
 
 

@@ -163,6 +163,15 @@ def _positive_int(
     return value
 
 
+def optional_field(body: Mapping[str, Any], name: str, kind: type, described: str) -> Any:
+    """`body[name]`, None when absent; a value not of `kind` is a 400 naming the field ("NAME must be
+    DESCRIBED"). Shared by every metered endpoint's parse (chat/responses.py, chat/embeddings.py)."""
+    value = body.get(name)
+    if value is not None and not isinstance(value, kind):
+        raise InvalidRequest(f"{name} must be {described}", name)
+    return value
+
+
 def model_of(body: dict[str, Any]) -> str:
     """The requested model id (every metered endpoint's body has one)."""
     model = body.get("model")
@@ -177,16 +186,10 @@ def parse(body: dict[str, Any]) -> ChatRequest:
     if not isinstance(messages, list) or not messages or not all(isinstance(m, dict) for m in messages):
         raise InvalidRequest("messages must be a non-empty array of message objects", "messages")
     refuse_unknown_fields(body, PASS_THROUGH_FIELDS | FEATURE_FIELDS)
-    stream = body.get("stream")
-    if stream is not None and not isinstance(stream, bool):
-        raise InvalidRequest("stream must be a boolean", "stream")
-    stream_options = body.get("stream_options")
-    if stream_options is not None and not isinstance(stream_options, dict):
-        raise InvalidRequest("stream_options must be an object", "stream_options")
-    user = body.get("user")
-    if user is not None and not isinstance(user, str):
-        raise InvalidRequest("user must be a string", "user")
-    _refuse_file_parts(messages)
+    stream = optional_field(body, "stream", bool, "a boolean")
+    stream_options = optional_field(body, "stream_options", dict, "an object")
+    user = optional_field(body, "user", str, "a string")
+    refuse_file_parts(messages, "file", "file content parts", "a text part", "messages")
     _check_tools(body.get("tools"))
     _check_reasoning(body.get("reasoning"))
     fallback_models = _fallback_models(body)
@@ -318,14 +321,17 @@ def _check_reasoning(reasoning: Any) -> None:
     _positive_int(reasoning, "max_tokens", within="reasoning")
 
 
-def _refuse_file_parts(messages: list[dict[str, Any]]) -> None:
-    for message in messages:
-        content = message.get("content")
-        if isinstance(content, list) and any(isinstance(p, dict) and p.get("type") == "file" for p in content):
+def refuse_file_parts(items: list[dict[str, Any]], part_type: str, parts: str, text_part: str, param: str) -> None:
+    """A content part of `part_type` (a file) in any of `items` is refused: the size of its prompt
+    cannot be known before the call, so it cannot be held for. Shared by chat/responses.py; `parts`
+    and `text_part` name the endpoint's own part types in the message."""
+    for item in items:
+        content = item.get("content")
+        if isinstance(content, list) and any(isinstance(p, dict) and p.get("type") == part_type for p in content):
             raise InvalidRequest(
-                "file content parts are not supported: the size of a file's prompt cannot be known before the "
-                "call, so it cannot be paid for in advance. Send the document's text as a text part instead.",
-                "messages",
+                f"{parts} are not supported: the size of a file's prompt cannot be known before the "
+                f"call, so it cannot be paid for in advance. Send the document's text as {text_part} instead.",
+                param,
             )
 
 

@@ -116,17 +116,11 @@ def parse(body: dict[str, Any]) -> ResponsesRequest:
     ):
         raise InvalidRequest("input must be a non-empty string or a non-empty array of input items", "input")
     chat_request.refuse_unknown_fields(body, PASS_THROUGH_FIELDS, RESPONSES_REFUSED)
-    stream = body.get("stream")
-    if stream is not None and not isinstance(stream, bool):
-        raise InvalidRequest("stream must be a boolean", "stream")
-    user = body.get("user")
-    if user is not None and not isinstance(user, str):
-        raise InvalidRequest("user must be a string", "user")
-    instructions = body.get("instructions")
-    if instructions is not None and not isinstance(instructions, str):
-        raise InvalidRequest("instructions must be a string", "instructions")
+    stream = chat_request.optional_field(body, "stream", bool, "a boolean")
+    user = chat_request.optional_field(body, "user", str, "a string")
+    chat_request.optional_field(body, "instructions", str, "a string")
     if isinstance(items, list):
-        _refuse_file_parts(items)
+        chat_request.refuse_file_parts(items, "input_file", "input_file parts", "input_text", "input")
     return ResponsesRequest(
         body=body,
         model=model,
@@ -135,17 +129,6 @@ def parse(body: dict[str, Any]) -> ResponsesRequest:
         body_user=user or None,
         features=_features(body),
     )
-
-
-def _refuse_file_parts(items: list[dict[str, Any]]) -> None:
-    for item in items:
-        content = item.get("content")
-        if isinstance(content, list) and any(isinstance(p, dict) and p.get("type") == "input_file" for p in content):
-            raise InvalidRequest(
-                "input_file parts are not supported: the size of a file's prompt cannot be known before the "
-                "call, so it cannot be paid for in advance. Send the document's text as input_text instead.",
-                "input",
-            )
 
 
 def _features(body: dict[str, Any]) -> dict[str, str]:

@@ -84,6 +84,15 @@ def code_page(
     )
 
 
+def _cap_value(entered_cap: str | None, cap: int | None, default_cap: int) -> str:
+    """The amount a spending-limit form shows (consent and connection pages alike): what the person
+    typed (re-shown with its error), else the current limit; uncapped now, the field still offers a
+    starting figure, the deployment's default."""
+    if entered_cap is not None:
+        return entered_cap
+    return pages.plain_amount(default_cap if cap is None else cap)
+
+
 @dataclass(frozen=True)
 class ConsentView:
     app_name: str
@@ -110,9 +119,7 @@ class ConsentView:
 
     @property
     def cap_value(self) -> str:
-        if self.entered_cap is not None:
-            return self.entered_cap
-        return pages.plain_amount(self.default_cap if self.current_cap is None else self.current_cap)
+        return _cap_value(self.entered_cap, self.current_cap, self.default_cap)
 
 
 def consent_page(view: ConsentView) -> str:
@@ -215,10 +222,7 @@ class ConnectionView:
 
     @property
     def cap_value(self) -> str:
-        if self.entered_cap is not None:
-            return self.entered_cap
-        # Uncapped now: the amount field still offers a starting figure, the deployment's default.
-        return pages.plain_amount(self.default_cap if self.cap is None else self.cap)
+        return _cap_value(self.entered_cap, self.cap, self.default_cap)
 
 
 def connection_page(view: ConnectionView) -> str:

@@ -30,7 +30,7 @@ from typing import Any, Literal
 from paywalls.billing import earnings, ledger
 from paywalls.billing import paywall as paywalls
 from paywalls.billing.deposits import parse_metadata
-from paywalls.billing.identity import USER_ID_RE, idempotency_scope
+from paywalls.billing.identity import idempotency_scope, open_user_link
 from paywalls.billing.paywall import Conflict, Paywall
 from paywalls.chat.billing import Funding
 from paywalls.core.money import format_micros, parse_amount
@@ -84,12 +84,7 @@ class AuthorizationRequest:
 
 def open_authorization(token: str) -> AuthorizationRequest:
     """Raises links.InvalidLink (forged, altered, expired, other purpose) or paywall.NotFound."""
-    claims = links.verify(token, "authorize")
-    if claims.environment not in paywalls.ENVIRONMENTS or not USER_ID_RE.match(claims.user or ""):
-        raise links.InvalidLink("this link is not valid")
-    paywall = paywalls.get(claims.paywall_id)
-    if paywall.mode != "shared":
-        raise paywalls.NotFound("this app does not use shared wallets")
+    claims, paywall = open_user_link(token, "authorize", "shared", "this app does not use shared wallets")
     return AuthorizationRequest(token, paywall, claims.environment, claims.user, claims.expires_at)
 
 
