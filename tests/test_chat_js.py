@@ -8,8 +8,6 @@ import shutil
 import subprocess
 from typing import Any
 
-import pytest
-
 from tests.chat_support import ECHO_PRICE, charges, expected_cost, fund, make_paywall, new_user
 from tests.conftest import ROOT, LocalStack
 
@@ -44,8 +42,8 @@ def _node_results(
 
 def test_openai_npm_package_streams_through_the_proxy(stack: LocalStack) -> None:
     node = shutil.which("node")
-    if node is None or not (JS_DIR / "node_modules" / "openai").is_dir():
-        pytest.skip("node or tests/js/node_modules missing: `make deps-dev` runs npm install")
+    # A missing tool fails the test, never skips it (make test installs it).
+    assert node is not None and (JS_DIR / "node_modules" / "openai").is_dir(), "`make deps-dev` runs npm install"
     _, _, results = _node_results(stack, node, "js", "stream.test.mjs")
     assert results["echo"]["text"] == "streamed from node js"
     assert results["echo"]["usage"]["completion_tokens"] == 4
