@@ -2,8 +2,8 @@
 app.py, for the least-privilege checks of test_template.py (moto enforces no IAM, so a missing grant
 would only show in AWS).
 
-Nodes are top-level functions and classes (a class with all its methods) plus each module's top-level
-statements. An edge is any reference, called or not: `module.name` through `from paywalls import
+Nodes are top-level functions and classes (a class with all its methods), functions made from a
+store rule (`hold = store.blocking(_hold)`), plus each module's top-level statements. An edge is any reference, called or not: `module.name` through `from paywalls import
 module`, a bare name defined in the same module, or one imported with `from paywalls.module import
 name`. Every node of app.py is a root (each route is reachable over HTTP), and a reached module's
 top-level statements are reached too (they run at import), with its route functions (`@router.get`
@@ -49,6 +49,9 @@ def _parse(name: str, path: Path, known: frozenset[str] = frozenset()) -> _Modul
             if any(_is_route(d) for d in getattr(statement, "decorator_list", [])):
                 module.routes.append(statement.name)
             continue
+        if (wrapped := _driven_rule(statement)) is not None:
+            module.defs[wrapped] = statement
+            continue
         module.statements.append(statement)
     # Imports anywhere (a function may import lazily): one alias map per module, an over-approximation.
     for statement in ast.walk(tree):
@@ -65,6 +68,24 @@ def _parse(name: str, path: Path, known: frozenset[str] = frozenset()) -> _Modul
                 if alias.name.startswith("paywalls.") and alias.asname:
                     module.modules[alias.asname] = alias.name.split(".", 1)[1]
     return module
+
+
+_RULE_DRIVERS = frozenset({"blocking", "awaited"})
+
+
+def _driven_rule(statement: ast.stmt) -> str | None:
+    """`hold = store.blocking(_hold)`: a function made at import from a store rule (store.py "Steps");
+    like a def, what it runs is reached only when its name is, not by importing the module."""
+    if (
+        isinstance(statement, ast.Assign)
+        and len(statement.targets) == 1
+        and isinstance(statement.targets[0], ast.Name)
+        and isinstance(statement.value, ast.Call)
+        and isinstance(statement.value.func, ast.Attribute)
+        and statement.value.func.attr in _RULE_DRIVERS
+    ):
+        return statement.targets[0].id
+    return None
 
 
 def _is_docstring(statement: ast.AST) -> bool:

@@ -719,6 +719,13 @@ _DDB_CALLS = {
     r"\.batch_get_item\(": "dynamodb:BatchGetItem",
     r"\.batch_write_item\(": "dynamodb:BatchWriteItem",
     r"\.transact_get_items\(": "dynamodb:GetItem",
+    # aws.JsonClient.call / acall (store.py) name the operation as DynamoDB does.
+    r"\.a?call\(\s*[\"']GetItem[\"']": "dynamodb:GetItem",
+    r"\.a?call\(\s*[\"']PutItem[\"']": "dynamodb:PutItem",
+    r"\.a?call\(\s*[\"']UpdateItem[\"']": "dynamodb:UpdateItem",
+    r"\.a?call\(\s*[\"']DeleteItem[\"']": "dynamodb:DeleteItem",
+    r"\.a?call\(\s*[\"']Query[\"']": "dynamodb:Query",
+    r"\.a?call\(\s*[\"']BatchGetItem[\"']": "dynamodb:BatchGetItem",
     r"[\"']Put[\"']\s*:": "dynamodb:PutItem",
     r"[\"']Update[\"']\s*:": "dynamodb:UpdateItem",
     r"[\"']Delete[\"']\s*:": "dynamodb:DeleteItem",
