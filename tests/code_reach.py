@@ -5,9 +5,10 @@ would only show in AWS).
 Nodes are top-level functions and classes (a class with all its methods), functions made from a
 store rule (`hold = store.blocking(_hold)`), plus each module's top-level statements. An edge is any
 reference, called or not: `module.name` through `from paywalls import module`, a bare name defined in
-the same module, or one imported with `from paywalls.module import name`. Every node of app.py is a root (each route is reachable over HTTP), and a reached module's
-top-level statements are reached too (they run at import), with its route functions (`@router.get`
-and the like register them at import: a router the app includes is served).
+the same module, or one imported with `from paywalls.module import name`. Every node of app.py is a
+root (each route is reachable over HTTP), and a reached module's top-level statements are reached too
+(they run at import), with its route functions (`@router.get` and the like register them at import:
+a router the app includes is served).
 
 It over-approximates (a reference on a branch that never runs still counts), which errs towards
 granting; it misses only calls it cannot name statically (getattr, instance methods of classes that

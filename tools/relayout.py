@@ -131,7 +131,7 @@ def _regroup(match: re.Match[str]) -> str:
     groups: dict[str, list[str]] = {}
     for name, alias in _split_names(match.group("names")):
         target = MOVES.get(name)
-        package, leaf = (target.rsplit(".", 1) if target else ("", name))
+        package, leaf = target.rsplit(".", 1) if target else ("", name)
         spelled = leaf if alias is None and leaf == name else f"{leaf} as {alias or name}"
         groups.setdefault(package, []).append(spelled)
     lines = []
