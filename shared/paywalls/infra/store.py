@@ -481,35 +481,51 @@ async def _aexecute(op: Op) -> Any:
             return await asyncio.sleep(_jitter_s(op.attempt))
 
 
+class _Driver:
+    """Where a Steps generator stands: the next operation, then its answer (or its failure) sent back
+    in. The blocking and the awaited driver differ only in how they run an operation."""
+
+    def __init__(self, steps: Steps[Any]):
+        self.steps = steps
+        self.answer: Any = None
+        self.failure: Exception | None = None
+        self.result: Any = None
+
+    def next_op(self) -> Op | None:
+        """The next operation, or None when the rule returned (its value in `result`)."""
+        try:
+            if self.failure is None:
+                return self.steps.send(self.answer)
+            return self.steps.throw(self.failure)
+        except StopIteration as done:
+            self.result = done.value
+            return None
+
+    def answered(self, answer: Any = None, failure: Exception | None = None) -> None:
+        self.answer, self.failure = answer, failure
+
+
 def run(steps: Steps[T]) -> T:
     """Drive `steps` with blocking calls; returns what the generator returns."""
-    answer: Any = None
-    failure: Exception | None = None
-    while True:
+    driver = _Driver(steps)
+    while (op := driver.next_op()) is not None:
         try:
-            op = steps.send(answer) if failure is None else steps.throw(failure)
-        except StopIteration as done:
-            return done.value
-        try:
-            answer, failure = _execute(op), None
+            driver.answered(_execute(op))
         except Exception as exc:
-            answer, failure = None, exc
+            driver.answered(failure=exc)
+    return driver.result
 
 
 async def arun(steps: Steps[T]) -> T:
     """Drive `steps` on the event loop, each operation awaited (no worker thread on the http
     transport)."""
-    answer: Any = None
-    failure: Exception | None = None
-    while True:
+    driver = _Driver(steps)
+    while (op := driver.next_op()) is not None:
         try:
-            op = steps.send(answer) if failure is None else steps.throw(failure)
-        except StopIteration as done:
-            return done.value
-        try:
-            answer, failure = await _aexecute(op), None
+            driver.answered(await _aexecute(op))
         except Exception as exc:
-            answer, failure = None, exc
+            driver.answered(failure=exc)
+    return driver.result
 
 
 def blocking(rule: Callable[P, Steps[T]]) -> Callable[P, T]:
