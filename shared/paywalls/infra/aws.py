@@ -40,6 +40,9 @@ CallHook = Callable[[str, str, dict[str, Any]], None]
 
 
 class _BotocoreTransport:
+    """The SDK behind a JsonClient. botocore is imported here, when a process first uses it, never on
+    the chat function's import path."""
+
     def __init__(self, service: str):
         self.sdk = botocore_client(service)
 
