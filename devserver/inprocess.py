@@ -271,9 +271,12 @@ def inprocess_stack() -> Iterator[InProcessStack]:
     saved = dict(os.environ)
     engine = make_engine()
     threading.Thread(target=engine.serve_forever, daemon=True).start()
+    endpoint = f"http://127.0.0.1:{engine.server_port}"
+    # moto's backends are this process's: start from none, whatever ran here before (a test process).
+    httpx.post(f"{endpoint}/moto-api/reset", timeout=30).raise_for_status()
     os.environ.update(
         {
-            "AWS_ENDPOINT_URL": f"http://127.0.0.1:{engine.server_port}",
+            "AWS_ENDPOINT_URL": endpoint,
             "PAYWALLS_AWS_TRANSPORT": "http",
             "AWS_ACCESS_KEY_ID": "testing",
             "AWS_SECRET_ACCESS_KEY": "testing",
@@ -322,6 +325,7 @@ def inprocess_stack() -> Iterator[InProcessStack]:
                 providers.complete = complete
                 aws.client("dynamodb").hooks.remove(recorder.on_call)
     finally:
+        httpx.post(f"{endpoint}/moto-api/reset", timeout=30)  # and leave none behind
         engine.shutdown()
         engine.server_close()
         aws.reset_clients()

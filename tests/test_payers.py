@@ -8,6 +8,9 @@ import ast
 import inspect
 from pathlib import Path
 
+import anyio
+import pytest
+
 from paywalls.billing import adjustments
 from paywalls.billing.paywall import Paywall
 from paywalls.wallets import payers, persons
@@ -57,3 +60,46 @@ def test_both_corrections_share_one_rule() -> None:
         source = inspect.getsource(function)
         assert "correct(" in source
         assert "parse_amount" not in source and 'startswith("-")' not in source
+
+
+def test_a_warm_shared_mode_payer_is_found_without_a_read_or_a_worker_thread(
+    aws_mock: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """PersonWallet.chat_funding answers from this instance's cached connection pointer on the event
+    loop; only a cold (or expired) pointer is read, in a worker thread. Counted, not timed."""
+    from paywalls.chat import billing as chat_billing
+    from paywalls.infra import aws
+    from paywalls.wallets import connections
+
+    monkeypatch.setattr(connections, "POINTER_TTL_S", 300.0)
+    paywall = Paywall(id="pw_warm", name="App", mode="shared", created_at="2026-11-29T00:00:00Z")
+    person = persons.get_or_create("warm@example.com")
+    connections.connect(paywall.id, "live", "u1", person.id, None)
+    connections._pointers.clear()
+    hops: list[str] = []
+    real_blocking = chat_billing.blocking
+
+    async def counted(call, *args, **kwargs):  # type: ignore[no-untyped-def]
+        hops.append(call.__name__)
+        return await real_blocking(call, *args, **kwargs)
+
+    monkeypatch.setattr(payers, "blocking", counted)
+    reads: list[str] = []
+    aws.client("dynamodb").hooks.append(lambda service, operation, params: reads.append(operation))
+    payer = payers.payer_for(paywall, "live", "u1")
+    try:
+        cold = anyio.run(payer.chat_funding)
+        assert (hops, reads) == (["funding"], ["GetItem"])  # the pointer read once, in a worker thread
+        warm = anyio.run(payer.chat_funding)
+        assert (hops, reads) == (["funding"], ["GetItem"]), "a warm pointer costs nothing more"
+        assert isinstance(cold, chat_billing.Funding) and isinstance(warm, chat_billing.Funding)
+        assert (
+            (warm.wallet_id, warm.metadata)
+            == (cold.wallet_id, cold.metadata)
+            == (
+                person.wallet_for("live"),
+                {"paywall_id": "pw_warm", "environment": "live", "connection_id": warm.metadata["connection_id"]},
+            )
+        )
+    finally:
+        connections._pointers.clear()

@@ -207,6 +207,13 @@ _pointers: dict[tuple[str, str, str], tuple[float, Pointer]] = {}
 POINTER_TTL_S = settings().cache_ttl_s  # a module attribute (copied at load) the in-process stack warms
 
 
+def cached_pointer(paywall_id: str, environment: str, user: str) -> Pointer | None:
+    """The pointer while this instance's cache entry is fresh, else None: no read, nothing blocks
+    (the chat path asks this on the event loop before `pointer` would read in a worker thread)."""
+    cached = _pointers.get((paywall_id, environment, user))
+    return cached[1] if cached and cached[0] > time.monotonic() else None
+
+
 def pointer(paywall_id: str, environment: str, user: str, *, fresh: bool = False) -> Pointer | None:
     """The app user's connection, cached per instance for POINTER_TTL_S (the chat hot path reads
     nothing per request). A stale entry is harmless: revoking or replacing a connection makes its

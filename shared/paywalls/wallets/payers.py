@@ -147,8 +147,11 @@ class PersonWallet:
 
     async def chat_funding(self) -> Funding | Refused | None:
         # The person who authorized this app user pays, within their cap (SPEC §6); from the cached
-        # connection pointer (no read per request).
-        found = await blocking(_shared_mode().funding, self.paywall, self.environment, self.user)
+        # connection pointer (no read per request, and then no worker thread either).
+        shared_mode = _shared_mode()
+        found = shared_mode.cached_funding(self.paywall, self.environment, self.user)
+        if found is None:
+            found = await blocking(shared_mode.funding, self.paywall, self.environment, self.user)
         return found if found is not None else Refused("authorize")
 
 

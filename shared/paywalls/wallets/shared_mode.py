@@ -144,8 +144,17 @@ def funding(paywall: Paywall, environment: str, user: str, *, fresh: bool = Fals
     """How a chat completion of this app user is paid (chat_billing.reserve), or None when not
     connected. From the cached connection pointer: no read per request (connections.pointer)."""
     found = connections.pointer(paywall.id, environment, user, fresh=fresh)
-    if found is None:
-        return None
+    return _funding_through(paywall, environment, user, found) if found is not None else None
+
+
+def cached_funding(paywall: Paywall, environment: str, user: str) -> Funding | None:
+    """`funding` from this instance's cached pointer only (None: not cached, ask `funding`): no read,
+    so the chat path asks it on the event loop."""
+    found = connections.cached_pointer(paywall.id, environment, user)
+    return _funding_through(paywall, environment, user, found) if found is not None else None
+
+
+def _funding_through(paywall: Paywall, environment: str, user: str, found: connections.Pointer) -> Funding:
     return Funding(
         found.wallet_id,
         found.budget,
