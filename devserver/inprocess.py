@@ -351,21 +351,6 @@ def measure_kinds(stack: InProcessStack) -> dict[str, Placement]:
     stack.fund(hooked["id"], "funded", "5")
     stack.subscribe(hooked["id"], 3, ["paywall.usage.charge.created", "paywall.balance.*"])
 
-    def chat(key: str, user: str, stream: bool) -> Callable[[], None]:
-        def run() -> None:
-            # demo/slow answers like a model, taking a while (between chunks, or before a JSON answer):
-            # that is when the proxy reads the wallet for its settlement (chat_billing, prefetch).
-            body = {"model": "demo/slow", "messages": MESSAGES, "user": user, "stream": stream}
-            headers = {"Authorization": f"Bearer {key}"}
-            with httpx.stream("POST", f"{stack.url}/v1/chat/completions", json=body, headers=headers, timeout=30) as r:
-                r.raise_for_status()
-                for _ in r.iter_bytes():
-                    pass
-            if r.headers.get("x-paywall-action"):
-                raise RuntimeError(f"paywall reply instead of an answer: {r.headers['x-paywall-action']}")
-
-        return run
-
     def call(path: str, key: str, user: str, body: dict[str, Any]) -> Callable[[], None]:
         def run() -> None:
             headers = {"Authorization": f"Bearer {key}", "X-Paywall-User": user}
@@ -377,6 +362,12 @@ def measure_kinds(stack: InProcessStack) -> dict[str, Placement]:
                 raise RuntimeError(f"paywall reply instead of an answer: {r.headers['x-paywall-action']}")
 
         return run
+
+    def chat(key: str, user: str, stream: bool) -> Callable[[], None]:
+        # demo/slow answers like a model, taking a while (between chunks, or before a JSON answer):
+        # that is when the proxy reads the wallet for its settlement (chat_billing, prefetch).
+        body = {"model": "demo/slow", "messages": MESSAGES, "user": user, "stream": stream}
+        return call("/v1/chat/completions", key, user, body)
 
     def responses(key: str, user: str, stream: bool) -> Callable[[], None]:
         body = {"model": "demo/slow", "input": MESSAGES[0]["content"], "stream": stream}
