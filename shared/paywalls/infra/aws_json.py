@@ -19,10 +19,12 @@ store maps them the same way whichever transport answered."""
 from __future__ import annotations
 
 import asyncio
+import functools
 import hashlib
 import hmac
 import json
 import random
+import ssl
 import time
 import weakref
 from collections.abc import Callable
@@ -166,6 +168,13 @@ class Signer:
 # ---- the transport ------------------------------------------------------------------------------
 
 
+@functools.cache
+def _tls_context() -> ssl.SSLContext:
+    """One TLS context (the CA bundle loaded once) for every pool of the process. The chat path uses
+    only the awaited pool: the blocking one, and its context, are not made until something blocks."""
+    return httpx.create_ssl_context()
+
+
 def _backoff_s(attempt: int) -> float:
     return random.uniform(0, min(MAX_DELAY_S, BASE_DELAY_S * (2**attempt)))
 
@@ -221,7 +230,8 @@ class JsonTransport:
         self, transport: httpx.BaseTransport | None, async_transport: httpx.AsyncBaseTransport | None
     ) -> None:
         """Replace the network layer from the next call on (benchmarks: recorded answers)."""
-        self._transport = transport or httpx.HTTPTransport(retries=0)
+        self._given_transport = transport
+        self._sync_pool: httpx.BaseTransport | None = None  # made on first blocking call
         self._given_async_transport = async_transport
         # A pool of connections belongs to the event loop that opened them: one per loop (a Lambda
         # process has one; tests start several).
@@ -257,7 +267,7 @@ class JsonTransport:
         for attempt in range(MAX_ATTEMPTS):
             request = self._request(operation, params)  # signed again: X-Amz-Date moves on
             try:
-                response = self._transport.handle_request(request)
+                response = self._sync_transport().handle_request(request)
                 try:
                     content = response.read()
                 finally:
@@ -269,13 +279,20 @@ class JsonTransport:
             self._sleep(_backoff_s(attempt))
         raise AssertionError("unreachable")
 
+    def _sync_transport(self) -> httpx.BaseTransport:
+        if self._given_transport is not None:
+            return self._given_transport
+        if self._sync_pool is None:
+            self._sync_pool = httpx.HTTPTransport(retries=0, verify=_tls_context())
+        return self._sync_pool
+
     def _async_transport(self) -> httpx.AsyncBaseTransport:
         if self._given_async_transport is not None:
             return self._given_async_transport
         loop = asyncio.get_running_loop()
         transport = self._async_transports.get(loop)
         if transport is None:
-            transport = self._async_transports[loop] = httpx.AsyncHTTPTransport(retries=0)
+            transport = self._async_transports[loop] = httpx.AsyncHTTPTransport(retries=0, verify=_tls_context())
         return transport
 
     async def acall(self, operation: str, params: dict[str, Any]) -> dict[str, Any]:
