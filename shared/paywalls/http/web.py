@@ -433,15 +433,12 @@ def authenticate(request: Request) -> Caller:
     token = bearer_token(request)
     if not token:
         raise ApiError(401, "missing API key: send Authorization: Bearer sk-paywalls-...", code="invalid_api_key")
-    now = time.monotonic()
-    cached = _key_cache.get(token)
-    if cached and cached[0] > now:
-        caller = cached[1]
-    else:
+    hit, caller = _cached_caller(token)
+    if not hit:
         caller = _load_caller(token)
         if len(_key_cache) > 10_000:
             _key_cache.clear()
-        _key_cache[token] = (now + _KEY_CACHE_TTL_S, caller)
+        _key_cache[token] = (time.monotonic() + _KEY_CACHE_TTL_S, caller)
     if caller is None:
         raise ApiError(401, "invalid API key", code="invalid_api_key")
     return caller
@@ -451,10 +448,19 @@ async def authenticate_on_loop(request: Request) -> Caller:
     """`authenticate` for the event loop: a key cached by this instance answers at once; only a miss
     (a read of the key and its paywall) goes to a worker thread."""
     token = bearer_token(request)
-    cached = _key_cache.get(token) if token else None
-    if cached and cached[0] > time.monotonic() and cached[1] is not None:
-        return cached[1]
+    hit, caller = _cached_caller(token) if token else (False, None)
+    if hit and caller is not None:
+        return caller
     return await anyio.to_thread.run_sync(authenticate, request)
+
+
+def _cached_caller(token: str) -> tuple[bool, Caller | None]:
+    """(whether this instance's cache still answers for `token`, the caller it holds: None for a key
+    found invalid)."""
+    cached = _key_cache.get(token)
+    if cached and cached[0] > time.monotonic():
+        return True, cached[1]
+    return False, None
 
 
 def _load_caller(token: str) -> Caller | None:
