@@ -47,6 +47,7 @@ log = logging.getLogger("paywalls.event_sources")
 
 QUEUE_TYPE = "AWS::SQS::Queue"
 REGION = "us-east-1"
+IN_FLIGHT_MARGIN_S = 1.0  # past a left message's visibility timeout, before the runner stops expecting it
 # Queue attributes a template may set that CreateQueue takes as strings.
 _QUEUE_ATTRIBUTES = (
     "DelaySeconds",
@@ -201,6 +202,10 @@ class EventSources:
         self.sources: list[Source] = []
         self._timeouts: dict[str, tuple[int, int]] = {}
         self._stream_arns: dict[str, str] = {}
+        # Messages a handler left in flight (crashed, or listed as failed): queue URL -> message id ->
+        # when it is visible again (monotonic). SQS's counts are "approximate" (moto's too, at times
+        # 0 for a message in flight): what the runner itself left keeps drain() polling until then.
+        self._in_flight: dict[str, dict[str, float]] = {}
         globals_ = ((self.template.get("Globals") or {}).get("Function")) or {}
         for logical_id, resource in functions(self.template).items():
             if only is not None and logical_id not in only:
@@ -451,8 +456,10 @@ class EventSources:
             MessageAttributeNames=["All"],
             WaitTimeSeconds=0,
         ).get("Messages", [])
+        in_flight = self._in_flight.setdefault(url, {})
         batch, skipped = [], []
         for message in messages:
+            in_flight.pop(message["MessageId"], None)
             record = _sqs_record(message, arn)
             (batch if passes(source.filters, _filterable_sqs(record)) else skipped).append(record)
         done = list(skipped)
@@ -477,9 +484,16 @@ class EventSources:
                 "ApproximateNumberOfMessages",
                 "ApproximateNumberOfMessagesNotVisible",
                 "ApproximateNumberOfMessagesDelayed",
+                "VisibilityTimeout",
             ],
         )["Attributes"]
-        pending = any(int(v) for v in attributes.values())
+        visible_again = time.monotonic() + int(attributes.pop("VisibilityTimeout", "30")) + IN_FLIGHT_MARGIN_S
+        kept = {r["messageId"] for r in done}
+        in_flight.update({r["messageId"]: visible_again for r in batch if r["messageId"] not in kept})
+        now = time.monotonic()
+        for message_id in [m for m, at in in_flight.items() if at <= now]:
+            del in_flight[message_id]  # visible again by now: the counts (or the next receive) show it
+        pending = any(int(v) for v in attributes.values()) or bool(in_flight)
         return len(batch), pending
 
     def _context(self, function: str) -> LambdaContext:
